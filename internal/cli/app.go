@@ -1,0 +1,111 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+
+	"github.com/entra-revoke/entra-revoke/internal/graph"
+	"github.com/entra-revoke/entra-revoke/internal/queue"
+	"github.com/entra-revoke/entra-revoke/internal/revoke"
+	"github.com/entra-revoke/entra-revoke/internal/settings"
+	"github.com/entra-revoke/entra-revoke/internal/telemetry"
+)
+
+// config is every setting parsed and validated, including those whose formats belong to the
+// telemetry and queue packages.
+type config struct {
+	settings.Settings
+	Telemetry telemetry.ConnectionString
+	Queue     queue.Config
+	Storage   bool
+}
+
+// loadConfig parses all settings and reports every problem at once as a usage error on one line.
+func loadConfig(getenv func(string) string) (config, error) {
+	s, err := settings.Load(getenv)
+	errs := []error{err}
+	conn, err := telemetry.ParseConnectionString(s.AppInsightsConnectionString)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("APPLICATIONINSIGHTS_CONNECTION_STRING: %w", err))
+	}
+	var q queue.Config
+	var storage bool
+	if s.RevokeQueue != "" {
+		q, storage, err = queue.FromEnv(getenv, s.RevokeQueue)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("AzureWebJobsStorage: %w", err))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return config{}, usagef("invalid settings: %s", strings.ReplaceAll(err.Error(), "\n", "; "))
+	}
+	return config{Settings: s, Telemetry: conn, Queue: q, Storage: storage}, nil
+}
+
+// app is the engine with its adapters, shared by `serve` and `revoke`.
+type app struct {
+	cfg       config
+	logger    *slog.Logger
+	telemetry *telemetry.Telemetry
+	graph     *graph.Client
+	queue     *queue.Client // nil without storage
+	engine    *revoke.Engine
+}
+
+// newApp wires the engine. stdout receives the JSON outcome lines; cred signs in to Graph (and to
+// Storage and Application Insights when they use Entra ID).
+func newApp(cfg config, cred azcore.TokenCredential, stdout io.Writer, logger *slog.Logger, withDeferral bool) (*app, error) {
+	role := cfg.SiteName
+	if role == "" {
+		role = telemetry.DefaultRole
+	}
+	instance := cfg.InstanceName
+	if instance == "" {
+		instance, _ = os.Hostname()
+	}
+	tel, err := telemetry.New(telemetry.Config{
+		Connection: cfg.Telemetry, Role: role, RoleInstance: instance, Credential: cred,
+		RedactUPN: cfg.TelemetryRedactUPN, Stdout: stdout, Logger: logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("telemetry: %w", err)
+	}
+	gc, err := graph.New(graph.Config{
+		BaseURL: cfg.GraphBaseURL.String(), Credential: cred, Concurrency: cfg.GraphConcurrency, Logger: logger,
+		OnCall: func(ctx context.Context, c graph.Call) { tel.Dependency(ctx, telemetry.Dependency(c)) },
+	})
+	if err != nil {
+		return nil, fmt.Errorf("graph: %w", err)
+	}
+	a := &app{cfg: cfg, logger: logger, telemetry: tel, graph: gc}
+
+	var deferrer revoke.Deferrer
+	if cfg.Storage && withDeferral {
+		qcfg := cfg.Queue
+		qcfg.Credential = cred
+		a.queue, err = queue.New(qcfg)
+		if err != nil {
+			return nil, fmt.Errorf("queue: %w", err)
+		}
+		if cfg.Keys.Len() > 0 {
+			deferrer = &queue.Deferrer{Client: a.queue, Keys: cfg.Keys, Now: time.Now}
+		} else {
+			logger.Warn("deferral disabled: WEBHOOK_SECRETS is needed to sign queued requests")
+		}
+	}
+	a.engine = revoke.New(revoke.Config{
+		Revoker: gc, Users: gc, Deferrer: deferrer, Sink: tel, Logger: logger,
+		ProtectedUsers: cfg.ProtectedUsers, AllowedDomains: cfg.AllowedDomains,
+		DryRun: cfg.DryRun, Verify: cfg.VerifyRevocation,
+		Concurrency: cfg.GraphConcurrency, RatePerMinute: cfg.MaxRevocationsPerMinute,
+	})
+	return a, nil
+}

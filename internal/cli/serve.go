@@ -1,0 +1,106 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/entra-revoke/entra-revoke/internal/entraauth"
+	"github.com/entra-revoke/entra-revoke/internal/graph"
+	"github.com/entra-revoke/entra-revoke/internal/idempotency"
+	"github.com/entra-revoke/entra-revoke/internal/request"
+	"github.com/entra-revoke/entra-revoke/internal/server"
+)
+
+// shutdownBudget is how long in-flight work and the telemetry flush get after SIGTERM (SPEC §1);
+// the Functions host kills the process soon after.
+const shutdownBudget = 10 * time.Second
+
+// serve runs the custom handler until ctx is cancelled (SIGTERM/SIGINT).
+func serve(ctx context.Context, env Env, args []string) error {
+	fs := newFlags(env, "serve", "serve")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usagef("serve takes no arguments")
+	}
+	cfg, err := loadConfig(env.Getenv)
+	if err != nil {
+		return err
+	}
+	logger := slog.New(slog.NewJSONHandler(env.Stdout, nil))
+
+	cred, err := graph.ManagedIdentity(cfg.AzureClientID)
+	if err != nil {
+		return err
+	}
+	a, err := newApp(cfg, cred, env.Stdout, logger, true)
+	if err != nil {
+		return err
+	}
+
+	// Background work outlives request contexts but not the process.
+	bg, stopBG := context.WithCancel(context.Background())
+	defer stopBG()
+
+	deps := server.Deps{
+		Logger: logger, Engine: a.engine, Validator: request.NewValidator(),
+		Idempotency: idempotency.New(cfg.IdempotencyTTL, nil), Audit: a.telemetry,
+		Keys: cfg.Keys, Tolerance: cfg.WebhookTolerance,
+		Storage: a.queue != nil, AllowUnsigned: cfg.QueueAllowUnsigned,
+		QueueMaxAge: cfg.QueueSignatureMaxAge, MaxDequeueCount: cfg.MaxDequeueCount,
+		Version: readBuildInfo(env).Version,
+	}
+	if a.queue != nil {
+		deps.Poison = a.queue
+		go func() {
+			// The host creates the trigger's queue, but not before the first deferral may need it.
+			qctx, cancel := context.WithTimeout(bg, 30*time.Second)
+			defer cancel()
+			if err := a.queue.EnsureQueues(qctx); err != nil {
+				logger.Warn("could not create the request queues", "queue", a.queue.Name(), "error", err)
+			}
+		}()
+	}
+	if cfg.EntraEnabled() {
+		v, err := entraauth.New(bg, entraauth.Config{
+			TenantID: cfg.EntraTenantID, Audiences: cfg.EntraAudiences, RequiredRole: cfg.EntraRequiredRole,
+			AllowedClients: cfg.EntraAllowedClients, OpenIDConfigURL: cfg.EntraOpenIDConfigURL, Logger: logger,
+		})
+		if err != nil {
+			return usagef("entra: %v", err)
+		}
+		defer v.Close()
+		deps.Tokens = v
+	}
+
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return err
+	}
+	srv := server.NewHTTPServer(server.NewServer(deps), logger)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	logger.Info("listening", "addr", ln.Addr().String(), "settings", cfg.Settings)
+
+	select {
+	case err := <-served:
+		return err
+	case <-ctx.Done():
+	}
+	logger.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownBudget)
+	defer cancel()
+	shutErr := srv.Shutdown(sctx)
+	if err := a.telemetry.Close(sctx); err != nil {
+		logger.Warn("telemetry flush incomplete", "error", err)
+	}
+	if shutErr != nil && !errors.Is(shutErr, http.ErrServerClosed) {
+		return shutErr
+	}
+	return nil
+}

@@ -1,0 +1,532 @@
+package revoke
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/entra-revoke/entra-revoke/internal/request"
+)
+
+// verifySkew is how much earlier than our own start a read-back signInSessionsValidFromDateTime
+// may be and still prove the revocation: Graph and our clock are not synchronised.
+const verifySkew = 5 * time.Minute
+
+// DeferMode says when users go to the queue instead of Graph.
+type DeferMode int
+
+// Defer modes.
+const (
+	DeferNever     DeferMode = iota // the queue trigger itself, the CLI, or no storage
+	DeferOnFailure                  // queue users whose outcome would be throttled or failed
+	DeferAll                        // "Prefer: respond-async": queue every user that passes the guard rails
+)
+
+// Config wires the engine to its collaborators and the tenant's guard rails.
+type Config struct {
+	Revoker  Revoker
+	Users    UserReader
+	Deferrer Deferrer // nil when no storage is configured
+	Sink     OutcomeSink
+	Logger   *slog.Logger
+
+	ProtectedUsers []string // UPNs and/or object IDs never revoked
+	AllowedDomains []string // when set, only UPNs in these domains
+	DryRun         bool     // DRY_RUN: every request is a dry run
+	Verify         bool     // VERIFY_REVOCATION
+
+	Concurrency   int // Graph calls in flight per instance
+	RatePerMinute int // revocations per minute per instance; 0 = unlimited
+	Now           func() time.Time
+}
+
+// Engine runs revocation jobs. One Engine serves every request of a process, so its concurrency
+// limit and rate guard are per instance.
+type Engine struct {
+	cfg        Config
+	sem        chan struct{}
+	guard      *rateGuard
+	protUPN    map[string]bool
+	protID     map[string]bool
+	domains    map[string]bool
+	needLookup func(user string) bool
+}
+
+// New returns an engine for cfg.
+func New(cfg Config) *Engine {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Concurrency < 1 {
+		cfg.Concurrency = 1
+	}
+	e := &Engine{
+		cfg:     cfg,
+		sem:     make(chan struct{}, cfg.Concurrency),
+		guard:   newRateGuard(cfg.RatePerMinute, cfg.Now),
+		protUPN: map[string]bool{},
+		protID:  map[string]bool{},
+		domains: map[string]bool{},
+	}
+	for _, p := range cfg.ProtectedUsers {
+		if request.IsObjectID(p) {
+			e.protID[strings.ToLower(p)] = true
+		} else {
+			e.protUPN[strings.ToLower(p)] = true
+		}
+	}
+	for _, d := range cfg.AllowedDomains {
+		e.domains[strings.ToLower(strings.TrimPrefix(d, "@"))] = true
+	}
+	return e
+}
+
+// Job is one request: its users and what to do with them.
+type Job struct {
+	Meta
+	Users       []string
+	Ticket      string
+	Reason      string
+	RequestedBy string
+	DryRun      bool
+	Defer       DeferMode
+	// Final marks the last chance: throttled and failed outcomes are recorded as final rather than
+	// left for a retry (HTTP requests, and a queue message's last delivery).
+	Final bool
+	// LastDelivery marks a queue message's last delivery: a refusal by the rate guard is then
+	// recorded as a final throttled outcome instead of failing the job.
+	LastDelivery bool
+	// Prior holds outcomes of an earlier delivery of the same message, by input index; users with
+	// a prior outcome are not processed again.
+	Prior []UserResult
+}
+
+// ErrorInfo is Graph's (or our) error code and message for one user.
+type ErrorInfo struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// UserResult is the outcome for one user, as returned to the caller.
+type UserResult struct {
+	UPN               string     `json:"upn"`
+	Status            Status     `json:"status"`
+	UserID            string     `json:"userId,omitempty"`
+	RevokedAt         string     `json:"revokedAt,omitempty"`
+	Verified          *bool      `json:"verified,omitempty"`
+	SessionsValidFrom string     `json:"sessionsValidFrom,omitempty"`
+	GraphRequestID    string     `json:"graphRequestId,omitempty"`
+	Warning           string     `json:"warning,omitempty"`
+	Error             *ErrorInfo `json:"error,omitempty"`
+
+	RetryAfter    time.Duration `json:"-"` // for throttled
+	Guard         string        `json:"-"` // the guard-rail decision, for audit
+	GraphDuration time.Duration `json:"-"` // time spent in Graph calls
+	Attempts      int           `json:"-"` // Graph HTTP attempts
+}
+
+// Result is the outcome of a job.
+type Result struct {
+	ID      string       `json:"id"`
+	Status  Status       `json:"status"`
+	DryRun  bool         `json:"dryRun"`
+	Results []UserResult `json:"results"`
+}
+
+// RetryAfter returns the longest Retry-After among throttled users.
+func (r Result) RetryAfter() time.Duration {
+	var d time.Duration
+	for _, u := range r.Results {
+		d = max(d, u.RetryAfter)
+	}
+	return d
+}
+
+// Retryable reports whether some user's outcome may change on a later attempt.
+func (r Result) Retryable() bool {
+	for _, u := range r.Results {
+		if u.Status.Retryable() {
+			return true
+		}
+	}
+	return false
+}
+
+// RateLimitedError is returned when the per-instance revocation rate guard refuses a job.
+type RateLimitedError struct{ RetryAfter time.Duration }
+
+func (e *RateLimitedError) Error() string {
+	return fmt.Sprintf("revocation rate limit reached, retry after %s", e.RetryAfter)
+}
+
+// ErrNoUsers is returned for a job without users; request validation prevents it.
+var ErrNoUsers = errors.New("no users in job")
+
+// Run processes a job. Users are processed concurrently within the instance's Graph concurrency
+// and results keep the input order. The only errors are *RateLimitedError (nothing was done) and
+// ErrNoUsers.
+func (e *Engine) Run(ctx context.Context, job Job) (Result, error) {
+	if len(job.Users) == 0 {
+		return Result{}, ErrNoUsers
+	}
+	job.DryRun = job.DryRun || e.cfg.DryRun
+	if job.Defer != DeferNever && e.cfg.Deferrer == nil {
+		job.Defer = DeferNever
+	}
+	res := Result{ID: job.RequestID, DryRun: job.DryRun, Results: make([]UserResult, len(job.Users))}
+
+	todo := 0
+	for i := range job.Users {
+		if !e.hasPrior(job, i) {
+			todo++
+		}
+	}
+	var reserved int
+	if !job.DryRun && job.Defer != DeferAll && todo > 0 {
+		if wait, ok := e.guard.reserve(todo); !ok {
+			if !job.LastDelivery {
+				return Result{}, &RateLimitedError{RetryAfter: wait}
+			}
+			return e.finishRateLimited(ctx, job, res, wait), nil
+		}
+		reserved = todo
+	}
+
+	started := make([]time.Time, len(job.Users))
+	var wg sync.WaitGroup
+	usedCount := make([]bool, len(job.Users))
+	for i, user := range job.Users {
+		if e.hasPrior(job, i) {
+			res.Results[i] = job.Prior[i]
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			started[i] = e.cfg.Now()
+			r, calledRevoke := e.process(ctx, job, user)
+			usedCount[i] = calledRevoke
+			res.Results[i] = r
+		}()
+	}
+	wg.Wait()
+
+	if refund := reserved - countTrue(usedCount); refund > 0 {
+		e.guard.refund(refund)
+	}
+
+	e.deferUsers(ctx, job, &res)
+	res.Status = overall(res.Results)
+
+	for i := range res.Results {
+		if e.hasPrior(job, i) {
+			continue
+		}
+		r := res.Results[i]
+		if r.Status.Retryable() && !job.Final {
+			continue // the queue retries this delivery; the final attempt records it
+		}
+		e.record(ctx, job, r, started[i])
+	}
+	return res, nil
+}
+
+func (e *Engine) hasPrior(job Job, i int) bool {
+	return i < len(job.Prior) && job.Prior[i].Status != ""
+}
+
+func countTrue(bs []bool) int {
+	n := 0
+	for _, b := range bs {
+		if b {
+			n++
+		}
+	}
+	return n
+}
+
+// finishRateLimited records a last delivery refused by the rate guard as throttled.
+func (e *Engine) finishRateLimited(ctx context.Context, job Job, res Result, wait time.Duration) Result {
+	now := e.cfg.Now()
+	for i, u := range job.Users {
+		if e.hasPrior(job, i) {
+			res.Results[i] = job.Prior[i]
+			continue
+		}
+		res.Results[i] = UserResult{UPN: u, Status: StatusThrottled, RetryAfter: wait,
+			Error: &ErrorInfo{Code: "rate_limited", Message: "the per-instance revocation rate limit was reached"}}
+		e.record(ctx, job, res.Results[i], now)
+	}
+	res.Status = overall(res.Results)
+	return res
+}
+
+// process applies the guard rails to one user and, if they pass, revokes (or defers, or dry-runs).
+// calledRevoke reports whether a revocation reached Graph, for the rate guard.
+func (e *Engine) process(ctx context.Context, job Job, user string) (r UserResult, calledRevoke bool) {
+	r = UserResult{UPN: user}
+
+	// Static guard rails first: they need no Graph call, so they also apply to deferred users.
+	if blocked, ok := e.staticGuard(user, &r); ok {
+		return blocked, false
+	}
+	if job.Defer == DeferAll {
+		r.Status = StatusQueued
+		return r, false
+	}
+
+	if err := e.acquire(ctx); err != nil {
+		return failure(r, &GraphError{Status: StatusFailed, Err: err}), false
+	}
+	defer e.release()
+
+	if e.needsLookup(user) {
+		u, err := e.cfg.Users.LookupUser(ctx, user)
+		if err != nil {
+			return e.lookupFailure(r, err), false
+		}
+		r.UserID = u.ID
+		if blocked, ok := e.lookupGuard(u, &r); ok {
+			return blocked, false
+		}
+	}
+	if r.Guard == "" {
+		r.Guard = "passed"
+	}
+
+	if job.DryRun {
+		r.Status = StatusDryRun
+		return r, false
+	}
+
+	begin := e.cfg.Now()
+	gr, err := e.cfg.Revoker.RevokeSignInSessions(ctx, user)
+	if err != nil {
+		r = failure(r, err)
+		return r, true
+	}
+	r.Status = StatusRevoked
+	r.GraphRequestID = gr.RequestID
+	r.GraphDuration += gr.Duration
+	r.Attempts += gr.Attempts
+	r.RevokedAt = e.cfg.Now().UTC().Format(time.RFC3339)
+	if e.cfg.Verify {
+		e.verify(ctx, user, begin, &r)
+	}
+	return r, true
+}
+
+func (e *Engine) acquire(ctx context.Context) error {
+	select {
+	case e.sem <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("waiting for a Graph slot: %w", ctx.Err())
+	}
+}
+
+func (e *Engine) release() { <-e.sem }
+
+// staticGuard applies the guard rails that the requested form alone decides.
+func (e *Engine) staticGuard(user string, r *UserResult) (UserResult, bool) {
+	if request.IsObjectID(user) {
+		if e.protID[strings.ToLower(user)] {
+			r.Status, r.Guard = StatusProtected, "protected:id"
+			r.Error = &ErrorInfo{Code: "protected_user", Message: "this account is on PROTECTED_USERS and is never revoked"}
+			return *r, true
+		}
+		return *r, false
+	}
+	if e.protUPN[strings.ToLower(user)] {
+		r.Status, r.Guard = StatusProtected, "protected:upn"
+		r.Error = &ErrorInfo{Code: "protected_user", Message: "this account is on PROTECTED_USERS and is never revoked"}
+		return *r, true
+	}
+	if len(e.domains) > 0 {
+		if !e.domains[domainOf(user)] {
+			r.Status, r.Guard = StatusOutOfScope, "out_of_scope:domain"
+			r.Error = &ErrorInfo{Code: "out_of_scope", Message: "the user's domain is not in ALLOWED_DOMAINS"}
+			return *r, true
+		}
+		r.Guard = "allowed_domain"
+	}
+	return *r, false
+}
+
+// needsLookup reports whether the user must be read before a guard rail can decide: an object ID
+// checked against protected UPNs or allowed domains, or a UPN checked against protected IDs.
+func (e *Engine) needsLookup(user string) bool {
+	if request.IsObjectID(user) {
+		return len(e.protUPN) > 0 || len(e.domains) > 0
+	}
+	return len(e.protID) > 0
+}
+
+// lookupGuard applies the guard rails to the user as Graph knows it.
+func (e *Engine) lookupGuard(u User, r *UserResult) (UserResult, bool) {
+	if e.protID[strings.ToLower(u.ID)] || e.protUPN[strings.ToLower(u.UPN)] {
+		r.Status, r.Guard = StatusProtected, "protected:lookup"
+		r.Error = &ErrorInfo{Code: "protected_user", Message: "this account is on PROTECTED_USERS and is never revoked"}
+		return *r, true
+	}
+	if len(e.domains) > 0 {
+		if !e.domains[domainOf(u.UPN)] {
+			r.Status, r.Guard = StatusOutOfScope, "out_of_scope:lookup"
+			r.Error = &ErrorInfo{Code: "out_of_scope", Message: "the user's domain is not in ALLOWED_DOMAINS"}
+			return *r, true
+		}
+		r.Guard = "allowed_domain:lookup"
+	} else {
+		r.Guard = "passed:lookup"
+	}
+	return *r, false
+}
+
+// lookupFailure fails closed: a user we could not identify is never revoked.
+func (e *Engine) lookupFailure(r UserResult, err error) UserResult {
+	var ge *GraphError
+	if errors.As(err, &ge) && ge.Status == StatusNotFound {
+		r = failure(r, err)
+		r.Guard = "lookup_not_found"
+		return r
+	}
+	r = failure(r, err)
+	r.Status, r.Guard, r.RetryAfter = StatusDenied, "lookup_failed", 0
+	if r.Error == nil || r.Error.Code == "" {
+		r.Error = &ErrorInfo{Code: "lookup_failed", Message: "the user could not be looked up to apply the guard rails"}
+	}
+	return r
+}
+
+// verify reads the user back; a refused read leaves Verified unset and explains why.
+func (e *Engine) verify(ctx context.Context, user string, begin time.Time, r *UserResult) {
+	u, err := e.cfg.Users.ReadSessions(ctx, user)
+	if err != nil {
+		r.Warning = "revoked, but the result could not be verified (reading the user needs User.Read.All)"
+		var ge *GraphError
+		if errors.As(err, &ge) && ge.Status != StatusDenied {
+			r.Warning = "revoked, but the result could not be verified: " + string(ge.Status)
+		}
+		return
+	}
+	if u.ID != "" {
+		r.UserID = u.ID
+	}
+	ok := !u.SessionsValidFrom.IsZero() && !u.SessionsValidFrom.Before(begin.Add(-verifySkew))
+	r.Verified = &ok
+	if !u.SessionsValidFrom.IsZero() {
+		r.SessionsValidFrom = u.SessionsValidFrom.UTC().Format(time.RFC3339)
+	}
+	if strings.EqualFold(u.UserType, "Guest") {
+		r.Warning = "guest user: sessions in the user's home tenant are not revoked"
+	}
+}
+
+// failure turns a Graph error into the user's outcome.
+func failure(r UserResult, err error) UserResult {
+	var ge *GraphError
+	if !errors.As(err, &ge) {
+		ge = &GraphError{Status: StatusFailed, Err: err}
+	}
+	r.Status = ge.Status
+	if !r.Status.Retryable() && r.Status != StatusNotFound && r.Status != StatusDenied {
+		r.Status = StatusFailed
+	}
+	r.GraphRequestID = ge.RequestID
+	r.RetryAfter = ge.RetryAfter
+	r.GraphDuration += ge.Duration
+	r.Attempts += ge.Attempts
+	switch {
+	case ge.Code != "":
+		r.Error = &ErrorInfo{Code: ge.Code, Message: ge.Message}
+	case errors.Is(err, context.DeadlineExceeded):
+		r.Error = &ErrorInfo{Code: "timeout", Message: "Microsoft Graph did not answer in time"}
+	case ge.HTTPStatus == 0:
+		r.Error = &ErrorInfo{Code: "graph_unavailable", Message: "Microsoft Graph could not be reached or no token could be obtained"}
+	default:
+		r.Error = &ErrorInfo{Code: fmt.Sprintf("http_%d", ge.HTTPStatus), Message: "Microsoft Graph answered with an error"}
+	}
+	return r
+}
+
+// deferUsers hands retryable (or, with DeferAll, queued) users to the queue as one message. If the
+// queue is unavailable they are reported failed: never a silent drop.
+func (e *Engine) deferUsers(ctx context.Context, job Job, res *Result) {
+	if job.Defer == DeferNever {
+		return
+	}
+	var idx []int
+	for i, r := range res.Results {
+		if e.hasPrior(job, i) {
+			continue
+		}
+		if r.Status == StatusQueued || (job.Defer == DeferOnFailure && r.Status.Retryable()) {
+			idx = append(idx, i)
+		}
+	}
+	if len(idx) == 0 {
+		return
+	}
+	d := Deferral{Meta: job.Meta, Ticket: job.Ticket, Reason: job.Reason, RequestedBy: job.RequestedBy, DryRun: job.DryRun}
+	for _, i := range idx {
+		d.Users = append(d.Users, job.Users[i])
+	}
+	err := e.cfg.Deferrer.Defer(ctx, d)
+	for _, i := range idx {
+		r := &res.Results[i]
+		if err != nil {
+			r.Status, r.RetryAfter = StatusFailed, 0
+			r.Error = &ErrorInfo{Code: "queue_unavailable", Message: "the request could not be queued; retry later"}
+			continue
+		}
+		r.Status, r.RetryAfter = StatusQueued, 0
+	}
+	if err != nil {
+		e.cfg.Logger.Error("deferral failed", "request_id", job.RequestID, "users", len(idx), "error", err)
+	}
+}
+
+func (e *Engine) record(ctx context.Context, job Job, r UserResult, started time.Time) {
+	if e.cfg.Sink == nil {
+		return
+	}
+	o := Outcome{
+		Meta: job.Meta, Status: r.Status, UPN: r.UPN, UserID: r.UserID,
+		Ticket: job.Ticket, Reason: job.Reason, RequestedBy: job.RequestedBy, DryRun: job.DryRun,
+		GraphRequestID: r.GraphRequestID, Verified: r.Verified, Guard: r.Guard, Warning: r.Warning,
+		Duration: e.cfg.Now().Sub(started), GraphDuration: r.GraphDuration, Attempts: r.Attempts,
+	}
+	if r.Error != nil {
+		o.ErrorCode, o.ErrorMessage = r.Error.Code, r.Error.Message
+	}
+	if r.SessionsValidFrom != "" {
+		o.SessionsValidFrom, _ = time.Parse(time.RFC3339, r.SessionsValidFrom)
+	}
+	e.cfg.Sink.Outcome(ctx, o)
+}
+
+// overall is the top-level status: the users' shared status, else partial.
+func overall(rs []UserResult) Status {
+	if len(rs) == 0 {
+		return StatusPartial
+	}
+	s := rs[0].Status
+	for _, r := range rs[1:] {
+		if r.Status != s {
+			return StatusPartial
+		}
+	}
+	return s
+}
+
+func domainOf(upn string) string {
+	_, d, _ := strings.Cut(upn, "@")
+	return strings.ToLower(d)
+}

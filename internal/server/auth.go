@@ -1,0 +1,144 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/entra-revoke/entra-revoke/internal/entraauth"
+	"github.com/entra-revoke/entra-revoke/internal/request"
+	"github.com/entra-revoke/entra-revoke/internal/revoke"
+	"github.com/entra-revoke/entra-revoke/internal/telemetry"
+	"github.com/entra-revoke/entra-revoke/internal/webhook"
+)
+
+// caller is an authenticated caller and the raw body it signed or sent.
+type caller struct {
+	Name     string // "webhook:<key index>" or "entra:<client id>", for audit
+	Scope    string // idempotency namespace: ids are unique per caller, not across callers
+	SignedID string // webhook-id when the signature verified
+	Body     []byte
+}
+
+type callerKey struct{}
+
+func callerFrom(ctx context.Context) caller {
+	c, _ := ctx.Value(callerKey{}).(caller)
+	return c
+}
+
+// requireCaller reads the body (bounded) and authenticates the caller by Standard Webhooks
+// signature or Entra ID bearer token before anything else looks at the request. It fails closed:
+// no configured method, no entry.
+func requireCaller(d Deps) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, request.MaxBodyBytes))
+			if err != nil {
+				var tooLarge *http.MaxBytesError
+				if errors.As(err, &tooLarge) {
+					writeError(w, http.StatusRequestEntityTooLarge, codePayloadTooLarge, "body exceeds "+strconv.Itoa(request.MaxBodyBytes)+" bytes")
+					return
+				}
+				writeError(w, http.StatusBadRequest, codeInvalidRequest, "body could not be read")
+				return
+			}
+
+			c, reason, forbidden := authenticate(r, d, body)
+			if reason != "" {
+				d.Audit.Rejected(r.Context(), telemetry.Rejection{
+					Reason: reason, Trigger: revoke.TriggerHTTP, RequestID: requestIDHint(r), ClientIP: clientIP(r),
+				})
+				d.Logger.Warn("caller rejected", "reason", reason, "trigger", "http")
+				if forbidden {
+					writeError(w, http.StatusForbidden, codeForbiddenCaller, "the caller is not allowed to revoke sessions")
+					return
+				}
+				if d.Tokens != nil {
+					// RFC 6750: tell token callers how to authenticate, on every 401.
+					w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+				}
+				writeError(w, http.StatusUnauthorized, codeUnauthorized, "missing or invalid signature or token")
+				return
+			}
+			c.Body = body
+			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, c)))
+		})
+	}
+}
+
+// authenticate returns the caller, or the WebhookRejected reason and whether it is a 403.
+// A bearer token is used when Entra ID tokens are accepted and one is present; otherwise the
+// Standard Webhooks signature decides.
+func authenticate(r *http.Request, d Deps, body []byte) (c caller, reason string, forbidden bool) {
+	if token, ok := entraauth.BearerToken(r.Header.Get("Authorization")); ok && d.Tokens != nil {
+		who, err := d.Tokens.Validate(r.Context(), token)
+		if err != nil {
+			var ae *entraauth.Error
+			if errors.As(err, &ae) {
+				return caller{}, ae.Reason, ae.Forbidden()
+			}
+			return caller{}, "bad_token", false
+		}
+		return caller{Name: who.String(), Scope: who.String()}, "", false
+	}
+	if d.Keys.Len() == 0 {
+		return caller{}, "missing_token", false
+	}
+	signed, err := d.Keys.Verify(r.Header, body, d.Now(), d.Tolerance, d.Tolerance)
+	if err != nil {
+		return caller{}, err.Error(), false
+	}
+	// Every secret belongs to the same caller population, so ids share one namespace: a request
+	// re-signed with a rotated secret still replays.
+	return caller{Name: "webhook:" + strconv.Itoa(signed.KeyIndex), Scope: "webhook", SignedID: signed.ID}, "", false
+}
+
+// requestIDHint is the caller's claimed id, for correlating a rejection; it is not trusted.
+func requestIDHint(r *http.Request) string {
+	id := r.Header.Get(webhook.HeaderID)
+	if id == "" {
+		id = r.Header.Get("Idempotency-Key")
+	}
+	if !validID(id) {
+		return ""
+	}
+	return id
+}
+
+// clientIP prefers the first X-Forwarded-For address the Functions front end adds.
+func clientIP(r *http.Request) string {
+	if xff := r.Header.Get("X-Forwarded-For"); xff != "" {
+		first, _, _ := strings.Cut(xff, ",")
+		first = strings.TrimSpace(first)
+		if host, _, err := net.SplitHostPort(first); err == nil {
+			first = host
+		}
+		if net.ParseIP(first) != nil {
+			return first
+		}
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return ""
+	}
+	return host
+}
+
+// validID accepts request ids of printable ASCII up to 256 characters: they are echoed in
+// responses and logs.
+func validID(id string) bool {
+	if id == "" || len(id) > 256 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if id[i] < 0x21 || id[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,28 @@
+// Command handler is the entra-revoke Azure Functions custom handler and its operator CLI.
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/entra-revoke/entra-revoke/internal/cli"
+)
+
+// Set by the linker (make build): -X main.version=… -X main.commit=…
+var (
+	version = ""
+	commit  = ""
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := cli.Run(ctx, cli.Env{
+		Args: os.Args[1:], Getenv: os.Getenv,
+		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
+		Version: version, Commit: commit,
+	})
+	stop()
+	os.Exit(code)
+}
