@@ -80,7 +80,11 @@ func (val *Validator) Decode(body []byte) (Body, error) {
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return Body{}, &Error{Message: "unexpected data after the JSON object"}
 	}
-	return b, val.Validate(b)
+	if err := val.Validate(b); err != nil {
+		// Fail closed: a caller that forgets to check err must not get users to act on.
+		return Body{}, err
+	}
+	return b, nil
 }
 
 // Validate applies the field rules of SPEC §3 to an already decoded body.
@@ -158,13 +162,26 @@ func jsonError(err error) error {
 		return &Error{Message: "body is not valid JSON"}
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		// encoding/json has no typed error for unknown fields; the name is quoted by json itself.
-		name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
-		if len(name) > 64 || !utf8.ValidString(name) {
-			name = name[:min(len(name), 64)]
-		}
-		return &Error{Message: "invalid request", Details: []Detail{{Field: strings.ToValidUTF8(name, ""), Message: "is not a known field"}}}
+		return unknownField(strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`))
 	}
 	return &Error{Message: "body is not valid JSON"}
+}
+
+// unknownField reports a field that Body does not have, its name cut to 64 bytes of valid UTF-8.
+func unknownField(name string) error {
+	name = strings.ToValidUTF8(name[:min(len(name), 64)], "")
+	return &Error{Message: "invalid request", Details: []Detail{{Field: name, Message: "is not a known field"}}}
+}
+
+// knownField reports whether key is exactly the JSON name of a field of Body.
+func knownField(key string) bool {
+	t := reflect.TypeFor[Body]()
+	for i := range t.NumField() {
+		if name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ","); name == key {
+			return true
+		}
+	}
+	return false
 }
 
 func typeName(t reflect.Type) string {
@@ -197,6 +214,10 @@ func checkDuplicateKeys(body []byte) error {
 			return &Error{Message: "body is not valid JSON"}
 		}
 		key, _ := tok.(string)
+		if !knownField(key) {
+			// encoding/json matches names case-insensitively: "UPN" would fill, and could shadow, "upn".
+			return unknownField(key)
+		}
 		if seen[key] {
 			return &Error{Message: "invalid request", Details: []Detail{{Field: key, Message: "appears more than once"}}}
 		}

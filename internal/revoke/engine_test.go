@@ -97,8 +97,8 @@ func (d *fakeDeferrer) Defer(_ context.Context, def revoke.Deferral) error {
 var directory = map[string]revoke.User{
 	"alice@contoso.com": {ID: "11111111-1111-1111-1111-111111111111", UPN: "alice@contoso.com", UserType: "Member"},
 	"jane_fabrikam.com#EXT#@contoso.onmicrosoft.com": {ID: "22222222-2222-2222-2222-222222222222", UPN: "jane_fabrikam.com#EXT#@contoso.onmicrosoft.com", UserType: "Guest"},
-	"breakglass@contoso.com": {ID: "33333333-3333-3333-3333-333333333333", UPN: "breakglass@contoso.com", UserType: "Member"},
-	"bob@fabrikam.com":       {ID: "44444444-4444-4444-4444-444444444444", UPN: "bob@fabrikam.com", UserType: "Member"},
+	"breakglass@contoso.com":                         {ID: "33333333-3333-3333-3333-333333333333", UPN: "breakglass@contoso.com", UserType: "Member"},
+	"bob@fabrikam.com":                               {ID: "44444444-4444-4444-4444-444444444444", UPN: "bob@fabrikam.com", UserType: "Member"},
 }
 
 func lookupDirectory(_ context.Context, user string) (revoke.User, error) {

@@ -211,4 +211,3 @@ func (p *deliveries) put(key string, results []revoke.UserResult, done bool, now
 	}
 	p.m[key] = delivery{results: results, done: done, expires: now.Add(deliveryTTL)}
 }
-

@@ -52,8 +52,8 @@ type Deps struct {
 	Tolerance time.Duration  // WEBHOOK_TOLERANCE
 	Tokens    TokenValidator // nil unless Entra ID tokens are accepted
 
-	Storage         bool     // AzureWebJobsStorage configured: deferral is possible
-	Poison          Poisoner // nil without storage
+	Storage         bool          // AzureWebJobsStorage configured: deferral is possible
+	Poison          Poisoner      // nil without storage
 	AllowUnsigned   bool          // QUEUE_ALLOW_UNSIGNED
 	QueueMaxAge     time.Duration // QUEUE_SIGNATURE_MAX_AGE
 	MaxDequeueCount int
