@@ -75,6 +75,9 @@ func newApp(cfg config, cred azcore.TokenCredential, stdout io.Writer, logger *s
 		Connection: cfg.Telemetry, Role: role, RoleInstance: instance, Credential: cred,
 		RedactUPN: cfg.TelemetryRedactUPN, Stdout: stdout, Logger: logger,
 	})
+	if errors.Is(err, telemetry.ErrNoSalt) || errors.Is(err, telemetry.ErrNoCredential) {
+		return nil, usagef("invalid settings: TELEMETRY_REDACT_UPN: %v", err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("telemetry: %w", err)
 	}

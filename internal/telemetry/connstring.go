@@ -1,0 +1,149 @@
+package telemetry
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+)
+
+// DefaultIngestionEndpoint is where envelopes go when the connection string names no endpoint.
+const DefaultIngestionEndpoint = "https://dc.services.visualstudio.com"
+
+// ErrConnectionString marks a malformed APPLICATIONINSIGHTS_CONNECTION_STRING. The error text names
+// the offending key but never repeats the value.
+var ErrConnectionString = errors.New("invalid connection string")
+
+// ConnectionString is the parsed APPLICATIONINSIGHTS_CONNECTION_STRING. The zero value means
+// telemetry to Application Insights is off.
+type ConnectionString struct {
+	InstrumentationKey string // a GUID, as written
+	IngestionEndpoint  string // scheme://host[/path] without a trailing slash
+	AAD                bool   // Authorization=AAD: every batch carries a managed-identity token
+}
+
+// Enabled reports whether the connection string names an Application Insights resource.
+func (c ConnectionString) Enabled() bool { return c.InstrumentationKey != "" }
+
+// ParseConnectionString parses an Application Insights connection string:
+// "InstrumentationKey=…;IngestionEndpoint=…;Authorization=AAD". Keys are case-insensitive and
+// unknown keys (LiveEndpoint, ApplicationId, …) are ignored. Without IngestionEndpoint the endpoint
+// is built from EndpointSuffix (and Location) as the official SDKs do, else
+// DefaultIngestionEndpoint. An empty string gives the zero value and no error (telemetry off).
+func ParseConnectionString(s string) (ConnectionString, error) {
+	if strings.TrimSpace(s) == "" {
+		return ConnectionString{}, nil
+	}
+	fields := map[string]string{}
+	for _, part := range strings.Split(s, ";") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue // "a=b;" is what the portal's copy button sometimes gives
+		}
+		k, v, ok := strings.Cut(part, "=")
+		k, v = strings.ToLower(strings.TrimSpace(k)), strings.TrimSpace(v)
+		if !ok || k == "" {
+			return ConnectionString{}, fmt.Errorf("%w: a segment is not key=value", ErrConnectionString)
+		}
+		if _, dup := fields[k]; dup {
+			// Two different values for one key are ambiguous: refuse rather than guess.
+			return ConnectionString{}, fmt.Errorf("%w: %s appears twice", ErrConnectionString, k)
+		}
+		fields[k] = v
+	}
+
+	var c ConnectionString
+	c.InstrumentationKey = fields["instrumentationkey"]
+	if c.InstrumentationKey == "" {
+		return ConnectionString{}, fmt.Errorf("%w: InstrumentationKey is missing", ErrConnectionString)
+	}
+	// The key goes into every envelope name; a GUID check keeps anything else out of the wire format.
+	if !isGUID(c.InstrumentationKey) {
+		return ConnectionString{}, fmt.Errorf("%w: InstrumentationKey is not a GUID", ErrConnectionString)
+	}
+
+	switch auth := fields["authorization"]; {
+	case auth == "":
+	case strings.EqualFold(auth, "aad"):
+		c.AAD = true
+	default:
+		// Fail closed: an unknown scheme must not silently become unauthenticated ingestion.
+		return ConnectionString{}, fmt.Errorf("%w: Authorization must be AAD", ErrConnectionString)
+	}
+
+	endpoint := fields["ingestionendpoint"]
+	if endpoint == "" {
+		endpoint = DefaultIngestionEndpoint
+		if suffix := strings.Trim(fields["endpointsuffix"], "./"); suffix != "" {
+			endpoint = "https://dc." + suffix
+			if loc := strings.Trim(fields["location"], "./"); loc != "" {
+				endpoint = "https://" + loc + ".dc." + suffix
+			}
+		}
+	}
+	norm, err := normalizeEndpoint(endpoint)
+	if err != nil {
+		return ConnectionString{}, fmt.Errorf("%w: IngestionEndpoint %v", ErrConnectionString, err)
+	}
+	c.IngestionEndpoint = norm
+	return c, nil
+}
+
+// normalizeEndpoint accepts an absolute https URL, or http to a loopback host (local fakes and
+// tests): outcomes and bearer tokens must not cross a network in clear text.
+func normalizeEndpoint(s string) (string, error) {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "", errors.New("is not a URL")
+	}
+	if u.Host == "" || u.Hostname() == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "" {
+		return "", errors.New("must be scheme://host[/path]")
+	}
+	switch strings.ToLower(u.Scheme) {
+	case "https":
+	case "http":
+		if !isLoopback(u.Hostname()) {
+			return "", errors.New("must use https")
+		}
+	default:
+		return "", errors.New("must use https")
+	}
+	u.Scheme = strings.ToLower(u.Scheme)
+	u.Path = strings.TrimRight(u.Path, "/")
+	u.RawPath = ""
+	return u.String(), nil
+}
+
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// isGUID reports whether s is a GUID in its 8-4-4-4-12 hexadecimal form.
+func isGUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return false
+			}
+		default:
+			if !isHex(c) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}

@@ -1,0 +1,440 @@
+package telemetry
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+const testIKey = "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
+
+// fakeIngestion is an Application Insights ingestion endpoint (POST /v2.1/track) that un-gzips
+// each request, splits the newline-delimited envelopes and validates every one against the
+// schema strictly, then answers as scripted (by default 200, all accepted).
+type fakeIngestion struct {
+	t       *testing.T
+	srv     *httptest.Server
+	respond func(call int, items []gotItem) fakeResponse // nil: 200, all accepted
+
+	mu       sync.Mutex
+	requests []gotRequest
+	accepted []gotItem
+	changed  chan struct{}
+}
+
+// fakeResponse is a scripted answer; errors are the 206 item errors.
+type fakeResponse struct {
+	status     int
+	retryAfter string
+	errors     []itemError
+}
+
+type itemError struct {
+	Index      int    `json:"index"`
+	StatusCode int    `json:"statusCode"`
+	Message    string `json:"message"`
+}
+
+type gotRequest struct {
+	at            time.Time
+	authorization string
+	body          []byte // decompressed
+	items         []gotItem
+}
+
+// gotItem is one validated envelope.
+type gotItem struct {
+	Name     string // envelope name
+	Time     time.Time
+	Tags     map[string]string
+	BaseType string
+	Event    *gotEvent
+	Dep      *gotDependency
+}
+
+type gotEvent struct {
+	Ver          int                `json:"ver"`
+	Name         string             `json:"name"`
+	Properties   map[string]string  `json:"properties"`
+	Measurements map[string]float64 `json:"measurements"`
+}
+
+type gotDependency struct {
+	Ver        int               `json:"ver"`
+	ID         string            `json:"id"`
+	Name       string            `json:"name"`
+	ResultCode string            `json:"resultCode"`
+	Duration   string            `json:"duration"`
+	Success    bool              `json:"success"`
+	Type       string            `json:"type"`
+	Target     string            `json:"target"`
+	Data       string            `json:"data"`
+	Properties map[string]string `json:"properties"`
+}
+
+func (it gotItem) prop(k string) string {
+	if it.Event != nil {
+		return it.Event.Properties[k]
+	}
+	if it.Dep != nil {
+		return it.Dep.Properties[k]
+	}
+	return ""
+}
+
+// Properties and measurements each event may carry (SPEC §5).
+var (
+	allowedProps = map[string][]string{
+		eventRevocation: {"status", "upn", "upnHash", "userId", "trigger", "requestId", "invocationId", "caller",
+			"ticket", "reason", "requestedBy", "requestedByHash", "dryRun", "graphRequestId", "errorCode",
+			"errorMessage", "verified", "sessionsValidFrom", "dequeueCount", "guard", "warning"},
+		eventRejected: {"reason", "trigger", "requestId", "clientIp", "invocationId"},
+		eventDropped:  {},
+	}
+	allowedMeasurements = map[string][]string{
+		eventRevocation: {"durationMs", "graphMs", "attempts"},
+		eventRejected:   {},
+		eventDropped:    {"dropped"},
+	}
+	durationRE = regexp.MustCompile(`^\d+\.\d{2}:\d{2}:\d{2}\.\d{7}$`)
+)
+
+func newFakeIngestion(t *testing.T) *fakeIngestion {
+	t.Helper()
+	f := &fakeIngestion{t: t, changed: make(chan struct{}, 1)}
+	f.srv = httptest.NewServer(http.HandlerFunc(f.serveHTTP))
+	t.Cleanup(f.srv.Close)
+	return f
+}
+
+// connection is the connection string of the fake, parsed.
+func (f *fakeIngestion) connection(aad bool) ConnectionString {
+	f.t.Helper()
+	s := "InstrumentationKey=" + testIKey + ";IngestionEndpoint=" + f.srv.URL + "/;LiveEndpoint=https://live.example/"
+	if aad {
+		s += ";Authorization=AAD"
+	}
+	c, err := ParseConnectionString(s)
+	if err != nil {
+		f.t.Fatalf("ParseConnectionString(%q) = %v", s, err)
+	}
+	return c
+}
+
+func (f *fakeIngestion) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	t := f.t
+	if r.Method != http.MethodPost || r.URL.Path != "/v2.1/track" {
+		t.Errorf("ingestion got %s %s; want POST /v2.1/track", r.Method, r.URL.Path)
+		http.Error(w, "not found", http.StatusNotFound)
+		return
+	}
+	if ct := r.Header.Get("Content-Type"); ct != "application/x-json-stream" {
+		t.Errorf("Content-Type = %q; want application/x-json-stream", ct)
+	}
+	if ce := r.Header.Get("Content-Encoding"); ce != "gzip" {
+		t.Errorf("Content-Encoding = %q; want gzip", ce)
+	}
+	zr, err := gzip.NewReader(r.Body)
+	if err != nil {
+		t.Errorf("request body is not gzip: %v", err)
+		http.Error(w, "bad gzip", http.StatusBadRequest)
+		return
+	}
+	body, err := io.ReadAll(zr)
+	if err != nil {
+		t.Errorf("read gzip body: %v", err)
+		http.Error(w, "bad gzip", http.StatusBadRequest)
+		return
+	}
+	req := gotRequest{at: time.Now(), authorization: r.Header.Get("Authorization"), body: body}
+	sc := bufio.NewScanner(bytes.NewReader(body))
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		line := sc.Bytes()
+		it, err := parseEnvelope(line)
+		if err != nil {
+			t.Errorf("envelope %d invalid: %v\n%s", len(req.items), err, line)
+			continue
+		}
+		req.items = append(req.items, it)
+	}
+	if len(req.items) == 0 {
+		t.Errorf("request with no envelopes")
+	}
+
+	f.mu.Lock()
+	call := len(f.requests)
+	f.requests = append(f.requests, req)
+	f.mu.Unlock()
+
+	resp := fakeResponse{status: http.StatusOK}
+	if f.respond != nil {
+		resp = f.respond(call, req.items)
+	}
+	rejected := map[int]bool{}
+	for _, e := range resp.errors {
+		rejected[e.Index] = true
+	}
+	f.mu.Lock()
+	if resp.status == http.StatusOK || resp.status == http.StatusPartialContent {
+		for i, it := range req.items {
+			if !rejected[i] {
+				f.accepted = append(f.accepted, it)
+			}
+		}
+	}
+	f.mu.Unlock()
+	select {
+	case f.changed <- struct{}{}:
+	default:
+	}
+
+	if resp.retryAfter != "" {
+		w.Header().Set("Retry-After", resp.retryAfter)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(resp.status)
+	errs := resp.errors
+	if errs == nil {
+		errs = []itemError{}
+	}
+	_ = json.NewEncoder(w).Encode(map[string]any{
+		"itemsReceived": len(req.items),
+		"itemsAccepted": len(req.items) - len(rejected),
+		"errors":        errs,
+	})
+}
+
+// parseEnvelope validates one envelope strictly: exact key sets, types, names and formats.
+func parseEnvelope(line []byte) (gotItem, error) {
+	var it gotItem
+	top, err := exactKeys(line, []string{"ver", "name", "time", "iKey", "tags", "data"}, nil)
+	if err != nil {
+		return it, fmt.Errorf("envelope: %w", err)
+	}
+	var ver int
+	var ikey, tm string
+	if err := decodeAll(top, map[string]any{"ver": &ver, "name": &it.Name, "iKey": &ikey, "time": &tm, "tags": &it.Tags}); err != nil {
+		return it, err
+	}
+	if ver != 1 {
+		return it, fmt.Errorf("ver = %d; want 1", ver)
+	}
+	if ikey != testIKey {
+		return it, fmt.Errorf("iKey = %q; want %q", ikey, testIKey)
+	}
+	if !strings.HasSuffix(tm, "Z") {
+		return it, fmt.Errorf("time %q is not UTC", tm)
+	}
+	if it.Time, err = time.Parse(time.RFC3339Nano, tm); err != nil {
+		return it, fmt.Errorf("time %q: %v", tm, err)
+	}
+	for _, k := range []string{"ai.cloud.role", "ai.cloud.roleInstance", "ai.operation.id"} {
+		if it.Tags[k] == "" {
+			return it, fmt.Errorf("tag %s missing", k)
+		}
+	}
+	for k := range it.Tags {
+		if !slices.Contains([]string{"ai.cloud.role", "ai.cloud.roleInstance", "ai.operation.id",
+			"ai.operation.parentId", "ai.internal.sdkVersion"}, k) {
+			return it, fmt.Errorf("unexpected tag %q", k)
+		}
+	}
+	data, err := exactKeys(top["data"], []string{"baseType", "baseData"}, nil)
+	if err != nil {
+		return it, fmt.Errorf("data: %w", err)
+	}
+	if err := json.Unmarshal(data["baseType"], &it.BaseType); err != nil {
+		return it, fmt.Errorf("baseType: %v", err)
+	}
+	prefix := "Microsoft.ApplicationInsights." + strings.ReplaceAll(testIKey, "-", "") + "."
+	switch it.BaseType {
+	case "EventData":
+		if it.Name != prefix+"Event" {
+			return it, fmt.Errorf("name = %q; want %q", it.Name, prefix+"Event")
+		}
+		return it, parseEvent(data["baseData"], &it)
+	case "RemoteDependencyData":
+		if it.Name != prefix+"RemoteDependency" {
+			return it, fmt.Errorf("name = %q; want %q", it.Name, prefix+"RemoteDependency")
+		}
+		return it, parseDependency(data["baseData"], &it)
+	default:
+		return it, fmt.Errorf("baseType = %q", it.BaseType)
+	}
+}
+
+func parseEvent(raw json.RawMessage, it *gotItem) error {
+	fields, err := exactKeys(raw, []string{"ver", "name"}, []string{"properties", "measurements"})
+	if err != nil {
+		return fmt.Errorf("EventData: %w", err)
+	}
+	ev := &gotEvent{}
+	// Decoding into map[string]string fails on any non-string property value.
+	if err := decodeAll(fields, map[string]any{"ver": &ev.Ver, "name": &ev.Name, "properties": &ev.Properties, "measurements": &ev.Measurements}); err != nil {
+		return err
+	}
+	if ev.Ver != 2 {
+		return fmt.Errorf("EventData ver = %d; want 2", ev.Ver)
+	}
+	props, ok := allowedProps[ev.Name]
+	if !ok {
+		return fmt.Errorf("unexpected event name %q", ev.Name)
+	}
+	for k, v := range ev.Properties {
+		if !slices.Contains(props, k) {
+			return fmt.Errorf("%s: unexpected property %q", ev.Name, k)
+		}
+		if v == "" {
+			return fmt.Errorf("%s: empty property %q", ev.Name, k)
+		}
+	}
+	for k := range ev.Measurements {
+		if !slices.Contains(allowedMeasurements[ev.Name], k) {
+			return fmt.Errorf("%s: unexpected measurement %q", ev.Name, k)
+		}
+	}
+	it.Event = ev
+	return nil
+}
+
+func parseDependency(raw json.RawMessage, it *gotItem) error {
+	fields, err := exactKeys(raw, []string{"ver", "id", "name", "resultCode", "duration", "success", "type", "target", "data"}, []string{"properties"})
+	if err != nil {
+		return fmt.Errorf("RemoteDependencyData: %w", err)
+	}
+	d := &gotDependency{}
+	if err := decodeAll(fields, map[string]any{"ver": &d.Ver, "id": &d.ID, "name": &d.Name, "resultCode": &d.ResultCode,
+		"duration": &d.Duration, "success": &d.Success, "type": &d.Type, "target": &d.Target, "data": &d.Data, "properties": &d.Properties}); err != nil {
+		return err
+	}
+	switch {
+	case d.Ver != 2:
+		return fmt.Errorf("dependency ver = %d; want 2", d.Ver)
+	case d.Type != "Http":
+		return fmt.Errorf("dependency type = %q; want Http", d.Type)
+	case !durationRE.MatchString(d.Duration):
+		return fmt.Errorf("dependency duration %q is not d.hh:mm:ss.fffffff", d.Duration)
+	case d.ID == "" || d.Name == "" || d.Target == "" || d.ResultCode == "":
+		return fmt.Errorf("dependency with empty id, name, target or resultCode: %+v", d)
+	}
+	for k, v := range d.Properties {
+		if !slices.Contains([]string{"graphRequestId", "invocationId"}, k) || v == "" {
+			return fmt.Errorf("dependency property %q=%q unexpected", k, v)
+		}
+	}
+	it.Dep = d
+	return nil
+}
+
+// exactKeys decodes a JSON object and checks its keys: every required one, nothing unknown.
+// Key case matters (encoding/json alone would accept "ikey" for "iKey").
+func exactKeys(raw []byte, required, optional []string) (map[string]json.RawMessage, error) {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return nil, err
+	}
+	for _, k := range required {
+		if _, ok := m[k]; !ok {
+			return nil, fmt.Errorf("missing %q", k)
+		}
+	}
+	for k := range m {
+		if !slices.Contains(required, k) && !slices.Contains(optional, k) {
+			return nil, fmt.Errorf("unexpected key %q", k)
+		}
+	}
+	return m, nil
+}
+
+func decodeAll(fields map[string]json.RawMessage, into map[string]any) error {
+	for k, raw := range fields {
+		dst, ok := into[k]
+		if !ok {
+			continue
+		}
+		if err := json.Unmarshal(raw, dst); err != nil {
+			return fmt.Errorf("%s: %v", k, err)
+		}
+	}
+	return nil
+}
+
+func (f *fakeIngestion) snapshot() (reqs []gotRequest, accepted []gotItem) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.requests), slices.Clone(f.accepted)
+}
+
+// mustWaitAccepted waits until cond holds for the accepted items. The bound only keeps a broken
+// sender from hanging the test; it is not a latency assertion.
+func (f *fakeIngestion) mustWaitAccepted(cond func([]gotItem) bool) []gotItem {
+	f.t.Helper()
+	deadline := time.After(20 * time.Second)
+	for {
+		_, acc := f.snapshot()
+		if cond(acc) {
+			return acc
+		}
+		select {
+		case <-f.changed:
+		case <-deadline:
+			f.t.Fatalf("ingestion never got the expected items; accepted %d", len(acc))
+		}
+	}
+}
+
+// requestIDs lists the requestId property of accepted SessionRevocation events, in order.
+func requestIDs(items []gotItem) []string {
+	var ids []string
+	for _, it := range items {
+		if it.Event != nil && it.Event.Name == eventRevocation {
+			ids = append(ids, it.prop("requestId"))
+		}
+	}
+	return ids
+}
+
+// newBlackhole is an endpoint that accepts connections and never answers: an unreachable
+// ingestion endpoint as a client sees it behind a firewall that drops packets.
+func newBlackhole(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	return "http://" + ln.Addr().String()
+}
