@@ -103,6 +103,9 @@ type Job struct {
 	// LastDelivery marks a queue message's last delivery: a refusal by the rate guard is then
 	// recorded as a final throttled outcome instead of failing the job.
 	LastDelivery bool
+	// WaitForRate makes the job wait for the rate guard (within ctx) instead of failing at once:
+	// a queue drains at the guard's pace rather than burning its deliveries on refusals.
+	WaitForRate bool
 	// Prior holds outcomes of an earlier delivery of the same message, by input index; users with
 	// a prior outcome are not processed again.
 	Prior []UserResult
@@ -190,7 +193,7 @@ func (e *Engine) Run(ctx context.Context, job Job) (Result, error) {
 	}
 	var reserved int
 	if !job.DryRun && job.Defer != DeferAll && todo > 0 {
-		if wait, ok := e.guard.reserve(todo); !ok {
+		if wait, ok := e.reserve(ctx, job, todo); !ok {
 			if !job.LastDelivery {
 				return Result{}, &RateLimitedError{RetryAfter: wait}
 			}
@@ -236,6 +239,27 @@ func (e *Engine) Run(ctx context.Context, job Job) (Result, error) {
 		e.record(ctx, job, r, started[i])
 	}
 	return res, nil
+}
+
+// reserve takes n tokens from the rate guard, waiting for them when the job allows and ctx has
+// the time.
+func (e *Engine) reserve(ctx context.Context, job Job, n int) (time.Duration, bool) {
+	for {
+		wait, ok := e.guard.reserve(n)
+		if ok || !job.WaitForRate {
+			return wait, ok
+		}
+		if dl, has := ctx.Deadline(); has && time.Until(dl) < wait {
+			return wait, false
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return wait, false
+		}
+	}
 }
 
 func (e *Engine) hasPrior(job Job, i int) bool {

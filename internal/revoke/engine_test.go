@@ -623,3 +623,31 @@ func deref(b *bool) string {
 	}
 	return fmt.Sprint(*b)
 }
+
+func TestQueueJobsWaitForTheRateGuard(t *testing.T) {
+	t.Parallel()
+	g := &fakeGraph{}
+	// 120 per minute: a token every 500 ms once the bucket is empty.
+	e, _ := newEngine(t, g, func(c *revoke.Config) { c.RatePerMinute = 120 })
+	users := make([]string, 120)
+	for i := range users {
+		users[i] = fmt.Sprintf("u%d@contoso.com", i)
+	}
+	mustRun(t, e, job(users...))
+
+	j := job("late@contoso.com")
+	j.WaitForRate = true
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	res, err := e.Run(ctx, j)
+	if err != nil || res.Results[0].Status != revoke.StatusRevoked {
+		t.Fatalf("waiting job = %+v, %v; want revoked once a token is free", res, err)
+	}
+	short, cancel2 := context.WithTimeout(context.Background(), 10*time.Millisecond)
+	defer cancel2()
+	_, err = e.Run(short, j)
+	var rl *revoke.RateLimitedError
+	if !errors.As(err, &rl) {
+		t.Errorf("waiting job without the time to wait = %v; want RateLimitedError", err)
+	}
+}

@@ -35,8 +35,9 @@ func (g *rateGuard) reserve(n int) (wait time.Duration, ok bool) {
 		g.tokens -= float64(n)
 		return 0, true
 	}
-	secs := (need - g.tokens) / g.limit * 60
-	return time.Duration(math.Ceil(secs)) * time.Second, false
+	// Precise, so that a waiting job wakes when its token is there; HTTP rounds up for Retry-After.
+	wait = time.Duration(math.Ceil((need - g.tokens) / g.limit * float64(time.Minute)))
+	return wait, false
 }
 
 // refund returns tokens for revocations that did not reach Graph (guard rails, lookups failed).

@@ -74,7 +74,7 @@ func handleQueue(d Deps) http.Handler {
 		defer cancel()
 		res, err := d.Engine.Run(ctx, revoke.Job{
 			Meta: meta, Users: req.Users(), Ticket: req.Ticket, Reason: req.Reason,
-			RequestedBy: req.RequestedBy, DryRun: req.DryRun, Final: final, LastDelivery: final, Prior: prior,
+			RequestedBy: req.RequestedBy, DryRun: req.DryRun, Final: final, LastDelivery: final, WaitForRate: true, Prior: prior,
 		})
 		var rl *revoke.RateLimitedError
 		if errors.As(err, &rl) {

@@ -1,0 +1,79 @@
+package queue
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/entra-revoke/entra-revoke/internal/request"
+	"github.com/entra-revoke/entra-revoke/internal/revoke"
+	"github.com/entra-revoke/entra-revoke/internal/webhook"
+)
+
+// Deferrer implements revoke.Deferrer: it writes a §3 request body for the deferred users (upn for
+// one, upns for several; ticket, reason, requestedBy and dryRun kept), seals it with the first
+// secret, and enqueues it for the queue trigger to finish.
+type Deferrer struct {
+	Client *Client
+	Keys   webhook.Keys
+	Now    func() time.Time // nil means time.Now
+}
+
+var _ revoke.Deferrer = (*Deferrer)(nil)
+
+// Defer queues d's users. The message's webhook-id is d.Meta.RequestID, so the request keeps its
+// id through the queue; a request id that webhook-id cannot carry (empty, too long, not printable
+// ASCII) is replaced by a new "msg_…" id, since a message its own verifier refuses would be lost.
+func (d *Deferrer) Defer(ctx context.Context, def revoke.Deferral) error {
+	n := len(def.Users)
+	if n == 0 {
+		return errors.New("defer: no users")
+	}
+	// The queue trigger validates the body as a §3 request; one it refuses would be poisoned and
+	// the users never revoked, so refuse here, where the caller can still report a failure.
+	if n > request.MaxUsers {
+		return fmt.Errorf("defer %d users: at most %d fit in one request", n, request.MaxUsers)
+	}
+	if d.Client == nil {
+		return fmt.Errorf("defer %d users: no queue client", n)
+	}
+	b := request.Body{Ticket: def.Ticket, Reason: def.Reason, RequestedBy: def.RequestedBy, DryRun: def.DryRun}
+	if n == 1 {
+		b.UPN = def.Users[0]
+	} else {
+		b.UPNs = def.Users
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(b); err != nil {
+		return fmt.Errorf("defer %d users: %w", n, err)
+	}
+	body := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+
+	id := def.Meta.RequestID
+	if id == "" || len(id) > maxIDLength || !printableASCII(id) {
+		id = NewMessageID()
+	}
+	now := time.Now
+	if d.Now != nil {
+		now = d.Now
+	}
+	text, err := Seal(d.Keys, id, now(), body)
+	if err != nil {
+		return fmt.Errorf("defer %d users: %w", n, err)
+	}
+	if err := d.Client.Enqueue(ctx, text); err != nil {
+		return fmt.Errorf("defer %d users: %w", n, err)
+	}
+	return nil
+}
+
+// NewMessageID returns a new random webhook-id in the "msg_" style of Standard Webhooks.
+func NewMessageID() string {
+	return "msg_" + rand.Text()
+}

@@ -1,0 +1,142 @@
+// Package testenv gives tests the real things they run against: the repository's paths, the
+// standardwebhooks npm package (an implementation of the signature scheme independent of ours) and
+// Azurite's queue service, all installed under testdata/node by `make node-tools`. It is for tests
+// only; production code must never import it.
+package testenv
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+)
+
+// modulePath identifies the repository's go.mod while walking up from a package directory.
+const modulePath = "github.com/entra-revoke/entra-revoke"
+
+// nodeTimeout bounds one run of a node script. Node starts in well under a second; the margin is
+// for a machine busy compiling.
+const nodeTimeout = 60 * time.Second
+
+// RepoRoot returns the repository root: the nearest directory above the test's working directory
+// (its package directory under go test) whose go.mod declares this module.
+func RepoRoot(t testing.TB) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatalf("repo root: %v", err)
+	}
+	for {
+		if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil && declaresModule(b) {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatalf("repo root: no go.mod for %s above the working directory", modulePath)
+		}
+		dir = parent
+	}
+}
+
+func declaresModule(gomod []byte) bool {
+	for line := range strings.SplitSeq(string(gomod), "\n") {
+		if f := strings.Fields(line); len(f) == 2 && f[0] == "module" && f[1] == modulePath {
+			return true
+		}
+	}
+	return false
+}
+
+// Node returns the path of testdata/node after checking that node is on PATH and that the npm
+// packages are installed. Tests never run npm themselves: several test binaries run at once.
+func Node(t testing.TB) string {
+	t.Helper()
+	if _, err := exec.LookPath("node"); err != nil {
+		t.Fatalf("node is not on PATH (needed for testdata/node tooling): %v", err)
+	}
+	dir := filepath.Join(RepoRoot(t), "testdata", "node")
+	for _, pkg := range []string{"azurite", "standardwebhooks"} {
+		if _, err := os.Stat(filepath.Join(dir, "node_modules", pkg, "package.json")); err != nil {
+			t.Fatalf("%s is not installed in %s: run `make node-tools` (npm ci in testdata/node)", pkg, dir)
+		}
+	}
+	return dir
+}
+
+// NodeSign signs body with the standardwebhooks npm package and returns the three webhook-*
+// headers it produced.
+func NodeSign(t testing.TB, secret, id string, at time.Time, body []byte) http.Header {
+	t.Helper()
+	dir := Node(t)
+	stdout, stderr, err := runNode(t, dir, body, "sign.mjs",
+		"--secret", secret, "--id", id, "--timestamp", strconv.FormatInt(at.Unix(), 10))
+	if err != nil {
+		t.Fatalf("node sign.mjs: %v: %s", err, stderr)
+	}
+	var fields map[string]string
+	if err := json.Unmarshal(stdout, &fields); err != nil {
+		t.Fatalf("node sign.mjs printed %q: %v", stdout, err)
+	}
+	h := http.Header{}
+	for k, v := range fields {
+		h.Set(k, v)
+	}
+	return h
+}
+
+// NodeVerify checks the signature headers h over body with the standardwebhooks npm package. It
+// returns nil when the package accepts them and the package's error otherwise. That package checks
+// webhook-timestamp against the real clock (5 minutes either way), so only fresh signatures pass.
+// body must be UTF-8: it reaches the script as a JSON string.
+func NodeVerify(t testing.TB, secret string, h http.Header, body []byte) error {
+	t.Helper()
+	if !utf8.Valid(body) {
+		t.Fatalf("NodeVerify: body %q is not UTF-8", body)
+	}
+	dir := Node(t)
+	headers := map[string]string{}
+	for _, name := range []string{"webhook-id", "webhook-timestamp", "webhook-signature"} {
+		if v := h.Get(name); v != "" {
+			headers[name] = v
+		}
+	}
+	in, err := json.Marshal(map[string]any{"secret": secret, "headers": headers, "body": string(body)})
+	if err != nil {
+		t.Fatalf("NodeVerify: %v", err)
+	}
+	stdout, stderr, err := runNode(t, dir, in, "verify.mjs")
+	var exit *exec.ExitError
+	switch {
+	case err == nil && strings.TrimSpace(string(stdout)) == "ok":
+		return nil
+	case err == nil:
+		t.Fatalf("node verify.mjs exited 0 but printed %q", stdout)
+	case errors.As(err, &exit) && exit.ExitCode() == 1:
+		return errors.New(strings.TrimSpace(string(stderr)))
+	default:
+		t.Fatalf("node verify.mjs: %v: %s", err, stderr)
+	}
+	return nil
+}
+
+func runNode(t testing.TB, dir string, stdin []byte, script string, args ...string) (stdout, stderr []byte, err error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), nodeTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "node", append([]string{filepath.Join(dir, script)}, args...)...)
+	cmd.Dir = dir
+	cmd.Stdin = bytes.NewReader(stdin)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err = cmd.Run()
+	return out.Bytes(), errOut.Bytes(), err
+}
