@@ -94,6 +94,12 @@ func newApp(cfg config, cred azcore.TokenCredential, stdout io.Writer, logger *s
 	if cfg.Storage && withDeferral {
 		qcfg := cfg.Queue
 		qcfg.Credential = cred
+		if qcfg.ServiceURL != "" && qcfg.ClientID != "" {
+			// The host's storage identity may be a different user-assigned identity than Graph's.
+			if qcfg.Credential, err = graph.ManagedIdentity(qcfg.ClientID); err != nil {
+				return nil, fmt.Errorf("storage identity: %w", err)
+			}
+		}
 		a.queue, err = queue.New(qcfg)
 		if err != nil {
 			return nil, fmt.Errorf("queue: %w", err)

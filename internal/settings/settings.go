@@ -101,7 +101,7 @@ func (s Settings) LogValue() slog.Value {
 	return slog.GroupValue(
 		slog.Int("webhookSecrets", len(s.WebhookSecrets)),
 		slog.Bool("entra", s.EntraEnabled()),
-		slog.String("graphBaseUrl", s.GraphBaseURL.String()),
+		slog.String("graphBaseUrl", urlString(s.GraphBaseURL)),
 		slog.Int("protectedUsers", len(s.ProtectedUsers)),
 		slog.Any("allowedDomains", s.AllowedDomains),
 		slog.Bool("dryRun", s.DryRun),
@@ -271,7 +271,8 @@ func (p *parser) integer(name string, lo, hi int) int {
 func (p *parser) endpoint(name, raw string) *url.URL {
 	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
-		p.fail(name, fmt.Sprintf("%q is not an absolute URL", raw))
+		// The value is not echoed: user info or a query string may hold a credential.
+		p.fail(name, "is not an absolute URL without user info, query or fragment")
 		return nil
 	}
 	if u.Scheme != "https" && !(u.Scheme == "http" && isLoopback(u.Hostname())) {
@@ -320,4 +321,11 @@ func splitList(v, seps string) []string {
 		}
 	}
 	return out
+}
+
+func urlString(u *url.URL) string {
+	if u == nil {
+		return ""
+	}
+	return u.String()
 }
