@@ -47,13 +47,12 @@ type Config struct {
 // Engine runs revocation jobs. One Engine serves every request of a process, so its concurrency
 // limit and rate guard are per instance.
 type Engine struct {
-	cfg        Config
-	sem        chan struct{}
-	guard      *rateGuard
-	protUPN    map[string]bool
-	protID     map[string]bool
-	domains    map[string]bool
-	needLookup func(user string) bool
+	cfg     Config
+	sem     chan struct{}
+	guard   *rateGuard
+	protUPN map[string]bool
+	protID  map[string]bool
+	domains map[string]bool
 }
 
 // New returns an engine for cfg.
