@@ -53,7 +53,6 @@ func requireCaller(d Deps) func(http.Handler) http.Handler {
 				d.Audit.Rejected(r.Context(), telemetry.Rejection{
 					Reason: reason, Trigger: revoke.TriggerHTTP, RequestID: requestIDHint(r), ClientIP: clientIP(r),
 				})
-				d.Logger.Warn("caller rejected", "reason", reason, "trigger", "http")
 				if forbidden {
 					writeError(w, http.StatusForbidden, codeForbiddenCaller, "the caller is not allowed to revoke sessions")
 					return

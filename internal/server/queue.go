@@ -134,11 +134,10 @@ func openMessage(d Deps, inv queue.Invocation) (body []byte, meta revoke.Meta, r
 	return []byte(env.Body), meta, ""
 }
 
-// poison copies a message that can never succeed to <queue>-poison, records why, and completes
-// it. If the copy fails the invocation fails, so the host retries and poisons it itself.
+// poison copies a message that can never succeed to <queue>-poison, records why (the
+// WebhookRejected event is the log line), and completes it. If the copy fails the invocation fails, so the host retries and poisons it itself.
 func poison(ctx context.Context, w http.ResponseWriter, d Deps, inv queue.Invocation, requestID, reason string) {
 	d.Audit.Rejected(ctx, telemetry.Rejection{Reason: reason, Trigger: revoke.TriggerQueue, RequestID: requestID})
-	d.Logger.Warn("queue message rejected", "reason", reason, "request_id", requestID, "dequeue_count", inv.DequeueCount)
 	if d.Poison == nil {
 		reply(w, http.StatusOK, "message rejected ("+reason+"); no storage configured to keep a copy")
 		return
