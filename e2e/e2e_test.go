@@ -274,6 +274,27 @@ func TestDeferralThroughAzurite(t *testing.T) {
 		t.Errorf("async message = %s; want the request id", text2)
 	}
 
+	// Graph stays down for a queued user: each delivery fails so the host retries, and the last
+	// one records the final outcome, completes the message and keeps a copy for replay.
+	g.Script(guest, graphtest.Response{Status: 500}, graphtest.Response{Status: 500}, graphtest.Response{Status: 500})
+	gb := []byte(`{"upn":"` + guest + `"}`)
+	if status, _, b := post(t, p.URL+"/api/revoke", signedHeaders(t, "msg_defer_3", gb), gb); status != http.StatusAccepted {
+		t.Fatalf("guest with Graph down = %d %s; want 202 queued", status, b)
+	}
+	gtext, gqid := dequeue(t, az.ConnectionString, "e2e-deferral")
+	if status, _, b := post(t, p.URL+"/revoke-queue", http.Header{"Content-Type": {"application/json"}}, invocation(t, gtext, gqid, 1)); status < 300 {
+		t.Errorf("delivery 1 with Graph down = %d %s; want non-2xx so the host retries", status, b)
+	}
+	if status, _, b := post(t, p.URL+"/revoke-queue", http.Header{"Content-Type": {"application/json"}}, invocation(t, gtext, gqid, 5)); status != http.StatusOK {
+		t.Errorf("last delivery = %d %s; want 200: the outcome is final", status, b)
+	}
+	if kept, _ := dequeue(t, az.ConnectionString, "e2e-deferral-poison"); string(kept) != string(gtext) {
+		t.Errorf("poison copy after the last delivery = %s; want the message unchanged", kept)
+	}
+	if got := lines(p.Stdout.String(), `"status":"failed"`, `"trigger":"queue"`, `"dequeueCount":"5"`); len(got) != 1 {
+		t.Errorf("final failed outcome lines = %d; want exactly one, at the last delivery:\n%s", len(got), p.Stdout)
+	}
+
 	// A message that can never succeed is copied unchanged to the poison queue and completed.
 	status, _, _ = post(t, p.URL+"/revoke-queue", http.Header{"Content-Type": {"application/json"}}, invocation(t, []byte("revoke alice please"), "poison-1", 1))
 	if status != http.StatusOK {
