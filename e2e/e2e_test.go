@@ -509,3 +509,60 @@ func TestInvalidSettingsExitTwo(t *testing.T) {
 		})
 	}
 }
+
+// SIGTERM while Graph hangs: the in-flight request is aborted before the shutdown budget ends and
+// still answered — queued with storage, 503 without — and the process exits 0 in time.
+func TestSIGTERMWithGraphHanging(t *testing.T) {
+	t.Parallel()
+	az := testenv.StartAzurite(t)
+	tests := []struct {
+		name    string
+		storage bool
+		want    int
+	}{
+		{"with storage the request is queued", true, http.StatusAccepted},
+		{"without storage the caller gets a clear error", false, http.StatusServiceUnavailable},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			id, g := tenant(t)
+			g.SetLatency(time.Minute)
+			env := handlerEnv(t, id, g)
+			if tt.storage {
+				env["AzureWebJobsStorage"] = az.ConnectionString
+				env["REVOKE_QUEUE"] = "e2e-sigterm"
+			}
+			p := startHandler(t, env)
+			body := []byte(`{"upn":"alice@contoso.com"}`)
+			h := signedHeaders(t, "msg_hang", body)
+			done := make(chan int, 1)
+			go func() {
+				status, _, _ := post(t, p.URL+"/api/revoke", h, body)
+				done <- status
+			}()
+			time.Sleep(500 * time.Millisecond)
+			start := time.Now()
+			p.terminate(t)
+			if code := p.exitCode(t, 15*time.Second); code != 0 {
+				t.Errorf("exit code = %d; want 0", code)
+			}
+			if took := time.Since(start); took > 11*time.Second {
+				t.Errorf("shutdown took %s; want within the 10 s budget", took)
+			}
+			select {
+			case status := <-done:
+				if status != tt.want {
+					t.Errorf("in-flight request = %d; want %d", status, tt.want)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("in-flight request got no answer")
+			}
+			if tt.storage {
+				if text, _ := dequeue(t, az.ConnectionString, "e2e-sigterm"); !strings.Contains(string(text), "alice@contoso.com") {
+					t.Errorf("queued message = %s; want alice", text)
+				}
+			}
+		})
+	}
+}

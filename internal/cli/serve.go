@@ -19,6 +19,10 @@ import (
 // the Functions host kills the process soon after.
 const shutdownBudget = 10 * time.Second
 
+// drainMargin is the part of the shutdown budget kept for answering aborted requests (queueing
+// them) and flushing telemetry.
+const drainMargin = 3 * time.Second
+
 // serve runs the custom handler until ctx is cancelled (SIGTERM/SIGINT).
 func serve(ctx context.Context, env Env, args []string) error {
 	fs := newFlags(env, "serve", "serve")
@@ -47,7 +51,12 @@ func serve(ctx context.Context, env Env, args []string) error {
 	bg, stopBG := context.WithCancel(context.Background())
 	defer stopBG()
 
+	// Drain fires shortly before the shutdown budget ends, so in-flight requests still answer.
+	drain, startDrain := context.WithCancel(context.Background())
+	defer startDrain()
+
 	deps := server.Deps{
+		Drain:  drain,
 		Logger: logger, Engine: a.engine, Validator: request.NewValidator(),
 		Idempotency: idempotency.New(cfg.IdempotencyTTL, nil), Audit: a.telemetry,
 		Keys: cfg.Keys, Tolerance: cfg.WebhookTolerance,
@@ -95,6 +104,8 @@ func serve(ctx context.Context, env Env, args []string) error {
 	logger.Info("shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownBudget)
 	defer cancel()
+	drainTimer := time.AfterFunc(shutdownBudget-drainMargin, startDrain)
+	defer drainTimer.Stop()
 	shutErr := srv.Shutdown(sctx)
 	if err := a.telemetry.Close(sctx); err != nil {
 		logger.Warn("telemetry flush incomplete", "error", err)

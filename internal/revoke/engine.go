@@ -16,6 +16,9 @@ import (
 // may be and still prove the revocation: Graph and our clock are not synchronised.
 const verifySkew = 5 * time.Minute
 
+// deferBudget bounds an enqueue after the job's own budget may have run out.
+const deferBudget = 5 * time.Second
+
 // DeferMode says when users go to the queue instead of Graph.
 type DeferMode int
 
@@ -501,7 +504,11 @@ func (e *Engine) deferUsers(ctx context.Context, job Job, res *Result) {
 	for _, i := range idx {
 		d.Users = append(d.Users, job.Users[i])
 	}
-	err := e.cfg.Deferrer.Defer(ctx, d)
+	// The job's own budget may be spent (a slow Graph is a reason to defer): the enqueue gets a
+	// short budget of its own, so that "queued" does not depend on time Graph already used.
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), deferBudget)
+	defer cancel()
+	err := e.cfg.Deferrer.Defer(dctx, d)
 	for _, i := range idx {
 		r := &res.Results[i]
 		if err != nil {

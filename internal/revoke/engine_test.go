@@ -651,3 +651,31 @@ func TestQueueJobsWaitForTheRateGuard(t *testing.T) {
 		t.Errorf("waiting job without the time to wait = %v; want RateLimitedError", err)
 	}
 }
+
+// ctxDeferrer fails like a queue client would when handed a context that is already done.
+type ctxDeferrer struct{ fakeDeferrer }
+
+func (d *ctxDeferrer) Defer(ctx context.Context, def revoke.Deferral) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return d.fakeDeferrer.Defer(ctx, def)
+}
+
+func TestDeferralAfterTheBudgetRanOut(t *testing.T) {
+	t.Parallel()
+	g := &fakeGraph{revoke: func(ctx context.Context, user string) (revoke.GraphResult, error) {
+		<-ctx.Done() // Graph never answers within the budget
+		return revoke.GraphResult{}, &revoke.GraphError{Status: revoke.StatusFailed, Err: ctx.Err()}
+	}}
+	d := &ctxDeferrer{}
+	e, _ := newEngine(t, g, func(c *revoke.Config) { c.Deferrer = d })
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	j := job("alice@contoso.com")
+	j.Defer = revoke.DeferOnFailure
+	res, err := e.Run(ctx, j)
+	if err != nil || res.Results[0].Status != revoke.StatusQueued {
+		t.Fatalf("Run after the budget ran out = %+v, %v; want queued (the enqueue has its own budget)", res.Results, err)
+	}
+}

@@ -70,7 +70,7 @@ func handleQueue(d Deps) http.Handler {
 			return
 		}
 		final := inv.DequeueCount >= d.MaxDequeueCount
-		ctx, cancel := context.WithTimeout(ctx, queueBudget)
+		ctx, cancel := workContext(r, d, queueBudget)
 		defer cancel()
 		res, err := d.Engine.Run(ctx, revoke.Job{
 			Meta: meta, Users: req.Users(), Ticket: req.Ticket, Reason: req.Reason,

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"mime"
@@ -129,7 +128,7 @@ func runRevoke(r *http.Request, d Deps, c caller, id string) response {
 			mode = revoke.DeferAll
 		}
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), httpBudget)
+	ctx, cancel := workContext(r, d, httpBudget)
 	defer cancel()
 	res, err := d.Engine.Run(ctx, revoke.Job{
 		Meta: revoke.Meta{

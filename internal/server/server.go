@@ -6,7 +6,6 @@ package server
 import (
 	"context"
 	"log/slog"
-	"net"
 	"net/http"
 	"time"
 
@@ -60,6 +59,22 @@ type Deps struct {
 
 	Version string
 	Now     func() time.Time
+
+	// Drain, when done, aborts in-flight Graph work so that every request still gets an answer
+	// (failed, or queued) before the process must exit. Nil never drains.
+	Drain context.Context
+}
+
+// workContext is the context a request's work runs in: detached from the caller's connection (an
+// accepted revocation finishes, and the caller's retry is replayed), bounded by budget, and
+// cancelled when the server drains for shutdown.
+func workContext(r *http.Request, d Deps, budget time.Duration) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), budget)
+	if d.Drain == nil {
+		return ctx, cancel
+	}
+	stop := context.AfterFunc(d.Drain, cancel)
+	return ctx, func() { stop(); cancel() }
 }
 
 // httpBudget bounds one HTTP request's Graph work (SPEC §3): callers such as Logic Apps time out
@@ -98,6 +113,5 @@ func NewHTTPServer(h http.Handler, logger *slog.Logger) *http.Server {
 		IdleTimeout:    120 * time.Second,
 		MaxHeaderBytes: 64 << 10,
 		ErrorLog:       slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-		BaseContext:    func(net.Listener) context.Context { return context.Background() },
 	}
 }
