@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -326,6 +327,20 @@ func TestOpenAPIValidationIsStrict(t *testing.T) {
 	route := revokeRoute(t, doc)
 	req := httptest.NewRequest(http.MethodPost, "/api/revoke", nil)
 	ok := `{"id":"r1","status":"revoked","dryRun":false,"results":[{"upn":"alice@contoso.com","status":"revoked"}]}`
+	respond := func(status int, header http.Header, body string) *httptest.ResponseRecorder {
+		w := httptest.NewRecorder()
+		w.Header().Set("Content-Type", "application/json")
+		for k, v := range header {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(status)
+		w.WriteString(body)
+		return w
+	}
+	// The control: the unaltered response passes, so each failure below is the alteration's.
+	if err := validateRevokeResponse(route, req, respond(200, nil, ok)); err != nil {
+		t.Fatalf("200 %s: %v; want it valid", ok, err)
+	}
 	tests := []struct {
 		name   string
 		status int
@@ -344,14 +359,7 @@ func TestOpenAPIValidationIsStrict(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			w := httptest.NewRecorder()
-			w.Header().Set("Content-Type", "application/json")
-			for k, v := range tt.header {
-				w.Header()[k] = v
-			}
-			w.WriteHeader(tt.status)
-			w.WriteString(tt.body)
-			if err := validateRevokeResponse(route, req, w); err == nil {
+			if err := validateRevokeResponse(route, req, respond(tt.status, tt.header, tt.body)); err == nil {
 				t.Errorf("%d %s validated; want a mismatch", tt.status, tt.body)
 			}
 		})
@@ -368,12 +376,26 @@ func requestSchema(t *testing.T, route *routers.Route) *openapi3.MediaType {
 	return mt
 }
 
-// TestOpenAPIRequestExamples validates the request examples against the schema and against the
-// server's own decoder: an example the server would refuse is a broken promise.
-func TestOpenAPIRequestExamples(t *testing.T) {
+// TestOpenAPIExamples validates every example against its schema (JSON Schema 2020-12), and the
+// request examples against the server's own decoder too: an example the server would refuse is a
+// broken promise.
+func TestOpenAPIExamples(t *testing.T) {
 	t.Parallel()
 	doc := mustOpenAPI(t)
-	mt := requestSchema(t, revokeRoute(t, doc))
+	route := revokeRoute(t, doc)
+	for code, resp := range route.Operation.Responses.Map() {
+		mt := resp.Value.Content.Get("application/json")
+		if mt == nil || len(mt.Examples) == 0 {
+			t.Errorf("response %s has no application/json examples", code)
+			continue
+		}
+		for name, ex := range mt.Examples {
+			if err := mt.Schema.Value.VisitJSON(ex.Value.Value, openapi3.EnableJSONSchema2020()); err != nil {
+				t.Errorf("response %s example %s does not match its schema: %v", code, name, err)
+			}
+		}
+	}
+	mt := requestSchema(t, route)
 	if len(mt.Examples) == 0 {
 		t.Fatal("the request body has no examples")
 	}
@@ -485,7 +507,7 @@ func TestOpenAPIUserPattern(t *testing.T) {
 		{"alice@contoso.com\n", false},
 		{"{3f1c2a4e-8b7d-4c1e-9f0a-1b2c3d4e5f60}", false},
 		{"3f1c2a4e8b7d4c1e9f0a1b2c3d4e5f60", false},
-		{strings.Repeat("a", 60) + "@" + strings.Repeat("b", 40) + ".contoso.com", false}, // 113+ characters
+		{strings.Repeat("a", 64) + "@" + strings.Repeat("b", 40) + ".contoso.com", false}, // 117 characters
 	}
 	for _, tt := range tests {
 		server := request.IsUPN(tt.user) || request.IsObjectID(tt.user)
@@ -521,6 +543,17 @@ func TestOpenAPISwagger2(t *testing.T) {
 	}
 	// FromV3 adds an empty GET to every path; a connector would show it as an action.
 	op.Get = nil
+	// Swagger 2.0 has no server variables: use the default Function App name, which the
+	// connector wizard asks to change.
+	if v2.Host == "" && len(doc.Servers) > 0 {
+		host := doc.Servers[0].URL
+		for name, v := range doc.Servers[0].Variables {
+			host = strings.ReplaceAll(host, "{"+name+"}", v.Default)
+		}
+		if u, err := url.Parse(host); err == nil {
+			v2.Host, v2.BasePath, v2.Schemes = u.Host, u.Path, []string{u.Scheme}
+		}
+	}
 	var hasBody bool
 	for _, p := range op.Post.Parameters {
 		hasBody = hasBody || p.In == "body"
@@ -533,7 +566,7 @@ func TestOpenAPISwagger2(t *testing.T) {
 			t.Errorf("Swagger 2.0 lacks security definition %s", name)
 		}
 	}
-	if v2.Host != "{functionApp}.azurewebsites.net" || !slices.Contains(v2.Schemes, "https") {
+	if v2.Host != "entra-revoke.azurewebsites.net" || !slices.Equal(v2.Schemes, []string{"https"}) {
 		t.Errorf("Swagger 2.0 host %q schemes %v; want the Function App over https", v2.Host, v2.Schemes)
 	}
 	b, err := json.MarshalIndent(v2, "", "  ")
