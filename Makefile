@@ -25,7 +25,7 @@ run: build
 # Everything: static checks, unit and integration tests with the race detector, end-to-end tests
 # (the built binary against local fakes, Azurite and the npm standardwebhooks package), fuzz seeds.
 test: deps vet lint
-	$(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 -timeout 30m ./...
 
 deps: node-tools shellcheck
 	$(GO) mod download

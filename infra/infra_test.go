@@ -1,0 +1,951 @@
+// Package infra_test checks the deployment assets offline: the ARM templates parse, declare what
+// they use, create the expected resources with the expected hardening and role assignments, hold
+// no secrets, and set exactly the application settings the handler knows (rendered and fed to the
+// handler's own settings parser); the Graph permission script passes shellcheck and, against a
+// fake az, makes exactly the calls its dry run prints; the package script builds the zip the
+// Functions host expects.
+package infra_test
+
+import (
+	"archive/zip"
+	"bytes"
+	"context"
+	"debug/elf"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/entra-revoke/entra-revoke/internal/queue"
+	"github.com/entra-revoke/entra-revoke/internal/revoke"
+	"github.com/entra-revoke/entra-revoke/internal/settings"
+	"github.com/entra-revoke/entra-revoke/internal/telemetry"
+	"github.com/entra-revoke/entra-revoke/internal/testenv"
+)
+
+const (
+	deployPath  = "azuredeploy.json"
+	alertsPath  = "alerts.json"
+	grantScript = "grant-graph-permissions.sh"
+	testSecret  = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw" // the fixtures' public test secret
+)
+
+// Built-in Azure role definition IDs the template may assign, and nothing broader.
+var wantRoles = map[string]string{
+	"b7e6dc6d-f1e8-4753-8033-0f276bb0955b": "Microsoft.Storage/storageAccounts", // Storage Blob Data Owner
+	"974c5e8b-45b9-4653-ba55-5f855dd0fb88": "Microsoft.Storage/storageAccounts", // Storage Queue Data Contributor
+	"4633458b-17de-408a-b874-0445c86b69e6": "Microsoft.KeyVault/vaults",         // Key Vault Secrets User
+	"3913510d-42f4-4e42-8a64-420c390055eb": "Microsoft.Insights/components",     // Monitoring Metrics Publisher
+}
+
+// leftAtDefault are the SPEC §2 settings the template does not set, and why. Every name of
+// settings.Table is either set by the template or listed here, so that a new setting forces a
+// decision.
+var leftAtDefault = map[string]string{
+	"WEBHOOK_TOLERANCE":       "the default 5m suits callers with synchronized clocks",
+	"ENTRA_OPENID_CONFIG_URL": "only for sovereign clouds and tests",
+	"GRAPH_BASE_URL":          "only for sovereign clouds and tests",
+	"AZURE_CLIENT_ID":         "the template uses the system-assigned identity",
+	"IDEMPOTENCY_TTL":         "the default suits Logic Apps' retry policy",
+	"AzureWebJobsStorage":     "the identity-based AzureWebJobsStorage__accountName is used: a connection string would carry an account key",
+	"QUEUE_ALLOW_UNSIGNED":    "queue messages must stay signed (false)",
+	"QUEUE_SIGNATURE_MAX_AGE": "the default 24h outlasts the host's retries",
+	"MAX_DEQUEUE_COUNT":       "must equal host.json's maxDequeueCount, which equals the default (checked)",
+}
+
+// platformSetting reports whether an app setting belongs to the Functions platform rather than
+// to the handler's SPEC §2 settings.
+func platformSetting(name string) bool {
+	return strings.HasPrefix(name, "AzureWebJobsStorage__") || name == "APPLICATIONINSIGHTS_AUTHENTICATION_STRING"
+}
+
+// forbiddenOnFlex are settings Flex Consumption replaces with functionAppConfig, or that would
+// defeat the template's design.
+var forbiddenOnFlex = []string{
+	"FUNCTIONS_WORKER_RUNTIME", "FUNCTIONS_EXTENSION_VERSION", "FUNCTIONS_WORKER_RUNTIME_VERSION",
+	"WEBSITE_RUN_FROM_PACKAGE", "WEBSITE_CONTENTSHARE", "WEBSITE_CONTENTAZUREFILECONNECTIONSTRING",
+	"AzureWebJobsStorage", "APPINSIGHTS_INSTRUMENTATIONKEY",
+}
+
+func mustReadJSON(t *testing.T, path string) map[string]any {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("read %s: %v", path, err)
+	}
+	var v map[string]any
+	if err := json.Unmarshal(b, &v); err != nil {
+		t.Fatalf("%s is not valid JSON: %v", path, err)
+	}
+	return v
+}
+
+func obj(t *testing.T, v any, what string) map[string]any {
+	t.Helper()
+	m, ok := v.(map[string]any)
+	if !ok {
+		t.Fatalf("%s: want a JSON object, got %T", what, v)
+	}
+	return m
+}
+
+func arr(t *testing.T, v any, what string) []any {
+	t.Helper()
+	a, ok := v.([]any)
+	if !ok {
+		t.Fatalf("%s: want a JSON array, got %T", what, v)
+	}
+	return a
+}
+
+// resources returns the template's resources of the given type.
+func resources(t *testing.T, tmpl map[string]any, typ string) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	for _, r := range arr(t, tmpl["resources"], "resources") {
+		r := obj(t, r, "resource")
+		if strings.EqualFold(fmt.Sprint(r["type"]), typ) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func only(t *testing.T, tmpl map[string]any, typ string) map[string]any {
+	t.Helper()
+	rs := resources(t, tmpl, typ)
+	if len(rs) != 1 {
+		t.Fatalf("%d resources of type %s; want 1", len(rs), typ)
+	}
+	return rs[0]
+}
+
+// walkStrings calls fn with the path and value of every string in v, keys included.
+func walkStrings(v any, path string, fn func(path, s string)) {
+	switch v := v.(type) {
+	case string:
+		fn(path, v)
+	case map[string]any:
+		for k, x := range v {
+			fn(path+"/"+k+"(key)", k)
+			walkStrings(x, path+"/"+k, fn)
+		}
+	case []any:
+		for i, x := range v {
+			walkStrings(x, fmt.Sprintf("%s[%d]", path, i), fn)
+		}
+	}
+}
+
+var (
+	paramRef     = regexp.MustCompile(`parameters\('([^']+)'\)`)
+	varRef       = regexp.MustCompile(`variables\('([^']+)'\)`)
+	secretShapes = []*regexp.Regexp{
+		regexp.MustCompile(`whsec_[A-Za-z0-9+/=]{8,}`),
+		regexp.MustCompile(`(?i)AccountKey=`),
+		regexp.MustCompile(`(?i)SharedAccessSignature|[?&]sig=`),
+		regexp.MustCompile(`(?i)InstrumentationKey=[0-9a-f-]{8}`),
+		regexp.MustCompile(`eyJ[A-Za-z0-9_-]{10,}\.`),
+		regexp.MustCompile(`(?i)listKeys\(|listSecrets\(|listConnectionStrings\(`), // keys read at deployment would land in the site config
+	}
+)
+
+// TestTemplatesDeclareAndHoldNoSecrets: both templates parse, every parameter and variable they
+// use is declared (and every declared parameter is used), secure parameters have no default,
+// and no string looks like a secret.
+func TestTemplatesDeclareAndHoldNoSecrets(t *testing.T) {
+	t.Parallel()
+	for _, path := range []string{deployPath, alertsPath} {
+		t.Run(path, func(t *testing.T) {
+			t.Parallel()
+			tmpl := mustReadJSON(t, path)
+			if s, _ := tmpl["$schema"].(string); !strings.Contains(s, "deploymentTemplate.json") {
+				t.Errorf("$schema = %q; want a resource-group deployment template", s)
+			}
+			params := obj(t, tmpl["parameters"], "parameters")
+			vars, _ := tmpl["variables"].(map[string]any)
+			used := map[string]bool{}
+			walkStrings(tmpl, "", func(p, s string) {
+				if !strings.HasPrefix(s, "[") || strings.HasPrefix(s, "[[") {
+					return
+				}
+				for _, m := range paramRef.FindAllStringSubmatch(s, -1) {
+					used[m[1]] = true
+					if _, ok := params[m[1]]; !ok {
+						t.Errorf("%s uses parameter %q, which is not declared", p, m[1])
+					}
+				}
+				for _, m := range varRef.FindAllStringSubmatch(s, -1) {
+					if _, ok := vars[m[1]]; !ok {
+						t.Errorf("%s uses variable %q, which is not declared", p, m[1])
+					}
+				}
+			})
+			for name, p := range params {
+				if !used[name] {
+					t.Errorf("parameter %q is declared but never used", name)
+				}
+				p := obj(t, p, name)
+				if typ := fmt.Sprint(p["type"]); strings.EqualFold(typ, "securestring") || strings.EqualFold(typ, "secureobject") {
+					if d, ok := p["defaultValue"]; ok && d != "" {
+						t.Errorf("secure parameter %q has a default value", name)
+					}
+				} else if regexp.MustCompile(`(?i)secret|password|key$`).MatchString(name) {
+					t.Errorf("parameter %q sounds secret but has type %v; want securestring", name, p["type"])
+				}
+				if _, ok := p["metadata"]; !ok && name != "location" {
+					t.Errorf("parameter %q has no metadata.description for the portal", name)
+				}
+			}
+			walkStrings(tmpl, "", func(p, s string) {
+				for _, re := range secretShapes {
+					if re.MatchString(s) {
+						t.Errorf("%s looks like a secret or reads one (%s): %q", p, re, s)
+					}
+				}
+			})
+			if outs, ok := tmpl["outputs"].(map[string]any); ok {
+				for name, o := range outs {
+					if typ := fmt.Sprint(obj(t, o, name)["type"]); strings.HasPrefix(strings.ToLower(typ), "secure") {
+						continue
+					}
+					if regexp.MustCompile(`(?i)(key|secret|connectionstring|sas|token)s?$`).MatchString(name) {
+						t.Errorf("output %q may expose a secret in the deployment history", name)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestDeployTemplateResources checks the resources and their hardening.
+func TestDeployTemplateResources(t *testing.T) {
+	t.Parallel()
+	tmpl := mustReadJSON(t, deployPath)
+	c := newARM(t, tmpl, nil)
+
+	plan := only(t, tmpl, "Microsoft.Web/serverfarms")
+	sku := obj(t, plan["sku"], "plan sku")
+	if sku["name"] != "FC1" || sku["tier"] != "FlexConsumption" || obj(t, plan["properties"], "plan")["reserved"] != true {
+		t.Errorf("plan sku %v reserved %v; want FC1 FlexConsumption on Linux (reserved)", sku, obj(t, plan["properties"], "plan")["reserved"])
+	}
+
+	site := only(t, tmpl, "Microsoft.Web/sites")
+	if kind := fmt.Sprint(site["kind"]); !strings.Contains(kind, "functionapp") || !strings.Contains(kind, "linux") {
+		t.Errorf("site kind = %q; want a Linux function app", kind)
+	}
+	if id := obj(t, site["identity"], "identity"); id["type"] != "SystemAssigned" {
+		t.Errorf("identity = %v; want SystemAssigned", id)
+	}
+	props := obj(t, site["properties"], "site properties")
+	sc := obj(t, props["siteConfig"], "siteConfig")
+	for k, want := range map[string]any{"minTlsVersion": "1.2", "scmMinTlsVersion": "1.2", "ftpsState": "Disabled"} {
+		if sc[k] != want {
+			t.Errorf("siteConfig.%s = %v; want %v", k, sc[k], want)
+		}
+	}
+	if props["httpsOnly"] != true {
+		t.Errorf("httpsOnly = %v; want true", props["httpsOnly"])
+	}
+	fac := obj(t, props["functionAppConfig"], "functionAppConfig")
+	if rt := obj(t, fac["runtime"], "runtime"); rt["name"] != "custom" {
+		t.Errorf("functionAppConfig.runtime = %v; want the custom handler runtime", rt)
+	}
+	dep := obj(t, obj(t, fac["deployment"], "deployment")["storage"], "deployment storage")
+	if auth := obj(t, dep["authentication"], "deployment auth"); auth["type"] != "SystemAssignedIdentity" {
+		t.Errorf("deployment storage authentication = %v; want SystemAssignedIdentity (no connection string)", auth)
+	}
+	if got := c.value(dep["value"]); !strings.HasPrefix(fmt.Sprint(got), "https://") {
+		t.Errorf("deployment container = %v; want an https blob URL", got)
+	}
+	pubs := map[string]any{}
+	for _, p := range resources(t, tmpl, "Microsoft.Web/sites/basicPublishingCredentialsPolicies") {
+		name := fmt.Sprint(c.value(p["name"]))
+		pubs[name[strings.LastIndex(name, "/")+1:]] = obj(t, p["properties"], name)["allow"]
+	}
+	if pubs["ftp"] != false || pubs["scm"] != false {
+		t.Errorf("basic publishing credentials = %v; want ftp and scm both off", pubs)
+	}
+
+	st := obj(t, only(t, tmpl, "Microsoft.Storage/storageAccounts")["properties"], "storage properties")
+	for k, want := range map[string]any{"allowSharedKeyAccess": false, "allowBlobPublicAccess": false,
+		"minimumTlsVersion": "TLS1_2", "supportsHttpsTrafficOnly": true, "defaultToOAuthAuthentication": true} {
+		if st[k] != want {
+			t.Errorf("storage %s = %v; want %v", k, st[k], want)
+		}
+	}
+	var queues []string
+	for _, q := range resources(t, tmpl, "Microsoft.Storage/storageAccounts/queueServices/queues") {
+		name := fmt.Sprint(c.value(q["name"]))
+		queues = append(queues, name[strings.LastIndex(name, "/")+1:])
+	}
+	slices.Sort(queues)
+	if want := []string{"revoke-requests", "revoke-requests-poison"}; !slices.Equal(queues, want) {
+		t.Errorf("queues = %q; want %q", queues, want)
+	}
+
+	ai := obj(t, only(t, tmpl, "Microsoft.Insights/components")["properties"], "app insights properties")
+	if ai["DisableLocalAuth"] != true {
+		t.Errorf("Application Insights DisableLocalAuth = %v; want true", ai["DisableLocalAuth"])
+	}
+	ws := only(t, tmpl, "Microsoft.OperationalInsights/workspaces")
+	if got, want := c.value(ai["WorkspaceResourceId"]), c.value(fmt.Sprintf("[resourceId('Microsoft.OperationalInsights/workspaces', '%s')]", c.value(ws["name"]))); got != want {
+		t.Errorf("Application Insights workspace = %v; want the template's workspace %v", got, want)
+	}
+	kv := obj(t, only(t, tmpl, "Microsoft.KeyVault/vaults")["properties"], "key vault properties")
+	if kv["enableRbacAuthorization"] != true || kv["enableSoftDelete"] != true {
+		t.Errorf("Key Vault RBAC %v soft delete %v; want both on", kv["enableRbacAuthorization"], kv["enableSoftDelete"])
+	}
+}
+
+// TestDeployTemplateRoleAssignments: exactly the four data-plane roles, each on its resource and
+// for the Function App's identity.
+func TestDeployTemplateRoleAssignments(t *testing.T) {
+	t.Parallel()
+	tmpl := mustReadJSON(t, deployPath)
+	c := newARM(t, tmpl, nil)
+	siteName := fmt.Sprint(c.value(only(t, tmpl, "Microsoft.Web/sites")["name"]))
+	got := map[string]bool{}
+	for _, ra := range resources(t, tmpl, "Microsoft.Authorization/roleAssignments") {
+		p := obj(t, ra["properties"], "role assignment")
+		def := fmt.Sprint(c.value(p["roleDefinitionId"]))
+		role := def[strings.LastIndex(def, "/")+1:]
+		scopeType, ok := wantRoles[role]
+		if !ok {
+			t.Errorf("role assignment of %s: not one of the least-privilege roles %v", def, wantRoles)
+			continue
+		}
+		got[role] = true
+		if scope := fmt.Sprint(c.value(ra["scope"])); !strings.HasPrefix(scope, scopeType+"/") {
+			t.Errorf("role %s is assigned on %q; want a %s", role, scope, scopeType)
+		}
+		if pid := fmt.Sprint(p["principalId"]); !strings.Contains(pid, "variables('siteId')") || !strings.Contains(pid, "identity.principalId") {
+			t.Errorf("role %s principal = %s; want the Function App's identity", role, pid)
+		}
+		if p["principalType"] != "ServicePrincipal" {
+			t.Errorf("role %s principalType = %v; want ServicePrincipal (avoids replication-delay failures)", role, p["principalType"])
+		}
+	}
+	if len(got) != len(wantRoles) {
+		t.Errorf("roles assigned %v; want all of %v", got, wantRoles)
+	}
+	if !strings.Contains(fmt.Sprint(c.value("[variables('siteId')]")), "/Microsoft.Web/sites/"+siteName) {
+		t.Errorf("siteId does not name the site %s", siteName)
+	}
+}
+
+// appSettings renders the Function App's settings for the given parameters.
+func appSettings(t *testing.T, tmpl map[string]any, params map[string]any) (map[string]string, *armContext) {
+	t.Helper()
+	c := newARM(t, tmpl, params)
+	props := obj(t, only(t, tmpl, "Microsoft.Web/sites")["properties"], "site properties")
+	out := map[string]string{}
+	for _, s := range arr(t, obj(t, props["siteConfig"], "siteConfig")["appSettings"], "appSettings") {
+		s := obj(t, s, "app setting")
+		name, ok := s["name"].(string)
+		if !ok || strings.HasPrefix(name, "[") {
+			t.Fatalf("app setting name %v must be a literal", s["name"])
+		}
+		if _, dup := out[name]; dup {
+			t.Fatalf("app setting %s appears twice", name)
+		}
+		v, ok := c.value(s["value"]).(string)
+		if !ok {
+			t.Fatalf("app setting %s renders to %T, not a string", name, c.value(s["value"]))
+		}
+		out[name] = v
+	}
+	return out, c
+}
+
+var keyVaultRef = regexp.MustCompile(`^@Microsoft\.KeyVault\(VaultName=([a-z0-9-]+);SecretName=([a-z0-9-]+)\)$`)
+
+// TestDeployTemplateSettings compares the app settings with the handler's settings table, then
+// renders them and loads them with the handler's own parser.
+func TestDeployTemplateSettings(t *testing.T) {
+	t.Parallel()
+	tmpl := mustReadJSON(t, deployPath)
+	rendered, c := appSettings(t, tmpl, nil)
+
+	table := map[string]settings.Setting{}
+	for _, s := range settings.Table {
+		table[s.Name] = s
+	}
+	for name := range rendered {
+		if _, ok := table[name]; !ok && !platformSetting(name) {
+			t.Errorf("the template sets %s, which the handler does not know (settings.Table) and which is not a platform setting", name)
+		}
+	}
+	for _, name := range forbiddenOnFlex {
+		if _, ok := rendered[name]; ok {
+			t.Errorf("the template sets %s: not on Flex Consumption with identity-based storage", name)
+		}
+	}
+	for _, s := range settings.Table {
+		_, set := rendered[s.Name]
+		_, left := leftAtDefault[s.Name]
+		switch {
+		case set && left:
+			t.Errorf("%s is set by the template and also listed as left at its default", s.Name)
+		case !set && !left:
+			t.Errorf("settings.Table has %s, which the template neither sets nor lists in leftAtDefault: decide", s.Name)
+		}
+	}
+
+	// With the default parameters every setting the template shares with the table renders to the
+	// table's default, except DRY_RUN, which a new deployment starts with on.
+	for name, v := range rendered {
+		s, ok := table[name]
+		if !ok || s.Secret {
+			continue
+		}
+		want := s.Default
+		if name == "DRY_RUN" {
+			want = "true"
+		}
+		if v != want {
+			t.Errorf("default deployment: %s = %q; want %q", name, v, want)
+		}
+	}
+
+	// Identity-based storage and Entra-authenticated telemetry, as the handler reads them.
+	storage := fmt.Sprint(c.value("[variables('storageAccountName')]"))
+	if rendered["AzureWebJobsStorage__accountName"] != storage {
+		t.Errorf("AzureWebJobsStorage__accountName = %q; want the template's storage account %q", rendered["AzureWebJobsStorage__accountName"], storage)
+	}
+	if rendered["APPLICATIONINSIGHTS_AUTHENTICATION_STRING"] != "Authorization=AAD" {
+		t.Errorf("APPLICATIONINSIGHTS_AUTHENTICATION_STRING = %q; want Authorization=AAD (the host's own telemetry)", rendered["APPLICATIONINSIGHTS_AUTHENTICATION_STRING"])
+	}
+	m := keyVaultRef.FindStringSubmatch(rendered["WEBHOOK_SECRETS"])
+	if m == nil {
+		t.Fatalf("WEBHOOK_SECRETS = %q; want a Key Vault reference", rendered["WEBHOOK_SECRETS"])
+	}
+	secretRes := only(t, tmpl, "Microsoft.KeyVault/vaults/secrets")
+	if want := m[1] + "/" + m[2]; c.value(secretRes["name"]) != want {
+		t.Errorf("WEBHOOK_SECRETS refers to %s; the template's secret is %v", want, c.value(secretRes["name"]))
+	}
+	if vault := c.value(only(t, tmpl, "Microsoft.KeyVault/vaults")["name"]); vault != m[1] {
+		t.Errorf("WEBHOOK_SECRETS refers to vault %s; the template's vault is %v", m[1], vault)
+	}
+
+	hostJSON := mustReadJSON(t, filepath.Join(testenv.RepoRoot(t), "host.json"))
+	queues := obj(t, obj(t, hostJSON["extensions"], "extensions")["queues"], "queues")
+	if got := fmt.Sprint(queues["maxDequeueCount"]); got != table["MAX_DEQUEUE_COUNT"].Default {
+		t.Errorf("host.json maxDequeueCount = %s; want MAX_DEQUEUE_COUNT's default %s, which the template leaves unset", got, table["MAX_DEQUEUE_COUNT"].Default)
+	}
+}
+
+// TestDeployTemplateSettingsLoad renders the app settings for several parameter sets, resolves
+// the Key Vault reference as App Service does, and loads them with settings.Load.
+func TestDeployTemplateSettingsLoad(t *testing.T) {
+	t.Parallel()
+	tmpl := mustReadJSON(t, deployPath)
+	tests := []struct {
+		name    string
+		params  map[string]any
+		wantErr string // substring of settings.Load's error; "" for success
+		check   func(t *testing.T, s settings.Settings)
+	}{
+		{
+			name: "defaults: webhooks, dry run",
+			check: func(t *testing.T, s settings.Settings) {
+				if !s.WebhookEnabled() || s.EntraEnabled() || !s.DryRun || s.RevokeQueue != "revoke-requests" {
+					t.Errorf("webhook %v entra %v dryRun %v queue %q; want webhook only, dry run, revoke-requests", s.WebhookEnabled(), s.EntraEnabled(), s.DryRun, s.RevokeQueue)
+				}
+			},
+		},
+		{
+			name: "Entra tokens only, live, guard rails",
+			params: map[string]any{"enableWebhooks": false, "entraAudience": "api://6e1f2a3b-4c5d-4e6f-8a7b-9c0d1e2f3a4b,6e1f2a3b-4c5d-4e6f-8a7b-9c0d1e2f3a4b",
+				"entraAllowedClients": "2b7f0c1e-3d4a-4b5c-8d6e-7f8091a2b3c4", "dryRun": false, "verifyRevocation": true,
+				"protectedUsers": "breakglass1@contoso.com,breakglass2@contoso.com", "allowedDomains": "contoso.com",
+				"maxRevocationsPerMinute": 0, "graphConcurrency": 4, "telemetryRedactUpn": true, "revokeQueueName": "revoke-prod"},
+			check: func(t *testing.T, s settings.Settings) {
+				if s.WebhookEnabled() || !s.EntraEnabled() || s.EntraTenantID != fakeTenantID || len(s.EntraAudiences) != 2 ||
+					len(s.EntraAllowedClients) != 1 || s.EntraRequiredRole != "Sessions.Revoke" {
+					t.Errorf("auth = webhook %v tenant %q audiences %q clients %q role %q; want Entra only for the deployment's tenant",
+						s.WebhookEnabled(), s.EntraTenantID, s.EntraAudiences, s.EntraAllowedClients, s.EntraRequiredRole)
+				}
+				if s.DryRun || !s.VerifyRevocation || len(s.ProtectedUsers) != 2 || !slices.Equal(s.AllowedDomains, []string{"contoso.com"}) ||
+					s.MaxRevocationsPerMinute != 0 || s.GraphConcurrency != 4 || !s.TelemetryRedactUPN || s.RevokeQueue != "revoke-prod" {
+					t.Errorf("guard rails not carried through: %+v", s)
+				}
+			},
+		},
+		{
+			name:    "no caller method: the handler refuses to start",
+			params:  map[string]any{"enableWebhooks": false},
+			wantErr: "no caller can authenticate",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			env, _ := appSettings(t, tmpl, tt.params)
+			if keyVaultRef.MatchString(env["WEBHOOK_SECRETS"]) {
+				env["WEBHOOK_SECRETS"] = testSecret // what App Service puts in the environment
+			}
+			s, err := settings.Load(func(k string) string { return env[k] })
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("settings.Load(%v) error = %v; want %q", env, err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("settings.Load(%v) = %v; want nil", env, err)
+			}
+			tt.check(t, s)
+
+			cs, err := telemetry.ParseConnectionString(s.AppInsightsConnectionString)
+			if err != nil || !cs.AAD || !cs.Enabled() {
+				t.Errorf("APPLICATIONINSIGHTS_CONNECTION_STRING = %q: %+v, %v; want Authorization=AAD (local auth is disabled)", s.AppInsightsConnectionString, cs, err)
+			}
+			qc, configured, err := queue.FromEnv(func(k string) string { return env[k] }, s.RevokeQueue)
+			if err != nil || !configured || qc.ConnectionString != "" || !strings.HasPrefix(qc.ServiceURL, "https://st") {
+				t.Errorf("queue.FromEnv = %+v, %v, %v; want an identity-based queue service URL", qc, configured, err)
+			}
+		})
+	}
+}
+
+// TestAlertsTemplate: the alert rules and workbook query the handler's events by the names and
+// properties SPEC §5 gives them.
+func TestAlertsTemplate(t *testing.T) {
+	t.Parallel()
+	tmpl := mustReadJSON(t, alertsPath)
+	c := newARM(t, tmpl, map[string]any{"appInsightsName": "entra-revoke-x-ai", "alertEmail": "soc@contoso.com"})
+	rules := resources(t, tmpl, "Microsoft.Insights/scheduledQueryRules")
+	if len(rules) != 2 {
+		t.Fatalf("%d scheduled query rules; want 2", len(rules))
+	}
+	aiID := c.value("[resourceId('Microsoft.Insights/components', 'entra-revoke-x-ai')]")
+	var queries []string
+	for _, r := range rules {
+		p := obj(t, c.value(r["properties"]), "rule properties")
+		if scopes := arr(t, p["scopes"], "scopes"); len(scopes) != 1 || scopes[0] != aiID {
+			t.Errorf("rule %v scopes = %v; want the Application Insights resource %v", p["displayName"], scopes, aiID)
+		}
+		if ags := arr(t, obj(t, p["actions"], "actions")["actionGroups"], "actionGroups"); len(ags) != 1 {
+			t.Errorf("rule %v action groups = %v; want the e-mail action group", p["displayName"], ags)
+		}
+		for _, crit := range arr(t, obj(t, p["criteria"], "criteria")["allOf"], "allOf") {
+			queries = append(queries, fmt.Sprint(obj(t, crit, "criterion")["query"]))
+		}
+	}
+	wb := obj(t, only(t, tmpl, "Microsoft.Insights/workbooks")["properties"], "workbook")
+	var workbook map[string]any
+	if err := json.Unmarshal([]byte(fmt.Sprint(c.value(wb["serializedData"]))), &workbook); err != nil {
+		t.Fatalf("workbook serializedData is not JSON: %v", err)
+	}
+	for _, it := range arr(t, workbook["items"], "workbook items") {
+		if q, ok := obj(t, obj(t, it, "item")["content"], "content")["query"].(string); ok {
+			queries = append(queries, q)
+		}
+	}
+
+	statusList := regexp.MustCompile(`status in \(([^)]*)\)`)
+	var sawRevocation, sawRejected bool
+	for _, q := range queries {
+		if !strings.HasPrefix(q, "customEvents\n") {
+			t.Errorf("query %q does not read customEvents", q)
+		}
+		switch {
+		case strings.Contains(q, `name == "SessionRevocation"`):
+			sawRevocation = true
+			if !strings.Contains(q, "customDimensions.status") {
+				t.Errorf("SessionRevocation query does not read customDimensions.status: %q", q)
+			}
+			for _, m := range statusList.FindAllStringSubmatch(q, -1) {
+				for _, s := range strings.Split(m[1], ",") {
+					st := revoke.Status(strings.Trim(strings.TrimSpace(s), `"`))
+					if !slices.Contains([]revoke.Status{revoke.StatusFailed, revoke.StatusDenied, revoke.StatusThrottled,
+						revoke.StatusProtected, revoke.StatusOutOfScope, revoke.StatusNotFound}, st) {
+						t.Errorf("query filters on status %q, which is not an unsuccessful SPEC status", st)
+					}
+				}
+			}
+		case strings.Contains(q, `name == "WebhookRejected"`):
+			sawRejected = true
+			if !strings.Contains(q, "customDimensions.reason") {
+				t.Errorf("WebhookRejected query does not read customDimensions.reason: %q", q)
+			}
+		default:
+			t.Errorf("query names neither SessionRevocation nor WebhookRejected: %q", q)
+		}
+	}
+	if !sawRevocation || !sawRejected {
+		t.Errorf("queries cover SessionRevocation %v, WebhookRejected %v; want both", sawRevocation, sawRejected)
+	}
+}
+
+// mustTool fails when a tool a check needs is missing: a missing tool must not pass as a skip.
+func mustTool(t *testing.T, name, install string) {
+	t.Helper()
+	if _, err := exec.LookPath(name); err != nil {
+		t.Fatalf("%s is not installed (%s)", name, install)
+	}
+}
+
+func TestShellcheck(t *testing.T) {
+	t.Parallel()
+	mustTool(t, "shellcheck", "apt-get install shellcheck; make shellcheck")
+	root := testenv.RepoRoot(t)
+	for _, s := range []string{filepath.Join(root, "infra", grantScript), filepath.Join(root, "scripts", "package.sh")} {
+		if out, err := exec.Command("shellcheck", "--severity=style", s).CombinedOutput(); err != nil {
+			t.Errorf("shellcheck %s: %v\n%s", s, err, out)
+		}
+	}
+}
+
+const (
+	graphSP        = "1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f"
+	principalID    = "9f8e7d6c-5b4a-4392-8170-6f5e4d3c2b1a"
+	revokeRoleID   = "77f3a031-c388-4f99-b373-dc68676a979e" // User.RevokeSessions.All
+	userReadRoleID = "df021288-bdef-4463-88db-98f22de89214" // User.Read.All
+)
+
+// fakeAz answers the az commands the grant script makes, as az does with --output tsv: the value
+// a --query selects from Microsoft Graph's answer. It logs every call, one per line, arguments
+// separated by US (0x1f).
+const fakeAz = `#!/usr/bin/env bash
+{ printf '%s\x1f' "$@"; printf '\n'; } >>"$AZ_LOG"
+url="" query="" body=""
+for ((i = 1; i <= $#; i++)); do
+	case ${!i} in
+	--url) j=$((i + 1)); url=${!j} ;;
+	--query) j=$((i + 1)); query=${!j} ;;
+	--body) j=$((i + 1)); body=${!j} ;;
+	esac
+done
+denied() { echo "ERROR: Forbidden({\"error\":{\"code\":\"Authorization_RequestDenied\",\"message\":\"Insufficient privileges to complete the operation.\"}})" >&2; exit 1; }
+case "$1 $2" in
+"account show")
+	[[ -z ${FAKE_LOGGED_OUT:-} ]] || { echo "ERROR: Please run 'az login' to setup account." >&2; exit 1; }
+	exit 0 ;;
+"functionapp identity")
+	echo "$FAKE_PRINCIPAL"; exit 0 ;;
+"rest --method")
+	[[ $3 == GET && -n ${FAKE_DENY_READ:-} ]] && denied
+	case "$3 $url" in
+	"GET https://graph.microsoft.com/v1.0/servicePrincipals(appId='00000003-0000-0000-c000-000000000000')?\$select=id")
+		[[ $query == id ]] && echo "$FAKE_GRAPH_SP"; exit 0 ;;
+	"GET https://graph.microsoft.com/v1.0/servicePrincipals/$FAKE_GRAPH_SP?\$select=appRoles")
+		[[ $query == *"value=='User.RevokeSessions.All'"*"'Application'"* ]] && echo 77f3a031-c388-4f99-b373-dc68676a979e
+		[[ $query == *"value=='User.Read.All'"*"'Application'"* ]] && echo df021288-bdef-4463-88db-98f22de89214
+		exit 0 ;;
+	"GET https://graph.microsoft.com/v1.0/servicePrincipals/$FAKE_PRINCIPAL/appRoleAssignments")
+		for id in ${FAKE_EXISTING:-}; do
+			[[ $query == *"appRoleId=='$id'"*"resourceId=='$FAKE_GRAPH_SP'"* ]] && echo "assignment-$id"
+		done
+		exit 0 ;;
+	"POST https://graph.microsoft.com/v1.0/servicePrincipals/$FAKE_PRINCIPAL/appRoleAssignments")
+		[[ -z ${FAKE_DENY_WRITE:-} ]] || denied
+		exit 0 ;;
+	esac ;;
+esac
+echo "fake az: unexpected call: $*" >&2
+exit 3
+`
+
+type azCall []string
+
+func (c azCall) String() string { return strings.Join(c, " ") }
+
+// grantRun is one run of the grant script against the fake az.
+type grantRun struct {
+	stdout, stderr string
+	code           int
+	calls          []azCall
+}
+
+func (g grantRun) posts() []azCall {
+	var out []azCall
+	for _, c := range g.calls {
+		if len(c) > 3 && c[0] == "rest" && c[2] == "POST" {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// runGrant runs the grant script with the fake az first on PATH.
+func runGrant(t *testing.T, env map[string]string, args ...string) grantRun {
+	t.Helper()
+	script, err := filepath.Abs(grantScript)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return runWithFakeAz(t, env, script, args...)
+}
+
+// runWithFakeAz runs a command with the fake az first on PATH and collects the az calls it made.
+func runWithFakeAz(t *testing.T, env map[string]string, name string, args ...string) grantRun {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "az"), []byte(fakeAz), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	log := filepath.Join(dir, "az.log")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Env = []string{"PATH=" + dir + string(os.PathListSeparator) + os.Getenv("PATH"), "AZ_LOG=" + log,
+		"FAKE_PRINCIPAL=" + principalID, "FAKE_GRAPH_SP=" + graphSP, "LC_ALL=C"}
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	run := grantRun{}
+	if err := cmd.Run(); err != nil {
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) {
+			t.Fatalf("run %s: %v", name, err)
+		}
+		run.code = exit.ExitCode()
+	}
+	run.stdout, run.stderr = out.String(), errb.String()
+	raw, err := os.ReadFile(log)
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(strings.TrimSuffix(string(raw), "\n"), "\n") {
+		if line != "" {
+			run.calls = append(run.calls, azCall(strings.Split(strings.TrimSuffix(line, "\x1f"), "\x1f")))
+		}
+	}
+	if strings.Contains(run.stderr, "fake az: unexpected call") {
+		t.Fatalf("the script made a call the fake does not know: %s", run.stderr)
+	}
+	return run
+}
+
+// wantPost is the exact grant call for one role.
+func wantPost(role string) azCall {
+	return azCall{"rest", "--method", "POST", "--url", "https://graph.microsoft.com/v1.0/servicePrincipals/" + principalID + "/appRoleAssignments",
+		"--headers", "Content-Type=application/json",
+		"--body", fmt.Sprintf(`{"principalId":"%s","resourceId":"%s","appRoleId":"%s"}`, principalID, graphSP, role),
+		"--only-show-errors", "--output", "none"}
+}
+
+func TestGrantScript(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name       string
+		env        map[string]string
+		args       []string
+		wantCode   int
+		wantPosts  []azCall
+		wantStdout []string // substrings
+		wantStderr []string
+		wantDry    int // "dry run:" lines
+	}{
+		{
+			name: "grants both, by Function App name", args: []string{"-g", "rg", "-n", "func-entra-revoke", "--with-user-read"},
+			wantPosts:  []azCall{wantPost(revokeRoleID), wantPost(userReadRoleID)},
+			wantStdout: []string{"User.RevokeSessions.All: granted to " + principalID, "User.Read.All: granted to " + principalID},
+		},
+		{
+			name: "only User.RevokeSessions.All without --with-user-read", args: []string{"--principal-id", principalID},
+			wantPosts: []azCall{wantPost(revokeRoleID)},
+		},
+		{
+			name: "idempotent: nothing to grant twice", args: []string{"--principal-id", principalID, "--with-user-read"},
+			env:        map[string]string{"FAKE_EXISTING": revokeRoleID + " " + userReadRoleID},
+			wantStdout: []string{"User.RevokeSessions.All: already granted", "User.Read.All: already granted"},
+		},
+		{
+			name: "dry run changes nothing and prints the calls", args: []string{"--principal-id", principalID, "--with-user-read", "--dry-run"},
+			env:     map[string]string{"FAKE_EXISTING": revokeRoleID},
+			wantDry: 1, wantStdout: []string{"User.RevokeSessions.All: already granted"},
+		},
+		{
+			name: "operator lacks the rights to grant", args: []string{"--principal-id", principalID},
+			env:      map[string]string{"FAKE_DENY_WRITE": "1"},
+			wantCode: 1, wantPosts: []azCall{wantPost(revokeRoleID)},
+			wantStderr: []string{"may not grant Microsoft Graph application permissions", "Privileged Role Administrator"},
+		},
+		{
+			name: "operator may not even read Graph", args: []string{"--principal-id", principalID},
+			env:      map[string]string{"FAKE_DENY_READ": "1"},
+			wantCode: 1, wantStderr: []string{"Privileged Role Administrator"},
+		},
+		{
+			name: "not signed in", args: []string{"--principal-id", principalID},
+			env:      map[string]string{"FAKE_LOGGED_OUT": "1"},
+			wantCode: 1, wantStderr: []string{"az login"},
+		},
+		{name: "usage: no target", args: []string{"--dry-run"}, wantCode: 2, wantStderr: []string{"usage:"}},
+		{name: "usage: principal not a GUID", args: []string{"--principal-id", "func-entra-revoke"}, wantCode: 2},
+		{name: "usage: both target forms", args: []string{"--principal-id", principalID, "-g", "rg", "-n", "x"}, wantCode: 2},
+		{name: "usage: unknown flag", args: []string{"--principal-id", principalID, "--force"}, wantCode: 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			run := runGrant(t, tt.env, tt.args...)
+			if run.code != tt.wantCode {
+				t.Fatalf("%s: exit %d; want %d\nstdout: %s\nstderr: %s", strings.Join(tt.args, " "), run.code, tt.wantCode, run.stdout, run.stderr)
+			}
+			if got := run.posts(); !slices.EqualFunc(got, tt.wantPosts, slices.Equal) {
+				t.Errorf("POST calls:\n got %q\nwant %q", got, tt.wantPosts)
+			}
+			for _, want := range tt.wantStdout {
+				if !strings.Contains(run.stdout, want) {
+					t.Errorf("stdout %q does not contain %q", run.stdout, want)
+				}
+			}
+			for _, want := range tt.wantStderr {
+				if !strings.Contains(run.stderr, want) {
+					t.Errorf("stderr %q does not contain %q", run.stderr, want)
+				}
+			}
+			if n := strings.Count(run.stdout, "dry run: "); n != tt.wantDry {
+				t.Errorf("%d dry-run lines; want %d: %q", n, tt.wantDry, run.stdout)
+			}
+		})
+	}
+}
+
+// TestGrantScriptDryRunIsExact: each command the dry run prints, run as printed, makes exactly the
+// call the script makes for real.
+func TestGrantScriptDryRunIsExact(t *testing.T) {
+	t.Parallel()
+	dry := runGrant(t, nil, "--principal-id", principalID, "--with-user-read", "--dry-run")
+	if dry.code != 0 || len(dry.posts()) != 0 {
+		t.Fatalf("dry run: exit %d, POSTs %q; want 0 and none\n%s", dry.code, dry.posts(), dry.stderr)
+	}
+	var printed []string
+	for _, line := range strings.Split(dry.stdout, "\n") {
+		if cmd, ok := strings.CutPrefix(line, "dry run: "); ok {
+			printed = append(printed, cmd)
+		}
+	}
+	want := []azCall{wantPost(revokeRoleID), wantPost(userReadRoleID)}
+	if len(printed) != len(want) {
+		t.Fatalf("dry run printed %d commands; want %d: %q", len(printed), len(want), dry.stdout)
+	}
+	for i, cmd := range printed {
+		if !strings.HasPrefix(cmd, "az rest --method POST ") {
+			t.Errorf("printed command %q is not an az rest POST", cmd)
+		}
+		replay := runWithFakeAz(t, nil, "bash", "-c", cmd)
+		if replay.code != 0 || len(replay.calls) != 1 || !slices.Equal(replay.calls[0], want[i]) {
+			t.Errorf("running the printed %q made %q (exit %d); want exactly %q", cmd, replay.calls, replay.code, want[i])
+		}
+	}
+}
+
+// TestPackage builds the deployment zip with scripts/package.sh and checks what the Functions
+// host needs: the handler executable, static, for linux/amd64, host.json and the function folders.
+func TestPackage(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the handler for linux/amd64 (minutes on a cold build cache)")
+	}
+	t.Parallel()
+	root := testenv.RepoRoot(t)
+	out := filepath.Join(t.TempDir(), "dist", "entra-revoke.zip")
+	ctx, cancel := context.WithTimeout(context.Background(), 9*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(root, "scripts", "package.sh"), out)
+	cmd.Dir = t.TempDir() // the script must not depend on the caller's directory
+	cmd.Env = append(os.Environ(), "VERSION=v0.0.0-test", "COMMIT=abc1234")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("scripts/package.sh: %v\n%s", err, b)
+	}
+
+	zr, err := zip.OpenReader(out)
+	if err != nil {
+		t.Fatalf("open %s: %v", out, err)
+	}
+	defer zr.Close()
+	files := map[string]*zip.File{}
+	for _, f := range zr.File {
+		if !f.FileInfo().IsDir() {
+			files[f.Name] = f
+		}
+	}
+	var wantFiles []string
+	for _, fn := range []string{"revoke", "revoke-queue", "health"} {
+		wantFiles = append(wantFiles, fn+"/function.json")
+	}
+	wantFiles = append(wantFiles, "handler", "host.json")
+	slices.Sort(wantFiles)
+	if got := slices.Sorted(mapKeys(files)); !slices.Equal(got, wantFiles) {
+		t.Errorf("zip files = %q; want exactly %q (local.settings.json and sources stay out)", got, wantFiles)
+	}
+	for _, name := range wantFiles {
+		if name == "handler" {
+			continue
+		}
+		if got, want := mustUnzip(t, files[name]), mustRead(t, filepath.Join(root, name)); !bytes.Equal(got, want) {
+			t.Errorf("%s in the zip differs from the repository's", name)
+		}
+	}
+
+	h := files["handler"]
+	if h == nil {
+		t.Fatal("no handler in the zip")
+	}
+	if mode := h.Mode(); !mode.IsRegular() || mode.Perm()&0o111 != 0o111 {
+		t.Errorf("handler mode = %v; want an executable regular file (the host runs it directly)", mode)
+	}
+	bin := mustUnzip(t, h)
+	ef, err := elf.NewFile(bytes.NewReader(bin))
+	if err != nil {
+		t.Fatalf("handler is not an ELF executable: %v", err)
+	}
+	if ef.Class != elf.ELFCLASS64 || ef.Machine != elf.EM_X86_64 || ef.Type != elf.ET_EXEC {
+		t.Errorf("handler is %v %v %v; want a 64-bit x86-64 executable", ef.Class, ef.Machine, ef.Type)
+	}
+	for _, p := range ef.Progs {
+		if p.Type == elf.PT_INTERP {
+			t.Errorf("handler has a program interpreter: it is dynamically linked (CGO_ENABLED=0 expected)")
+		}
+	}
+	if !bytes.Contains(bin, []byte("v0.0.0-test")) {
+		t.Errorf("handler does not carry the VERSION it was built with")
+	}
+}
+
+func mapKeys[V any](m map[string]V) func(func(string) bool) {
+	return func(yield func(string) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
+
+func mustUnzip(t *testing.T, f *zip.File) []byte {
+	t.Helper()
+	rc, err := f.Open()
+	if err != nil {
+		t.Fatalf("open %s in zip: %v", f.Name, err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatalf("read %s in zip: %v", f.Name, err)
+	}
+	return b
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
