@@ -83,7 +83,10 @@ func NewIssuer(t testing.TB, tenantID string) *Issuer {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /"+tenantID+"/v2.0/.well-known/openid-configuration", i.serveMetadata)
 	mux.HandleFunc("GET /"+tenantID+"/discovery/v2.0/keys", i.serveKeys)
-	i.srv = httptest.NewServer(mux) // httptest listens on 127.0.0.1
+	// Assigned before Start: handlers read i.srv, and the race detector cannot see that no
+	// request arrives before the URL is handed out.
+	i.srv = httptest.NewUnstartedServer(mux) // httptest listens on 127.0.0.1
+	i.srv.Start()
 	t.Cleanup(i.srv.Close)
 	return i
 }
