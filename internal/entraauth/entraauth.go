@@ -16,7 +16,6 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -29,6 +28,8 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/google/uuid"
 	"golang.org/x/time/rate"
+
+	"github.com/entra-revoke/entra-revoke/internal/endpoint"
 )
 
 const (
@@ -371,16 +372,11 @@ func checkFetchURL(raw string) error {
 	case "https":
 		return nil
 	case "http":
-		if host := u.Hostname(); host == "localhost" || isLoopbackIP(host) {
+		if endpoint.IsLoopback(u.Hostname()) {
 			return nil
 		}
 	}
 	return errors.New("must use https")
-}
-
-func isLoopbackIP(host string) bool {
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // hardenClient copies c (or a fresh client) with body-size limits and without redirects: Entra

@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -26,6 +25,7 @@ import (
 	core "github.com/microsoftgraph/msgraph-sdk-go-core"
 	"github.com/microsoftgraph/msgraph-sdk-go/users"
 
+	"github.com/entra-revoke/entra-revoke/internal/endpoint"
 	"github.com/entra-revoke/entra-revoke/internal/revoke"
 )
 
@@ -219,29 +219,11 @@ func parseBaseURL(raw string) (*url.URL, error) {
 	if raw == "" {
 		raw = DefaultBaseURL
 	}
-	u, err := url.Parse(raw)
+	u, err := endpoint.Parse(raw)
 	if err != nil {
 		return nil, fmt.Errorf("base URL: %w", err)
 	}
-	switch {
-	case u.Host == "" || u.Hostname() == "":
-		return nil, errors.New("base URL: no host")
-	case u.User != nil || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "":
-		return nil, errors.New("base URL: must be scheme://host[/path] only")
-	case u.Scheme == "https":
-	case u.Scheme == "http" && isLoopback(u.Hostname()):
-	default:
-		return nil, fmt.Errorf("base URL: scheme %q not allowed (https required)", u.Scheme)
-	}
 	return u, nil
-}
-
-func isLoopback(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // ManagedIdentity returns azidentity's ManagedIdentityCredential: system-assigned when clientID

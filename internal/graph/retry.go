@@ -6,13 +6,13 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 	"unicode"
 
 	"github.com/microsoftgraph/msgraph-sdk-go/models/odataerrors"
 
+	"github.com/entra-revoke/entra-revoke/internal/retryafter"
 	"github.com/entra-revoke/entra-revoke/internal/revoke"
 )
 
@@ -122,7 +122,7 @@ func (c *Client) classify(op *operation, status int, ex exchange, err error) *re
 	default:
 		ge.Status = revoke.StatusFailed
 	}
-	if d, ok := parseRetryAfter(ex.retryAfter, time.Now()); ok {
+	if d, ok := retryafter.Parse(ex.retryAfter, time.Now(), maxRetryAfter); ok {
 		ge.RetryAfter = d
 	}
 	var oe *odataerrors.ODataError
@@ -159,7 +159,7 @@ func retryable(status int) bool {
 // jitter: try 1 waits 0.5–1×base, try 2 1–2×base, … capped at backoffMax. Jitter spreads out
 // instances that were throttled together.
 func (c *Client) retryDelay(retryAfter string, try int) time.Duration {
-	if d, ok := parseRetryAfter(retryAfter, time.Now()); ok {
+	if d, ok := retryafter.Parse(retryAfter, time.Now(), maxRetryAfter); ok {
 		return d
 	}
 	d := c.backoffMax
@@ -170,27 +170,6 @@ func (c *Client) retryDelay(retryAfter string, try int) time.Duration {
 	}
 	half := d / 2
 	return half + rand.N(half+1)
-}
-
-// parseRetryAfter reads Retry-After as delay-seconds or an HTTP date (RFC 9110 §10.2.3).
-func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0, false
-	}
-	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if n < 0 {
-			return 0, false
-		}
-		if n > int64(maxRetryAfter/time.Second) {
-			return maxRetryAfter, true
-		}
-		return time.Duration(n) * time.Second, true
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		return min(max(t.Sub(now), 0), maxRetryAfter), true
-	}
-	return 0, false
 }
 
 // fits reports whether waiting d still leaves time for one more attempt before ctx's deadline.

@@ -56,7 +56,7 @@ func (d *Deferrer) Defer(ctx context.Context, def revoke.Deferral) error {
 	body := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 
 	id := def.Meta.RequestID
-	if id == "" || len(id) > maxIDLength || !printableASCII(id) {
+	if !webhook.ValidID(id) {
 		id = NewMessageID()
 	}
 	now := time.Now

@@ -36,7 +36,7 @@ const maxIDLength = 256
 // Seal signs body with the first of k's secrets under id and at, and returns the JSON of the
 // signed Envelope: the text of a queue message, before base64.
 func Seal(k webhook.Keys, id string, at time.Time, body []byte) ([]byte, error) {
-	if id == "" || len(id) > maxIDLength || !printableASCII(id) {
+	if !webhook.ValidID(id) {
 		return nil, errors.New("seal: webhook-id must be 1-256 printable ASCII characters")
 	}
 	if at.Unix() < 0 {

@@ -103,7 +103,7 @@ func requestIDHint(r *http.Request) string {
 	if id == "" {
 		id = r.Header.Get("Idempotency-Key")
 	}
-	if !validID(id) {
+	if !webhook.ValidID(id) {
 		return ""
 	}
 	return id
@@ -126,18 +126,4 @@ func clientIP(r *http.Request) string {
 		return ""
 	}
 	return host
-}
-
-// validID accepts request ids of printable ASCII up to 256 characters: they are echoed in
-// responses and logs.
-func validID(id string) bool {
-	if id == "" || len(id) > 256 {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		if id[i] < 0x21 || id[i] > 0x7e {
-			return false
-		}
-	}
-	return true
 }

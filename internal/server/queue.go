@@ -14,6 +14,7 @@ import (
 	"github.com/entra-revoke/entra-revoke/internal/queue"
 	"github.com/entra-revoke/entra-revoke/internal/revoke"
 	"github.com/entra-revoke/entra-revoke/internal/telemetry"
+	"github.com/entra-revoke/entra-revoke/internal/webhook"
 )
 
 // maxInvocationBytes bounds the host's invocation: a queue message is at most 64 KiB of base64,
@@ -120,7 +121,7 @@ func openMessage(d Deps, inv queue.Invocation) (body []byte, meta revoke.Meta, r
 		meta.Caller = "queue:unsigned"
 		return inv.Message, meta, ""
 	}
-	if validID(env.ID) {
+	if webhook.ValidID(env.ID) {
 		meta.RequestID = env.ID
 	}
 	if d.Keys.Len() == 0 {

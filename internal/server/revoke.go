@@ -12,6 +12,7 @@ import (
 
 	"github.com/entra-revoke/entra-revoke/internal/idempotency"
 	"github.com/entra-revoke/entra-revoke/internal/revoke"
+	"github.com/entra-revoke/entra-revoke/internal/webhook"
 )
 
 // userStatusHTTP maps a single user's status to the HTTP status of SPEC §3.
@@ -56,7 +57,7 @@ func handleRevoke(d Deps) http.Handler {
 		id, fromCaller := c.SignedID, c.SignedID != ""
 		if !fromCaller {
 			if key := r.Header.Get("Idempotency-Key"); key != "" {
-				if !validID(key) {
+				if !webhook.ValidID(key) {
 					writeError(w, http.StatusBadRequest, codeInvalidRequest, "Idempotency-Key must be 1-256 printable ASCII characters")
 					return
 				}

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/entra-revoke/entra-revoke/internal/endpoint"
 	"github.com/entra-revoke/entra-revoke/internal/request"
 	"github.com/entra-revoke/entra-revoke/internal/webhook"
 )
@@ -269,19 +270,13 @@ func (p *parser) integer(name string, lo, hi int) int {
 // endpoint parses an absolute URL and insists on HTTPS, except on loopback where local fakes and
 // emulators run: a token must never travel in clear text across a network.
 func (p *parser) endpoint(name, raw string) *url.URL {
-	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
-		// The value is not echoed: user info or a query string may hold a credential.
-		p.fail(name, "is not an absolute URL without user info, query or fragment")
-		return nil
-	}
-	if u.Scheme != "https" && !(u.Scheme == "http" && isLoopback(u.Hostname())) {
-		p.fail(name, "must use https (plain http is allowed on loopback only)")
+	u, err := endpoint.Parse(raw)
+	if err != nil {
+		p.fail(name, err.Error())
 		return nil
 	}
 	return u
 }
-
 func (p *parser) listenAddr() string {
 	if v := strings.TrimSpace(p.getenv("FUNCTIONS_CUSTOMHANDLER_PORT")); v != "" {
 		if !validPort(v) {
@@ -303,14 +298,6 @@ func (p *parser) listenAddr() string {
 func validPort(v string) bool {
 	n, err := strconv.Atoi(v)
 	return err == nil && n >= 0 && n <= 65535
-}
-
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 func splitList(v, seps string) []string {

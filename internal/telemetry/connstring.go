@@ -3,9 +3,11 @@ package telemetry
 import (
 	"errors"
 	"fmt"
-	"net"
 	"net/url"
 	"strings"
+
+	"github.com/entra-revoke/entra-revoke/internal/endpoint"
+	"github.com/entra-revoke/entra-revoke/internal/request"
 )
 
 // DefaultIngestionEndpoint is where envelopes go when the connection string names no endpoint.
@@ -59,7 +61,7 @@ func ParseConnectionString(s string) (ConnectionString, error) {
 		return ConnectionString{}, fmt.Errorf("%w: InstrumentationKey is missing", ErrConnectionString)
 	}
 	// The key goes into every envelope name; a GUID check keeps anything else out of the wire format.
-	if !isGUID(c.InstrumentationKey) {
+	if !request.IsObjectID(c.InstrumentationKey) {
 		return ConnectionString{}, fmt.Errorf("%w: InstrumentationKey is not a GUID", ErrConnectionString)
 	}
 
@@ -103,7 +105,7 @@ func normalizeEndpoint(s string) (string, error) {
 	switch strings.ToLower(u.Scheme) {
 	case "https":
 	case "http":
-		if !isLoopback(u.Hostname()) {
+		if !endpoint.IsLoopback(u.Hostname()) {
 			return "", errors.New("must use https")
 		}
 	default:
@@ -113,37 +115,4 @@ func normalizeEndpoint(s string) (string, error) {
 	u.Path = strings.TrimRight(u.Path, "/")
 	u.RawPath = ""
 	return u.String(), nil
-}
-
-func isLoopback(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
-
-// isGUID reports whether s is a GUID in its 8-4-4-4-12 hexadecimal form.
-func isGUID(s string) bool {
-	if len(s) != 36 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch i {
-		case 8, 13, 18, 23:
-			if c != '-' {
-				return false
-			}
-		default:
-			if !isHex(c) {
-				return false
-			}
-		}
-	}
-	return true
-}
-
-func isHex(c byte) bool {
-	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
 }

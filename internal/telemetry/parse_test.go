@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/entra-revoke/entra-revoke/internal/request"
 )
 
 func TestParseConnectionString(t *testing.T) {
@@ -94,7 +96,7 @@ func FuzzParseConnectionString(f *testing.F) {
 		if err != nil || !c.Enabled() {
 			return
 		}
-		if !isGUID(c.InstrumentationKey) {
+		if !request.IsObjectID(c.InstrumentationKey) {
 			t.Errorf("ParseConnectionString(%q) accepted key %q", s, c.InstrumentationKey)
 		}
 		if !strings.HasPrefix(c.IngestionEndpoint, "https://") && !strings.HasPrefix(c.IngestionEndpoint, "http://") {
@@ -189,38 +191,6 @@ func TestFormatDuration(t *testing.T) {
 		if got := formatDuration(tt.in); got != tt.want {
 			t.Errorf("formatDuration(%v) = %q; want %q", tt.in, got, tt.want)
 		}
-	}
-}
-
-func TestRetryAfter(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		in     string
-		want   time.Duration
-		wantOK bool
-	}{
-		{"", 0, false},
-		{"0", 0, true},
-		{"7", 7 * time.Second, true},
-		{"-1", 0, false},
-		{"soon", 0, false},
-		{"99999999999999999", maxRetryAfter, true},
-		{"86400", maxRetryAfter, true},
-		{"Mon, 02 Jan 2006 15:04:05 GMT", 0, true}, // in the past
-	}
-	for _, tt := range tests {
-		h := http.Header{}
-		if tt.in != "" {
-			h.Set("Retry-After", tt.in)
-		}
-		got, ok := retryAfter(h)
-		if got != tt.want || ok != tt.wantOK {
-			t.Errorf("retryAfter(%q) = %v, %v; want %v, %v", tt.in, got, ok, tt.want, tt.wantOK)
-		}
-	}
-	future := time.Now().Add(time.Minute).UTC().Format(http.TimeFormat)
-	if got, ok := retryAfter(http.Header{"Retry-After": {future}}); !ok || got <= 0 || got > time.Minute {
-		t.Errorf("retryAfter(%q) = %v, %v; want about a minute", future, got, ok)
 	}
 }
 

@@ -10,12 +10,13 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
-	"strconv"
 	"sync"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+
+	"github.com/entra-revoke/entra-revoke/internal/retryafter"
 )
 
 // AADScope is the token scope for Application Insights ingestion with Authorization=AAD.
@@ -260,7 +261,7 @@ func (s *sender) send(ctx context.Context, batch [][]byte) result {
 		return result{retry: true, err: err}
 	}
 	r := result{status: status}
-	r.delay, r.hasDelay = retryAfter(header)
+	r.delay, r.hasDelay = retryafter.Parse(header.Get("Retry-After"), time.Now(), maxRetryAfter)
 	switch {
 	case status == http.StatusOK || status == http.StatusPartialContent:
 		accepted, retry := partial(batch, status, body)
@@ -376,27 +377,6 @@ func retryableBatch(code int, aad bool) bool {
 		return aad
 	}
 	return retryableItem(code)
-}
-
-// retryAfter parses a Retry-After header: delay-seconds or an HTTP date.
-func retryAfter(h http.Header) (time.Duration, bool) {
-	v := h.Get("Retry-After")
-	if v == "" {
-		return 0, false
-	}
-	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if n < 0 {
-			return 0, false
-		}
-		if n > int64(maxRetryAfter/time.Second) {
-			return maxRetryAfter, true
-		}
-		return time.Duration(n) * time.Second, true
-	}
-	if at, err := http.ParseTime(v); err == nil {
-		return min(max(time.Until(at), 0), maxRetryAfter), true
-	}
-	return 0, false
 }
 
 // backoff is how long to wait after a failed attempt: Retry-After when given, else exponential

@@ -24,6 +24,7 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 
+	"github.com/entra-revoke/entra-revoke/internal/request"
 	"github.com/entra-revoke/entra-revoke/internal/revoke"
 )
 
@@ -143,7 +144,7 @@ func New(cfg Config) (*Telemetry, error) {
 	}
 	// A ConnectionString built by hand gets the same checks as a parsed one: the key goes into
 	// every envelope name, the endpoint receives outcomes (and tokens).
-	if !isGUID(t.ikey) {
+	if !request.IsObjectID(t.ikey) {
 		return nil, fmt.Errorf("%w: InstrumentationKey is not a GUID", ErrConnectionString)
 	}
 	endpoint := cfg.Connection.IngestionEndpoint
@@ -277,7 +278,7 @@ func (t *Telemetry) outcomeFields(o revoke.Outcome, op Operation) []field {
 		}
 		// An object ID is a pseudonymous id, already sent as userId: when the request named the
 		// user by object ID, keep it there (queries by upnHash still work, it is hashed too).
-		if isGUID(o.UPN) {
+		if request.IsObjectID(o.UPN) {
 			if userID == "" {
 				userID = o.UPN
 			}

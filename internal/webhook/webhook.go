@@ -84,7 +84,7 @@ func (k Keys) Verify(h http.Header, body []byte, now time.Time, maxAge, future t
 	if id == "" || ts == "" || sig == "" {
 		return Signed{}, ErrMissing
 	}
-	if len(id) > maxIDLength || !printableASCII(id) {
+	if !ValidID(id) {
 		return Signed{}, ErrSignature
 	}
 	unix, err := strconv.ParseInt(ts, 10, 64)
@@ -125,6 +125,12 @@ func (k Keys) Headers(id string, at time.Time, body []byte) (http.Header, error)
 	h.Set(HeaderTimestamp, strconv.FormatInt(at.Unix(), 10))
 	h.Set(HeaderSignature, sig)
 	return h, nil
+}
+
+// ValidID reports whether id is usable as a request id: 1 to 256 printable ASCII characters. Ids
+// are echoed in responses, logs and the idempotency store.
+func ValidID(id string) bool {
+	return id != "" && len(id) <= maxIDLength && printableASCII(id)
 }
 
 func printableASCII(s string) bool {

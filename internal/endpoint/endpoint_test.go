@@ -1,0 +1,43 @@
+package endpoint
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestParse(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		raw  string
+		want error
+	}{
+		{"https://graph.microsoft.com/v1.0", nil},
+		{"https://graph.microsoft.us", nil},
+		{"http://127.0.0.1:8080/v1.0", nil},
+		{"http://localhost:10001", nil},
+		{"http://[::1]:8080", nil},
+		{"HTTPS://Graph.Microsoft.com/v1.0", nil},
+		{"http://graph.microsoft.com/v1.0", ErrInsecure},
+		{"http://10.0.0.1/v1.0", ErrInsecure},
+		{"http://127.0.0.1.nip.io/", ErrInsecure},
+		{"ftp://graph.microsoft.com", ErrInsecure},
+		{"https://user:p4ss@graph.microsoft.com", ErrNotAbsolute},
+		{"https://graph.microsoft.com/?sig=secret", ErrNotAbsolute},
+		{"https://graph.microsoft.com/#x", ErrNotAbsolute},
+		{"/v1.0", ErrNotAbsolute},
+		{"graph.microsoft.com", ErrNotAbsolute},
+		{"https:opaque", ErrNotAbsolute},
+		{"", ErrNotAbsolute},
+		{"https://%zz", ErrNotAbsolute},
+	}
+	for _, tt := range tests {
+		_, err := Parse(tt.raw)
+		if !errors.Is(err, tt.want) {
+			t.Errorf("Parse(%q) = %v; want %v", tt.raw, err, tt.want)
+		}
+		if err != nil && (strings.Contains(err.Error(), "p4ss") || strings.Contains(err.Error(), "secret")) {
+			t.Errorf("Parse(%q) error %q repeats the value", tt.raw, err)
+		}
+	}
+}
