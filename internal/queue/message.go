@@ -29,10 +29,6 @@ type Envelope struct {
 // envelopeFields are the JSON names of Envelope's fields.
 var envelopeFields = [...]string{webhook.HeaderID, webhook.HeaderTimestamp, webhook.HeaderSignature, "body"}
 
-// maxIDLength matches what webhook.Keys.Verify accepts, so Seal never produces an envelope that
-// its own verifier refuses.
-const maxIDLength = 256
-
 // Seal signs body with the first of k's secrets under id and at, and returns the JSON of the
 // signed Envelope: the text of a queue message, before base64.
 func Seal(k webhook.Keys, id string, at time.Time, body []byte) ([]byte, error) {
