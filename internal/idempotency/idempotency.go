@@ -30,13 +30,19 @@ type slot struct {
 	expires time.Time
 }
 
+// entry records an insertion; slot tells a stale record from a later claim of the same key.
+type entry struct {
+	key  string
+	slot *slot
+}
+
 // Store is an in-memory, per-instance idempotency store. It is safe for concurrent use.
 type Store struct {
 	ttl   time.Duration
 	now   func() time.Time
 	mu    sync.Mutex
 	slots map[string]*slot
-	order []string // insertion order, for eviction
+	order []entry // insertion order, for eviction
 }
 
 // New returns a store that remembers responses for ttl.
@@ -104,27 +110,31 @@ func (s *Store) commit(key string, sl *slot) func(*Response) {
 	}
 }
 
-// insert adds a slot, evicting expired and then the oldest finished entries beyond maxEntries.
-// Callers hold s.mu.
+// insert adds a slot. Beyond maxEntries it sweeps expired and then the oldest finished entries
+// down to 90 % of the limit, so the O(n) pass is paid once per tens of thousands of inserts
+// rather than on every new id. Callers hold s.mu.
 func (s *Store) insert(key string, sl *slot) {
 	s.slots[key] = sl
-	s.order = append(s.order, key)
+	s.order = append(s.order, entry{key: key, slot: sl})
 	if len(s.order) <= maxEntries {
 		return
 	}
 	now := s.now()
+	excess := len(s.slots) - maxEntries*9/10
 	kept := s.order[:0]
-	for _, k := range s.order {
-		v, ok := s.slots[k]
-		if !ok {
+	for _, e := range s.order {
+		cur, ok := s.slots[e.key]
+		if !ok || cur != e.slot {
+			continue // forgotten, or the key was claimed again later
+		}
+		if cur.resp != nil && (!now.Before(cur.expires) || excess > 0) {
+			delete(s.slots, e.key)
+			excess--
 			continue
 		}
-		if v.resp != nil && (!now.Before(v.expires) || len(s.slots) > maxEntries) {
-			delete(s.slots, k)
-			continue
-		}
-		kept = append(kept, k)
+		kept = append(kept, e)
 	}
+	clear(s.order[len(kept):])
 	s.order = kept
 }
 
