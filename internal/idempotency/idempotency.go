@@ -13,8 +13,15 @@ import (
 // ErrConflict is returned when an id is reused with a different body.
 var ErrConflict = errors.New("request id reused with a different body")
 
-// maxEntries bounds memory: a flood of unique ids evicts the oldest remembered responses first.
-const maxEntries = 50_000
+// Bounds on memory: a flood of unique ids evicts the oldest remembered responses first, before
+// their TTL. maxBytes keeps the store small next to the process (a few MiB of a ~40 MiB handler);
+// maxEntries bounds the bookkeeping of tiny responses.
+const (
+	maxEntries = 50_000
+	maxBytes   = 8 << 20
+	// slotOverhead approximates a slot's bookkeeping beyond its key and body.
+	slotOverhead = 256
+)
 
 // Response is what is replayed.
 type Response struct {
@@ -28,6 +35,7 @@ type slot struct {
 	done    chan struct{} // closed when the first request finished
 	resp    *Response     // nil if the first request left nothing to replay
 	expires time.Time
+	size    int // bytes accounted to the store once resp is set
 }
 
 // entry records an insertion; slot tells a stale record from a later claim of the same key.
@@ -42,7 +50,9 @@ type Store struct {
 	now   func() time.Time
 	mu    sync.Mutex
 	slots map[string]*slot
-	order []entry // insertion order, for eviction
+	order []entry // insertion order, for eviction; entries before head are gone
+	head  int
+	bytes int // accounted size of remembered responses
 }
 
 // New returns a store that remembers responses for ttl.
@@ -65,7 +75,7 @@ func (s *Store) Claim(ctx context.Context, key string, body []byte) (*Response, 
 		now := s.now()
 		sl, ok := s.slots[key]
 		if ok && sl.resp != nil && !now.Before(sl.expires) {
-			delete(s.slots, key)
+			s.remove(key, sl)
 			ok = false
 		}
 		if !ok {
@@ -98,44 +108,55 @@ func (s *Store) commit(key string, sl *slot) func(*Response) {
 			s.mu.Lock()
 			defer s.mu.Unlock()
 			if r == nil {
-				if s.slots[key] == sl {
-					delete(s.slots, key)
-				}
+				s.remove(key, sl)
 			} else {
 				sl.resp = r
 				sl.expires = s.now().Add(s.ttl)
+				sl.size = len(key) + len(r.Body) + len(r.ContentType) + slotOverhead
+				s.bytes += sl.size
 			}
 			close(sl.done)
 		})
 	}
 }
 
-// insert adds a slot. Beyond maxEntries it sweeps expired and then the oldest finished entries
-// down to 90 % of the limit, so the O(n) pass is paid once per tens of thousands of inserts
-// rather than on every new id. Callers hold s.mu.
+// insert adds a slot and evicts from the front of the insertion order: expired responses, and
+// the oldest remembered ones while the store is over its bounds. Entries expire in about the order
+// they were inserted, so each insert does O(1) amortised work. An in-flight request is never
+// evicted (its waiters hold it): over the bounds it moves to the back, else eviction stops there.
+// Callers hold s.mu.
 func (s *Store) insert(key string, sl *slot) {
 	s.slots[key] = sl
 	s.order = append(s.order, entry{key: key, slot: sl})
-	if len(s.order) <= maxEntries {
-		return
-	}
 	now := s.now()
-	excess := len(s.slots) - maxEntries*9/10
-	kept := s.order[:0]
-	for _, e := range s.order {
-		cur, ok := s.slots[e.key]
-		if !ok || cur != e.slot {
-			continue // forgotten, or the key was claimed again later
+	for n := len(s.order) - s.head; n > 0; n-- {
+		e := s.order[s.head]
+		if cur, ok := s.slots[e.key]; ok && cur == e.slot {
+			over := s.bytes > maxBytes || len(s.slots) > maxEntries
+			switch {
+			case cur.resp == nil && !over, cur.resp != nil && now.Before(cur.expires) && !over:
+				return
+			case cur.resp == nil:
+				s.order = append(s.order, e)
+			default:
+				s.remove(e.key, cur)
+			}
 		}
-		if cur.resp != nil && (!now.Before(cur.expires) || excess > 0) {
-			delete(s.slots, e.key)
-			excess--
-			continue
+		s.order[s.head] = entry{}
+		s.head++
+		if s.head > len(s.order)/2 {
+			s.order = append(s.order[:0], s.order[s.head:]...)
+			s.head = 0
 		}
-		kept = append(kept, e)
 	}
-	clear(s.order[len(kept):])
-	s.order = kept
+}
+
+// remove forgets key's slot sl. Callers hold s.mu.
+func (s *Store) remove(key string, sl *slot) {
+	if s.slots[key] == sl {
+		delete(s.slots, key)
+		s.bytes -= sl.size
+	}
 }
 
 // Len returns the number of remembered or in-flight ids.

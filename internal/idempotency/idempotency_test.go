@@ -401,3 +401,36 @@ func TestConcurrentMixedUse(t *testing.T) {
 		t.Errorf("ran %d requests; want at least one per key (8)", ran.Load())
 	}
 }
+
+// Expired responses leave as new ids arrive, long before the count bound: memory follows the TTL.
+func TestExpiredIDsAreDropped(t *testing.T) {
+	t.Parallel()
+	now := time.Unix(1_700_000_000, 0)
+	var mu sync.Mutex
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	s := New(time.Minute, clock)
+	for i := range 1000 {
+		mustClaimFirst(t, s, fmt.Sprintf("old_%d", i), bodyA)(okResponse("x"))
+	}
+	mu.Lock()
+	now = now.Add(2 * time.Minute)
+	mu.Unlock()
+	mustClaimFirst(t, s, "new", bodyA)(okResponse("y"))
+	if got := s.Len(); got != 1 {
+		t.Errorf("Len() = %d after every other id expired; want 1", got)
+	}
+}
+
+// Large responses are bounded by bytes, not only by count.
+func TestByteBound(t *testing.T) {
+	t.Parallel()
+	s := New(time.Hour, nil)
+	big := &Response{Status: 200, ContentType: "application/json", Body: make([]byte, 100<<10)}
+	for i := range 200 { // 20 MiB of responses
+		mustClaimFirst(t, s, fmt.Sprintf("big_%d", i), bodyA)(big)
+	}
+	if got, limit := s.Len(), maxBytes/(100<<10)+1; got > limit {
+		t.Errorf("Len() = %d with 100 KiB responses; want at most %d (8 MiB)", got, limit)
+	}
+	mustReplay(t, s, "big_199", bodyA, big)
+}
