@@ -38,8 +38,7 @@ func reply(w http.ResponseWriter, status int, logs ...string) {
 // handleQueue serves POST /revoke-queue, the queue trigger's invocation (SPEC §4). It answers 200
 // when the message is finished, whatever the users' outcomes, and non-2xx only while a retry could
 // still change an outcome, so that the host delivers the message again.
-func handleQueue(d Deps) http.Handler {
-	progress := newDeliveries()
+func handleQueue(d Deps, progress *attempts) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		inv, err := queue.DecodeInvocation(http.MaxBytesReader(w, r.Body, maxInvocationBytes))
 		if err != nil {
@@ -165,27 +164,34 @@ func summary(res revoke.Result) string {
 	return fmt.Sprintf("%d users: %s", len(res.Results), strings.Join(parts, " "))
 }
 
-// deliveries remembers per message what earlier deliveries achieved, so that a redelivered bulk
-// message does not revoke its finished users again, and a duplicate of a completed message is a
-// no-op. It is per instance and best effort: another instance simply revokes again, which Graph
-// tolerates.
-type deliveries struct {
-	mu sync.Mutex
-	m  map[string]delivery
+// attempts remembers per request what earlier attempts achieved: a redelivered queue message, or
+// an HTTP caller's retry (same id, same body) of a request that partly failed, does not revoke its
+// finished users again, and a duplicate of a completed message is a no-op. It is per instance and
+// best effort: another instance simply revokes again, which Graph tolerates.
+type attempts struct {
+	mu    sync.Mutex
+	m     map[string]attempt
+	order []string // insertion order; entries expire in it, so the front is the oldest
 }
 
-type delivery struct {
+type attempt struct {
 	results []revoke.UserResult
 	done    bool
 	expires time.Time
 }
 
-// deliveryTTL outlives the host's retries of one message (five deliveries, minutes apart).
-const deliveryTTL = time.Hour
+const (
+	// attemptTTL outlives the host's retries of one message (five deliveries, minutes apart).
+	attemptTTL = time.Hour
+	// maxAttempts bounds memory during a huge backlog; the oldest are forgotten first.
+	maxAttempts = 100_000
+)
 
-func newDeliveries() *deliveries { return &deliveries{m: map[string]delivery{}} }
+func newAttempts() *attempts { return &attempts{m: map[string]attempt{}} }
 
-func (p *deliveries) get(key string, now time.Time) (prior []revoke.UserResult, done bool) {
+// get returns the non-retryable outcomes of earlier attempts by input index, and whether the
+// request was completed.
+func (p *attempts) get(key string, now time.Time) (prior []revoke.UserResult, done bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	e, ok := p.m[key]
@@ -201,13 +207,23 @@ func (p *deliveries) get(key string, now time.Time) (prior []revoke.UserResult, 
 	return prior, e.done
 }
 
-func (p *deliveries) put(key string, results []revoke.UserResult, done bool, now time.Time) {
+// put records an attempt, forgetting expired entries from the front (amortised O(1)).
+func (p *attempts) put(key string, results []revoke.UserResult, done bool, now time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for k, e := range p.m {
-		if now.After(e.expires) {
+	if _, seen := p.m[key]; !seen {
+		p.order = append(p.order, key)
+	}
+	p.m[key] = attempt{results: results, done: done, expires: now.Add(attemptTTL)}
+	for len(p.order) > 0 {
+		k := p.order[0]
+		e, ok := p.m[k]
+		if ok && !now.After(e.expires) && len(p.m) <= maxAttempts {
+			break
+		}
+		if ok && k != key {
 			delete(p.m, k)
 		}
+		p.order = p.order[1:]
 	}
-	p.m[key] = delivery{results: results, done: done, expires: now.Add(deliveryTTL)}
 }

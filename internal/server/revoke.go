@@ -1,6 +1,8 @@
 package server
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"mime"
@@ -46,7 +48,7 @@ func httpStatus(res revoke.Result) int {
 }
 
 // handleRevoke serves POST /api/revoke for an authenticated caller.
-func handleRevoke(d Deps) http.Handler {
+func handleRevoke(d Deps, progress *attempts) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c := callerFrom(r.Context())
 		if !jsonMediaType(r.Header.Get("Content-Type")) {
@@ -86,7 +88,7 @@ func handleRevoke(d Deps) http.Handler {
 			commit = done
 		}
 
-		resp := runRevoke(r, d, c, id)
+		resp := runRevoke(r, d, c, id, progress)
 		if resp.keep {
 			commit(&idempotency.Response{Status: resp.status, ContentType: "application/json", Body: resp.body})
 		} else {
@@ -114,7 +116,7 @@ func errorResponse(status int, code, message string) response {
 
 // runRevoke decodes, runs and maps one request. Outcomes that a retry could change (throttled,
 // failed, rate limited) are not remembered, so that the caller's retry really runs again.
-func runRevoke(r *http.Request, d Deps, c caller, id string) response {
+func runRevoke(r *http.Request, d Deps, c caller, id string, progress *attempts) response {
 	req, err := d.Validator.Decode(c.Body)
 	if err != nil {
 		st, e := requestError(err)
@@ -129,6 +131,10 @@ func runRevoke(r *http.Request, d Deps, c caller, id string) response {
 			mode = revoke.DeferAll
 		}
 	}
+	// A retry of a request that partly failed (same id and body) skips the users already done.
+	key := "http\x00" + c.Scope + "\x00" + id + "\x00" + bodyHash(c.Body)
+	prior, _ := progress.get(key, d.Now())
+
 	ctx, cancel := workContext(r, d, httpBudget)
 	defer cancel()
 	res, err := d.Engine.Run(ctx, revoke.Job{
@@ -137,7 +143,7 @@ func runRevoke(r *http.Request, d Deps, c caller, id string) response {
 			InvocationID: r.Header.Get("X-Azure-Functions-InvocationId"),
 		},
 		Users: req.Users(), Ticket: req.Ticket, Reason: req.Reason, RequestedBy: req.RequestedBy,
-		DryRun: req.DryRun, Defer: mode, Final: true,
+		DryRun: req.DryRun, Defer: mode, Final: true, Prior: prior,
 	})
 	var rl *revoke.RateLimitedError
 	if errors.As(err, &rl) {
@@ -154,6 +160,9 @@ func runRevoke(r *http.Request, d Deps, c caller, id string) response {
 		return errorResponse(http.StatusInternalServerError, codeInternal, "internal error")
 	}
 	resp := response{status: httpStatus(res), body: body, keep: !res.Retryable()}
+	if !resp.keep && len(res.Results) > 1 {
+		progress.put(key, res.Results, false, d.Now())
+	}
 	if resp.status == http.StatusTooManyRequests {
 		resp.retryAfter = max(res.RetryAfter(), time.Second)
 	}
@@ -181,4 +190,9 @@ func preferAsync(values []string) bool {
 		}
 	}
 	return false
+}
+
+func bodyHash(b []byte) string {
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:])
 }

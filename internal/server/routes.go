@@ -5,9 +5,10 @@ import "net/http"
 // addRoutes is the only place routes are registered. Method-less patterns for the same paths turn
 // a wrong method into the SPEC's JSON 405, and "/" into its JSON 404.
 func addRoutes(mux *http.ServeMux, d Deps) {
+	progress := newAttempts()
 	mux.Handle("GET /{$}", handleReady())
-	mux.Handle("POST /api/revoke", withOperation(requireCaller(d)(handleRevoke(d))))
-	mux.Handle("POST /revoke-queue", withOperation(handleQueue(d)))
+	mux.Handle("POST /api/revoke", withOperation(requireCaller(d)(handleRevoke(d, progress))))
+	mux.Handle("POST /revoke-queue", withOperation(handleQueue(d, progress)))
 	mux.Handle("GET /api/health", handleHealth(d))
 
 	mux.Handle("/{$}", methodNotAllowed("GET, HEAD"))

@@ -600,3 +600,31 @@ func TestRateLimited(t *testing.T) {
 		t.Errorf("Graph calls = %d; want 1", n)
 	}
 }
+
+// A caller's retry of a bulk request that partly failed runs only the users not yet done.
+func TestRetryOfPartialFailureSkipsFinishedUsers(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, options{})
+	h.graph.revokeF = statusFor("b@contoso.com", &revoke.GraphError{Status: revoke.StatusFailed, HTTPStatus: 500, Code: "InternalServerError"})
+	body := `{"upns":["a@contoso.com","b@contoso.com","c@contoso.com"]}`
+	if w := h.do(h.signed("msg_partial", body)); w.Code != http.StatusMultiStatus {
+		t.Fatalf("first attempt = %d %s; want 207", w.Code, w.Body)
+	}
+	h.graph.revokeF = nil
+	w := h.do(h.signed("msg_partial", body))
+	if w.Code != http.StatusOK || decodeBody(t, w).Status != "revoked" {
+		t.Fatalf("retry = %d %s; want 200 with every user revoked", w.Code, w.Body)
+	}
+	calls := map[string]int{}
+	for _, u := range h.graph.revoked() {
+		calls[u]++
+	}
+	if calls["a@contoso.com"] != 1 || calls["b@contoso.com"] != 2 || calls["c@contoso.com"] != 1 {
+		t.Errorf("Graph calls per user = %v; want the finished users revoked once and b retried", calls)
+	}
+	// The successful retry is remembered: the id is now bound to its body.
+	if w := h.do(h.signed("msg_partial", `{"upns":["a@contoso.com","d@contoso.com"]}`)); w.Code != http.StatusConflict {
+		t.Errorf("same id, other body after the retry = %d; want 409", w.Code)
+	}
+}
+}
