@@ -627,4 +627,3 @@ func TestRetryOfPartialFailureSkipsFinishedUsers(t *testing.T) {
 		t.Errorf("same id, other body after the retry = %d; want 409", w.Code)
 	}
 }
-}
