@@ -1,0 +1,714 @@
+// Command bench measures entra-revoke against the targets of issue 9, on this machine, with the
+// built handler binary run as the Functions host runs it:
+//
+//   - cold start: process start to the first 200 on GET /, median of several starts (next to a bare
+//     Go server and, when the npm test tooling is installed, a Node.js server loading the Azure SDKs);
+//   - throughput: 32 callers sending signed requests through the whole path against a zero-latency
+//     Graph fake, side by side with a bare net/http baseline that makes the same Graph call, in
+//     alternating rounds; requests per second, latency percentiles, errors, CPU per request and
+//     resident memory of each process;
+//   - bulk drain: 10,000 users as signed queue messages, delivered by a simulation of the host's
+//     queue trigger (host.json's batch size, visibility timeout and dequeue count) against a Graph
+//     fake enforcing the identity write limit scaled down (300 per 15 s instead of 3,000 per 150 s).
+//
+// Everything listens on 127.0.0.1. It prints a report, writes it as JSON to -results, and exits 1
+// when a target is missed. `make bench` runs it; `go run ./bench -h` lists the knobs.
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/entra-revoke/entra-revoke/internal/webhook"
+)
+
+// benchSecret signs the load test's requests. It is a public, bench-only value.
+const benchSecret = "whsec_ZW50cmEtcmV2b2tlLWJlbmNoLW9ubHktc2VjcmV0"
+
+// azuriteKey is the well-known Azurite development account key (public; the storage fake ignores
+// it, but the handler needs a well-formed connection string).
+const azuriteKey = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+// Targets of issue 9.
+const (
+	targetColdStart   = 20 * time.Millisecond
+	targetRPSRatio    = 0.5 // handler requests/s at least this fraction of the baseline's
+	targetP99Ratio    = 3.0 // handler p99 at most this multiple of the baseline's
+	targetRSSKiB      = 40 << 10
+	targetDrainOfRate = 0.9 // of the Graph limit's throughput
+)
+
+var errTargetsMissed = errors.New("some targets were missed")
+
+func main() {
+	if err := run(os.Args[1:], os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+type options struct {
+	handler     string
+	phases      map[string]bool
+	coldStarts  int
+	concurrency int
+	duration    time.Duration
+	warmup      time.Duration
+	rounds      int
+	drain       drainConfig
+	hostJSON    string
+	results     string
+	set         setFlags
+	sweep       []int
+	bulkSizes   []int
+	short       time.Duration // length of each sweep and bulk run
+}
+
+// setFlags are -set KEY=VALUE overrides of the handler's settings, for experiments (for example
+// -set APPLICATIONINSIGHTS_CONNECTION_STRING= to measure without the exporter).
+type setFlags []string
+
+func (f *setFlags) String() string { return strings.Join(*f, " ") }
+
+func (f *setFlags) Set(v string) error {
+	if !strings.Contains(v, "=") {
+		return errors.New("want KEY=VALUE")
+	}
+	*f = append(*f, v)
+	return nil
+}
+
+func intList(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("%q is not a positive whole number", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+func run(args []string, stdout io.Writer) error {
+	if len(args) > 0 && args[0] == "baseline" {
+		return runBaseline(args[1:])
+	}
+	var o options
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.StringVar(&o.handler, "handler", "", "handler binary to measure (default: build one from this repository, as `make build` does)")
+	phases := fs.String("phases", "coldstart,throughput,sweep,bulk,drain", "phases to run, comma-separated")
+	fs.IntVar(&o.coldStarts, "coldstarts", 21, "measured starts per server in the cold-start phase")
+	fs.IntVar(&o.concurrency, "concurrency", 32, "concurrent callers in the throughput phase")
+	fs.DurationVar(&o.duration, "duration", 10*time.Second, "length of each throughput round")
+	fs.DurationVar(&o.warmup, "warmup", 3*time.Second, "unmeasured load before the rounds")
+	fs.IntVar(&o.rounds, "rounds", 3, "throughput rounds per server (alternating)")
+	fs.IntVar(&o.drain.Users, "drain-users", 10000, "users in the bulk drain")
+	fs.IntVar(&o.drain.Batch, "drain-batch", 1, "users per queue message in the bulk drain (1-100)")
+	fs.IntVar(&o.drain.Limit, "drain-limit", 300, "Graph fake's quota: requests per -drain-window")
+	fs.DurationVar(&o.drain.Window, "drain-window", 15*time.Second, "Graph fake's quota window (Graph: 3,000 per 150 s)")
+	fs.IntVar(&o.drain.Guard, "drain-guard", 1500, "MAX_REVOCATIONS_PER_MINUTE during the drain (above the quota's 1,200/min)")
+	fs.StringVar(&o.hostJSON, "host-json", "host.json", "host.json whose queue settings the host simulation follows")
+	fs.StringVar(&o.results, "results", "bench/results", "directory for the JSON report (empty: none)")
+	fs.Var(&o.set, "set", "override a handler setting, KEY=VALUE (repeatable)")
+	sweep := fs.String("sweep", "1,4,16,32,64", "caller counts of the concurrency sweep")
+	bulk := fs.String("bulk", "1,10,100", "users per request in the bulk-size phase")
+	fs.DurationVar(&o.short, "short", 4*time.Second, "length of each sweep and bulk-size run")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var err error
+	if o.sweep, err = intList(*sweep); err != nil {
+		return fmt.Errorf("-sweep: %w", err)
+	}
+	if o.bulkSizes, err = intList(*bulk); err != nil {
+		return fmt.Errorf("-bulk: %w", err)
+	}
+	for _, n := range o.bulkSizes {
+		if n > 100 {
+			return errors.New("-bulk: a request holds at most 100 users")
+		}
+	}
+	o.phases = map[string]bool{}
+	for _, p := range strings.Split(*phases, ",") {
+		o.phases[strings.TrimSpace(p)] = true
+	}
+	if o.drain.Batch < 1 || o.drain.Batch > 100 {
+		return errors.New("-drain-batch must be 1 to 100")
+	}
+
+	repo, err := repoRoot()
+	if err != nil {
+		return err
+	}
+	tmp, err := os.MkdirTemp("", "entra-revoke-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	if o.handler == "" {
+		o.handler = filepath.Join(tmp, "handler")
+		fmt.Fprintln(stdout, "building the handler (go build -trimpath -ldflags '-s -w')...")
+		build := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", o.handler, ".")
+		build.Dir = repo
+		build.Stdout, build.Stderr = os.Stderr, os.Stderr
+		if err := build.Run(); err != nil {
+			return fmt.Errorf("build handler: %w", err)
+		}
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	keys, err := webhook.ParseSecrets([]string{benchSecret})
+	if err != nil {
+		return err
+	}
+
+	rep := &report{Machine: describeMachine(), Started: time.Now().UTC(), LoadBefore: loadAvg(), Settings: o.set, out: stdout}
+	rep.printf("machine: %s, %d CPUs, %s, %s; load average %.2f", rep.Machine.CPU, rep.Machine.CPUs, rep.Machine.Memory, rep.Machine.Go, rep.LoadBefore)
+
+	if len(o.set) > 0 {
+		rep.printf("handler settings overridden: %s", o.set.String())
+	}
+	env, err := startEnvironment(false, 0, 0, o.set)
+	if err != nil {
+		return err
+	}
+	defer env.close()
+
+	if o.phases["coldstart"] {
+		if err := rep.coldStarts(o, env, self, repo, tmp); err != nil {
+			return err
+		}
+	}
+	if o.phases["throughput"] {
+		if err := rep.throughput(o, env, self, keys); err != nil {
+			return err
+		}
+	}
+	if o.phases["sweep"] {
+		if err := rep.concurrencySweep(o, env, self, keys); err != nil {
+			return err
+		}
+	}
+	if o.phases["bulk"] {
+		if err := rep.bulkSizes(o, env, keys); err != nil {
+			return err
+		}
+	}
+	if o.phases["drain"] {
+		host, err := readHostQueues(filepath.Join(repo, o.hostJSON))
+		if err != nil {
+			return err
+		}
+		o.drain.Host, o.drain.Keys = host, keys
+		if err := rep.bulkDrain(o); err != nil {
+			return err
+		}
+	}
+	rep.LoadAfter = loadAvg()
+	rep.printf("\nload average at the end: %.2f (%d CPUs; above that, other work competed for the CPUs)", rep.LoadAfter, rep.Machine.CPUs)
+	rep.verdict()
+	if o.results != "" {
+		if err := rep.save(filepath.Join(repo, o.results)); err != nil {
+			return err
+		}
+	}
+	if rep.missed > 0 {
+		return errTargetsMissed
+	}
+	return nil
+}
+
+// environment is the set of fakes a handler is pointed at.
+type environment struct {
+	identity  *identityFake
+	graph     *graphFake
+	ingestion *ingestionFake
+	storage   *storageFake
+	servers   []*server
+	urls      map[string]string
+	set       []string
+}
+
+// startEnvironment starts the identity endpoint, Graph (limited to limit per window when limit > 0,
+// tracking each user's revocations when track is set), Application Insights ingestion and Storage.
+func startEnvironment(track bool, limit int, window time.Duration, set []string) (*environment, error) {
+	e := &environment{
+		set:       set,
+		identity:  &identityFake{secret: "bench-identity-header", token: "bench-graph-token"},
+		ingestion: &ingestionFake{},
+		storage:   &storageFake{},
+		urls:      map[string]string{},
+	}
+	var limiter *slidingWindow
+	if limit > 0 {
+		limiter = newSlidingWindow(limit, window)
+	}
+	e.graph = newGraphFake(e.identity.token, limiter, track)
+	for name, h := range map[string]http.Handler{"identity": e.identity, "graph": e.graph, "ingestion": e.ingestion, "storage": e.storage} {
+		s, err := startServer(h)
+		if err != nil {
+			e.close()
+			return nil, err
+		}
+		e.servers = append(e.servers, s)
+		e.urls[name] = s.URL()
+	}
+	return e, nil
+}
+
+func (e *environment) close() {
+	for _, s := range e.servers {
+		s.Close()
+	}
+}
+
+// handlerEnv is the Function App's settings, pointed at the fakes: every feature on the request path
+// is enabled (webhook signatures, guard rails, the rate guard, storage for deferral, Application
+// Insights), as in production.
+func (e *environment) handlerEnv(port string, ratePerMinute int) []string {
+	env := []string{
+		"HOME=" + os.TempDir(),
+		"FUNCTIONS_CUSTOMHANDLER_PORT=" + port,
+		"WEBHOOK_SECRETS=" + benchSecret,
+		"GRAPH_BASE_URL=" + e.urls["graph"] + "/v1.0",
+		"IDENTITY_ENDPOINT=" + e.urls["identity"] + "/msi/token",
+		"IDENTITY_HEADER=" + e.identity.secret,
+		"APPLICATIONINSIGHTS_CONNECTION_STRING=InstrumentationKey=00000000-1111-2222-3333-444444444444;IngestionEndpoint=" + e.urls["ingestion"] + "/",
+		"AzureWebJobsStorage=DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=" + azuriteKey + ";QueueEndpoint=" + e.urls["storage"] + "/devstoreaccount1;",
+		"PROTECTED_USERS=breakglass@contoso.com",
+		"ALLOWED_DOMAINS=contoso.com",
+		"MAX_REVOCATIONS_PER_MINUTE=" + strconv.Itoa(ratePerMinute),
+		"WEBSITE_SITE_NAME=entra-revoke-bench",
+	}
+	for _, kv := range e.set {
+		k, _, _ := strings.Cut(kv, "=")
+		env = slices.DeleteFunc(env, func(s string) bool { return strings.HasPrefix(s, k+"=") })
+		env = append(env, kv)
+	}
+	return env
+}
+
+func (e *environment) startHandler(bin, port string, ratePerMinute int) (*process, error) {
+	return startProcess(bin, nil, e.handlerEnv(port, ratePerMinute), port)
+}
+
+func (e *environment) startBaseline(self, port string) (*process, error) {
+	return startProcess(self, []string{"baseline", "-listen", "127.0.0.1:" + port, "-graph", e.urls["graph"] + "/v1.0", "-token", e.identity.token}, []string{"HOME=" + os.TempDir()}, port)
+}
+
+// startReady starts a server on a free port and waits for its first 200 on GET /.
+func startReady(start func(port string) (*process, error)) (*process, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	t0 := time.Now()
+	p, err := start(port)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := p.waitReady(t0, 15*time.Second); err != nil {
+		_ = p.stop(time.Second)
+		return nil, err
+	}
+	return p, nil
+}
+
+func repoRoot() (string, error) {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	mod := strings.TrimSpace(string(out))
+	if mod == "" || mod == os.DevNull {
+		return "", errors.New("run bench from inside the entra-revoke module")
+	}
+	return filepath.Dir(mod), nil
+}
+
+// machine describes where the numbers were taken.
+type machine struct {
+	CPU    string `json:"cpu"`
+	CPUs   int    `json:"cpus"`
+	Memory string `json:"memory"`
+	Kernel string `json:"kernel"`
+	Go     string `json:"go"`
+}
+
+func describeMachine() machine {
+	m := machine{CPUs: runtime.NumCPU(), Go: runtime.Version()}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.CPU = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		if f := strings.Fields(strings.SplitN(string(b), "\n", 2)[0]); len(f) >= 2 {
+			kib, _ := strconv.ParseInt(f[1], 10, 64)
+			m.Memory = fmt.Sprintf("%.1f GiB RAM", float64(kib)/(1<<20))
+		}
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.Kernel = strings.TrimSpace(string(b))
+	}
+	return m
+}
+
+// report collects results and verdicts.
+type report struct {
+	Machine    machine      `json:"machine"`
+	Started    time.Time    `json:"started"`
+	LoadBefore float64      `json:"loadAvgBefore"`
+	LoadAfter  float64      `json:"loadAvgAfter"`
+	ColdStarts []coldResult `json:"coldStarts,omitempty"`
+	Rounds     []loadResult `json:"throughputRounds,omitempty"`
+	Throughput *summary     `json:"throughput,omitempty"`
+	Sweep      []sweepRow   `json:"concurrencySweep,omitempty"`
+	Bulk       []loadResult `json:"bulkSizes,omitempty"`
+	Drain      *drainResult `json:"drain,omitempty"`
+	Settings   []string     `json:"settingsOverridden,omitempty"`
+	Verdicts   []verdict    `json:"verdicts"`
+
+	out    io.Writer
+	missed int
+}
+
+type summary struct {
+	HandlerRPS, BaselineRPS   float64
+	RPSRatio                  float64
+	HandlerP99, BaselineP99   time.Duration
+	HandlerP50, BaselineP50   time.Duration
+	P99Ratio                  float64
+	HandlerCPU, BaselineCPU   time.Duration // per request, median of rounds
+	HandlerErrors             int
+	HandlerRSSMax, HandlerHWM int64
+	BaselineHWM               int64
+	Accounting                []string // problems found when reconciling counts; empty when all add up
+}
+
+type verdict struct {
+	Target string `json:"target"`
+	Got    string `json:"got"`
+	Met    bool   `json:"met"`
+}
+
+func (r *report) printf(format string, a ...any) { fmt.Fprintf(r.out, format+"\n", a...) }
+
+func (r *report) judge(target, got string, met bool) {
+	r.Verdicts = append(r.Verdicts, verdict{Target: target, Got: got, Met: met})
+	if !met {
+		r.missed++
+	}
+}
+
+func (r *report) verdict() {
+	r.printf("\ntargets:")
+	for _, v := range r.Verdicts {
+		mark := "MET   "
+		if !v.Met {
+			mark = "MISSED"
+		}
+		r.printf("  %s  %-62s %s", mark, v.Target, v.Got)
+	}
+}
+
+func (r *report) save(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(dir, "bench-"+r.Started.Format("20060102T150405Z")+".json")
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		return err
+	}
+	r.printf("report written to %s", path)
+	return nil
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond)) }
+
+func (r *report) coldStarts(o options, env *environment, self, repo, tmp string) error {
+	r.printf("\ncold start: process start to the first 200 on GET / (%d starts each, after one unmeasured start)", o.coldStarts)
+	launchers := []launcher{
+		{name: "handler", start: func(port string) (*process, error) { return env.startHandler(o.handler, port, 600) }},
+		{name: "bare Go net/http server", start: func(port string) (*process, error) { return env.startBaseline(self, port) }},
+	}
+	if l, ok := nodeLauncher(repo, tmp, func(port string) []string { return env.handlerEnv(port, 600) }); ok {
+		launchers = append(launchers, l)
+	} else {
+		r.printf("  (node or testdata/node/node_modules missing: no Node.js comparison; run make node-tools)")
+	}
+	for _, l := range launchers {
+		c, err := measureColdStarts(l, o.coldStarts)
+		if err != nil {
+			return fmt.Errorf("cold start: %w", err)
+		}
+		r.ColdStarts = append(r.ColdStarts, c)
+		r.printf("  %-48s median %s  p90 %s  min %s  max %s  idle RSS %.1f MiB  (load %.2f)",
+			l.name, ms(c.Median), ms(c.P90), ms(c.Min), ms(c.Max), float64(c.IdleRSS)/1024, c.LoadAvg)
+		if l.name == "handler" {
+			r.judge("cold start median < 20 ms", ms(c.Median), c.Median < targetColdStart)
+		}
+	}
+	return nil
+}
+
+func (r *report) throughput(o options, env *environment, self string, keys webhook.Keys) error {
+	r.printf("\nthroughput: %d callers, %d rounds of %s each per server, alternating, after %s of warm-up", o.concurrency, o.rounds, o.duration, o.warmup)
+	// The rate guard stays on, set far above the load, so that its bookkeeping is measured too.
+	h, err := startReady(func(port string) (*process, error) { return env.startHandler(o.handler, port, 1_000_000) })
+	if err != nil {
+		return fmt.Errorf("start handler: %w", err)
+	}
+	defer h.stop(12 * time.Second)
+	b, err := startReady(func(port string) (*process, error) { return env.startBaseline(self, port) })
+	if err != nil {
+		return fmt.Errorf("start baseline: %w", err)
+	}
+	defer b.stop(12 * time.Second)
+
+	client := &http.Client{Transport: &http.Transport{MaxIdleConns: 4 * o.concurrency, MaxIdleConnsPerHost: 2 * o.concurrency}}
+	baselineOK := func(status int, _ []byte) bool { return status == http.StatusOK }
+	targets := []struct {
+		name string
+		p    *process
+		ok   func(int, []byte) bool
+	}{{"handler", h, handlerRevoked}, {"baseline", b, baselineOK}}
+
+	handlerSucceeded, baselineSucceeded := 0, 0
+	for _, t := range targets {
+		w := runLoad(client, t.p.URL+"/api/revoke", o.concurrency, o.warmup, requester{keys: keys, round: "warmup", users: 1000}, t.ok)
+		if t.name == "handler" {
+			handlerSucceeded += w.Requests - w.Errors
+		} else {
+			baselineSucceeded += w.Requests - w.Errors
+		}
+	}
+	var hRPS, bRPS, hP99, bP99, hP50, bP50, hCPU, bCPU []float64
+	s := &summary{}
+	for round := 1; round <= o.rounds; round++ {
+		order := targets
+		if round%2 == 0 {
+			order = []struct {
+				name string
+				p    *process
+				ok   func(int, []byte) bool
+			}{targets[1], targets[0]}
+		}
+		for _, t := range order {
+			res := measure(client, t.p, o.concurrency, o.duration, requester{keys: keys, round: strconv.Itoa(round), users: 1000}, t.ok)
+			res.Target = t.name
+			r.Rounds = append(r.Rounds, res)
+			r.printf("  round %d %-8s %7.0f req/s  p50 %s  p90 %s  p99 %s  max %s  errors %d  CPU/req %4.0f µs (callers+fakes %4.0f µs, %.2f CPUs busy)  RSS max %.1f MiB  (load %.2f)",
+				round, t.name, res.RPS, ms(res.P50), ms(res.P90), ms(res.P99), ms(res.Max), res.Errors,
+				float64(res.CPUPerReq)/float64(time.Microsecond), float64(res.BenchCPU)/float64(time.Microsecond), res.Busy,
+				float64(res.RSSMaxKiB)/1024, res.LoadAvg)
+			if res.FirstError != "" {
+				r.printf("    first error: %s", res.FirstError)
+			}
+			if t.name == "handler" {
+				handlerSucceeded += res.Requests - res.Errors
+				hRPS, hP99, hP50, hCPU = append(hRPS, res.RPS), append(hP99, float64(res.P99)), append(hP50, float64(res.P50)), append(hCPU, float64(res.CPUPerReq))
+				s.HandlerErrors += res.Errors
+				s.HandlerRSSMax = max(s.HandlerRSSMax, res.RSSMaxKiB)
+				s.HandlerHWM = max(s.HandlerHWM, res.HWMKiB)
+			} else {
+				baselineSucceeded += res.Requests - res.Errors
+				bRPS, bP99, bP50, bCPU = append(bRPS, res.RPS), append(bP99, float64(res.P99)), append(bP50, float64(res.P50)), append(bCPU, float64(res.CPUPerReq))
+				s.BaselineHWM = max(s.BaselineHWM, res.HWMKiB)
+			}
+		}
+	}
+	s.HandlerRPS, s.BaselineRPS = median(hRPS), median(bRPS)
+	s.HandlerP99, s.BaselineP99 = time.Duration(median(hP99)), time.Duration(median(bP99))
+	s.HandlerP50, s.BaselineP50 = time.Duration(median(hP50)), time.Duration(median(bP50))
+	s.HandlerCPU, s.BaselineCPU = time.Duration(median(hCPU)), time.Duration(median(bCPU))
+	s.RPSRatio = s.HandlerRPS / s.BaselineRPS
+	s.P99Ratio = float64(s.HandlerP99) / float64(s.BaselineP99)
+
+	// Reconcile: every successful request is one Graph revocation, one stdout outcome line and, once
+	// the handler has flushed at SIGTERM, one SessionRevocation event; nothing was deferred.
+	if err := h.stop(12 * time.Second); err != nil {
+		s.Accounting = append(s.Accounting, fmt.Sprintf("handler exit after SIGTERM: %v", err))
+	}
+	_, lines := h.Stdout.Counts()
+	if lines != int64(handlerSucceeded) {
+		s.Accounting = append(s.Accounting, fmt.Sprintf("%d revoked outcome lines on stdout for %d successful requests", lines, handlerSucceeded))
+	}
+	if n := env.ingestion.outcomes.Load(); n != int64(handlerSucceeded) {
+		s.Accounting = append(s.Accounting, fmt.Sprintf("%d SessionRevocation events ingested for %d successful requests", n, handlerSucceeded))
+	}
+	if n := env.graph.revocations.Load(); n != int64(handlerSucceeded+baselineSucceeded) {
+		s.Accounting = append(s.Accounting, fmt.Sprintf("Graph fake counted %d revocations for %d successful requests", n, handlerSucceeded+baselineSucceeded))
+	}
+	if n := env.storage.enqueued.Load(); n != 0 {
+		s.Accounting = append(s.Accounting, fmt.Sprintf("%d requests were deferred to the queue", n))
+	}
+	r.Throughput = s
+	r.printf("  median   handler %.0f req/s, p50 %s, p99 %s, %.0f µs CPU/req | baseline %.0f req/s, p50 %s, p99 %s, %.0f µs CPU/req",
+		s.HandlerRPS, ms(s.HandlerP50), ms(s.HandlerP99), float64(s.HandlerCPU)/1e3, s.BaselineRPS, ms(s.BaselineP50), ms(s.BaselineP99), float64(s.BaselineCPU)/1e3)
+	r.printf("  ratios   requests/s %.2f of the baseline, p99 %.2f× the baseline; handler peak RSS %.1f MiB (baseline %.1f MiB)",
+		s.RPSRatio, s.P99Ratio, float64(s.HandlerHWM)/1024, float64(s.BaselineHWM)/1024)
+	r.printf("  reconciled %d handler successes against stdout, ingestion, Graph and the queue: %s", handlerSucceeded, okOr(s.Accounting))
+
+	r.judge("throughput ≥ 0.5× the bare baseline", fmt.Sprintf("%.2f×", s.RPSRatio), s.RPSRatio >= targetRPSRatio)
+	r.judge("p99 latency ≤ 3× the bare baseline", fmt.Sprintf("%.2f×", s.P99Ratio), s.P99Ratio <= targetP99Ratio)
+	r.judge("zero errors (and every success accounted for)", fmt.Sprintf("%d errors, %d accounting problems", s.HandlerErrors, len(s.Accounting)), s.HandlerErrors == 0 && len(s.Accounting) == 0)
+	r.judge(fmt.Sprintf("resident memory < 40 MiB at %d callers", o.concurrency), fmt.Sprintf("peak %.1f MiB", float64(s.HandlerHWM)/1024), s.HandlerHWM < targetRSSKiB)
+	return nil
+}
+
+func okOr(problems []string) string {
+	if len(problems) == 0 {
+		return "all add up"
+	}
+	return strings.Join(problems, "; ")
+}
+
+func (r *report) bulkDrain(o options) error {
+	d := o.drain
+	r.printf("\nbulk drain: %d users in %d-user messages; Graph fake allows %d requests per %s (%.1f/s); MAX_REVOCATIONS_PER_MINUTE %d; host: batch %d, new batch at %d in flight, visibility timeout %s, max dequeue count %d",
+		d.Users, d.Batch, d.Limit, d.Window, float64(d.Limit)/d.Window.Seconds(), d.Guard,
+		d.Host.BatchSize, d.Host.NewBatchThreshold, d.Host.VisibilityTimeout, d.Host.MaxDequeueCount)
+	env, err := startEnvironment(true, d.Limit, d.Window, o.set)
+	if err != nil {
+		return err
+	}
+	defer env.close()
+	h, err := startReady(func(port string) (*process, error) { return env.startHandler(o.handler, port, d.Guard) })
+	if err != nil {
+		return fmt.Errorf("start handler: %w", err)
+	}
+	defer h.stop(12 * time.Second)
+	d.Handler, d.Graph, d.Storage, d.Stdout, d.Pid = h.URL, env.graph, env.storage, h.Stdout, h.pid()
+	d.Report = r.printf
+	res, err := runDrain(d)
+	if err != nil {
+		return fmt.Errorf("drain: %w", err)
+	}
+	r.Drain = &res
+	r.printf("  drained in %s (the quota's own minimum: %s): %.2f revocations/s = %.0f%% of the limit's %.2f/s",
+		res.Elapsed.Round(time.Second), res.Ideal, res.Rate, 100*res.OfLimit, res.LimitRate)
+	r.printf("  %d users revoked, %d lost, %d revoked twice; %d invocations, %d redeliveries (max dequeue count %d); poison: %d by the host, %d by the handler; %d final failures",
+		res.Revoked, res.Lost, res.Duplicates, res.Invocations, res.Redeliveries, res.MaxDequeue, res.HostPoisoned, res.HandlerPoisoned, res.FinalFailures)
+	r.printf("  Graph saw %d requests, %d of them answered 429; %d revoked outcome lines on stdout; handler RSS max %.1f MiB (load %.2f)",
+		res.GraphRequests, res.Graph429, res.OutcomeLines, float64(res.RSSMaxKiB)/1024, res.LoadAvg)
+	r.judge(fmt.Sprintf("bulk drain of %d users: no lost request", d.Users), fmt.Sprintf("%d lost, %d final failures", res.Lost, res.FinalFailures), res.Lost == 0 && res.FinalFailures == 0)
+	r.judge("bulk drain: no poison message", fmt.Sprintf("%d by the host, %d by the handler", res.HostPoisoned, res.HandlerPoisoned), res.HostPoisoned == 0 && res.HandlerPoisoned == 0)
+	r.judge("bulk drain: ≥ 90% of the limit's throughput", fmt.Sprintf("%.0f%%", 100*res.OfLimit), res.OfLimit >= targetDrainOfRate)
+	r.judge("bulk drain: nothing revoked twice, one outcome per user", fmt.Sprintf("%d duplicates, %d outcome lines", res.Duplicates, res.OutcomeLines), res.Duplicates == 0 && res.OutcomeLines == int64(d.Users))
+	return nil
+}
+
+// sweepRow is the handler and the baseline at one number of callers.
+type sweepRow struct {
+	Callers  int        `json:"callers"`
+	Handler  loadResult `json:"handler"`
+	Baseline loadResult `json:"baseline"`
+}
+
+// measure runs one load against p and fills in its CPU and memory figures.
+func measure(client *http.Client, p *process, conc int, d time.Duration, q requester, ok func(int, []byte) bool) loadResult {
+	cpu0, _ := cpuTime(p.pid())
+	self0, _ := cpuTime(os.Getpid())
+	sampler := sampleRSS(p.pid(), 100*time.Millisecond)
+	res := runLoad(client, p.URL+"/api/revoke", conc, d, q, ok)
+	res.RSSMaxKiB = sampler.finish()
+	_, res.HWMKiB, _ = memory(p.pid())
+	cpu1, _ := cpuTime(p.pid())
+	self1, _ := cpuTime(os.Getpid())
+	if res.Requests > 0 {
+		res.CPUPerReq = (cpu1 - cpu0) / time.Duration(res.Requests)
+		res.BenchCPU = (self1 - self0) / time.Duration(res.Requests)
+		res.Busy = (cpu1 - cpu0 + self1 - self0).Seconds() / res.Elapsed.Seconds()
+	}
+	res.LoadAvg = loadAvg()
+	return res
+}
+
+func handlerRevoked(status int, body []byte) bool {
+	return status == http.StatusOK && strings.Contains(string(body), `"status":"revoked"`)
+}
+
+// concurrencySweep shows how latency, throughput and cost per request change with the number of
+// callers, for the handler and the baseline.
+func (r *report) concurrencySweep(o options, env *environment, self string, keys webhook.Keys) error {
+	r.printf("\nconcurrency sweep: %s per run, handler then baseline at each caller count", o.short)
+	h, err := startReady(func(port string) (*process, error) { return env.startHandler(o.handler, port, 1_000_000) })
+	if err != nil {
+		return fmt.Errorf("start handler: %w", err)
+	}
+	defer h.stop(12 * time.Second)
+	b, err := startReady(func(port string) (*process, error) { return env.startBaseline(self, port) })
+	if err != nil {
+		return fmt.Errorf("start baseline: %w", err)
+	}
+	defer b.stop(12 * time.Second)
+	baselineOK := func(status int, _ []byte) bool { return status == http.StatusOK }
+	client := &http.Client{Transport: &http.Transport{MaxIdleConns: 256, MaxIdleConnsPerHost: 128}}
+	q := requester{keys: keys, round: "sweep-warmup", users: 1000}
+	runLoad(client, h.URL+"/api/revoke", 8, time.Second, q, handlerRevoked)
+	runLoad(client, b.URL+"/api/revoke", 8, time.Second, q, baselineOK)
+	r.printf("  %7s | %9s %9s %9s %9s %8s | %9s %9s %9s %9s | %6s", "callers", "handler/s", "p50", "p99", "CPU/req", "errors", "base/s", "p50", "p99", "CPU/req", "ratio")
+	for _, c := range o.sweep {
+		q := requester{keys: keys, round: "sweep" + strconv.Itoa(c), users: 1000}
+		row := sweepRow{Callers: c}
+		row.Handler = measure(client, h, c, o.short, q, handlerRevoked)
+		row.Handler.Target = "handler"
+		row.Baseline = measure(client, b, c, o.short, q, baselineOK)
+		row.Baseline.Target = "baseline"
+		r.Sweep = append(r.Sweep, row)
+		r.printf("  %7d | %9.0f %9s %9s %6.0f µs %8d | %9.0f %9s %9s %6.0f µs | %6.2f   (load %.2f)", c,
+			row.Handler.RPS, ms(row.Handler.P50), ms(row.Handler.P99), float64(row.Handler.CPUPerReq)/1e3, row.Handler.Errors,
+			row.Baseline.RPS, ms(row.Baseline.P50), ms(row.Baseline.P99), float64(row.Baseline.CPUPerReq)/1e3,
+			row.Handler.RPS/row.Baseline.RPS, row.Baseline.LoadAvg)
+	}
+	return nil
+}
+
+// bulkSizes shows how the handler's cost grows with the users in one request.
+func (r *report) bulkSizes(o options, env *environment, keys webhook.Keys) error {
+	const callers = 4
+	r.printf("\nbulk size: %d callers, %s per run, users per request %v", callers, o.short, o.bulkSizes)
+	h, err := startReady(func(port string) (*process, error) { return env.startHandler(o.handler, port, 1_000_000) })
+	if err != nil {
+		return fmt.Errorf("start handler: %w", err)
+	}
+	defer h.stop(12 * time.Second)
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 2 * callers}}
+	runLoad(client, h.URL+"/api/revoke", callers, time.Second, requester{keys: keys, round: "bulk-warmup", users: 1000}, handlerRevoked)
+	r.printf("  %6s | %10s %10s %10s %10s %12s %8s", "users", "requests/s", "users/s", "p50", "p99", "CPU/user", "errors")
+	for _, n := range o.bulkSizes {
+		q := requester{keys: keys, round: "bulk" + strconv.Itoa(n), users: 1000, perRequest: n}
+		res := measure(client, h, callers, o.short, q, handlerRevoked)
+		res.Target = fmt.Sprintf("handler, %d users per request", n)
+		r.Bulk = append(r.Bulk, res)
+		r.printf("  %6d | %10.1f %10.0f %10s %10s %9.0f µs %8d   (load %.2f)", n, res.RPS, res.RPS*float64(n), ms(res.P50), ms(res.P99),
+			float64(res.CPUPerReq)/1e3/float64(n), res.Errors, res.LoadAvg)
+	}
+	return nil
+}
