@@ -131,9 +131,15 @@ func runRevoke(r *http.Request, d Deps, c caller, id string, progress *attempts)
 			mode = revoke.DeferAll
 		}
 	}
-	// A retry of a request that partly failed (same id and body) skips the users already done.
-	key := "http\x00" + c.Scope + "\x00" + id + "\x00" + bodyHash(c.Body)
-	prior, _ := progress.get(key, d.Now())
+	// A retry of a bulk request that partly failed (same id and body) skips the users already
+	// done. Single-user requests have nothing to skip, so they pay for no hash or lookup.
+	users := req.Users()
+	var key string
+	var prior []revoke.UserResult
+	if len(users) > 1 {
+		key = "http\x00" + c.Scope + "\x00" + id + "\x00" + bodyHash(c.Body)
+		prior, _ = progress.get(key, d.Now())
+	}
 
 	ctx, cancel := workContext(r, d, httpBudget)
 	defer cancel()
@@ -142,7 +148,7 @@ func runRevoke(r *http.Request, d Deps, c caller, id string, progress *attempts)
 			Trigger: revoke.TriggerHTTP, RequestID: id, Caller: c.Name,
 			InvocationID: r.Header.Get("X-Azure-Functions-InvocationId"),
 		},
-		Users: req.Users(), Ticket: req.Ticket, Reason: req.Reason, RequestedBy: req.RequestedBy,
+		Users: users, Ticket: req.Ticket, Reason: req.Reason, RequestedBy: req.RequestedBy,
 		DryRun: req.DryRun, Defer: mode, Final: true, Prior: prior,
 	})
 	var rl *revoke.RateLimitedError
@@ -160,7 +166,7 @@ func runRevoke(r *http.Request, d Deps, c caller, id string, progress *attempts)
 		return errorResponse(http.StatusInternalServerError, codeInternal, "internal error")
 	}
 	resp := response{status: httpStatus(res), body: body, keep: !res.Retryable()}
-	if !resp.keep && len(res.Results) > 1 {
+	if !resp.keep && key != "" {
 		progress.put(key, res.Results, false, d.Now())
 	}
 	if resp.status == http.StatusTooManyRequests {
