@@ -7,6 +7,9 @@ import (
 	"os/signal"
 	"syscall"
 
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/trace/noop"
+
 	"github.com/entra-revoke/entra-revoke/internal/cli"
 )
 
@@ -17,6 +20,10 @@ var (
 )
 
 func main() {
+	// The Graph SDK (kiota) opens an OpenTelemetry span for every step of every call through the
+	// global provider. entra-revoke exports no traces (Application Insights gets its own
+	// telemetry), and otel's default global provider still allocates each span.
+	otel.SetTracerProvider(noop.NewTracerProvider())
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := cli.Run(ctx, cli.Env{
 		Args: os.Args[1:], Getenv: os.Getenv,

@@ -205,23 +205,35 @@ func (e *Engine) Run(ctx context.Context, job Job) (Result, error) {
 	}
 
 	started := make([]time.Time, len(job.Users))
-	var wg sync.WaitGroup
 	usedCount := make([]bool, len(job.Users))
-	for i, user := range job.Users {
-		if e.hasPrior(job, i) {
-			res.Results[i] = job.Prior[i]
-			continue
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			started[i] = e.cfg.Now()
-			r, calledRevoke := e.process(ctx, job, user)
-			usedCount[i] = calledRevoke
-			res.Results[i] = r
-		}()
+	one := func(i int) {
+		started[i] = e.cfg.Now()
+		r, calledRevoke := e.process(ctx, job, job.Users[i])
+		usedCount[i] = calledRevoke
+		res.Results[i] = r
 	}
-	wg.Wait()
+	if todo == 1 {
+		// The common case runs on the caller's goroutine, whose stack has already grown to what
+		// the Graph SDK's deep call chain needs; a fresh goroutine would grow and copy its stack
+		// on every request.
+		for i := range job.Users {
+			if e.hasPrior(job, i) {
+				res.Results[i] = job.Prior[i]
+			} else {
+				one(i)
+			}
+		}
+	} else {
+		var wg sync.WaitGroup
+		for i := range job.Users {
+			if e.hasPrior(job, i) {
+				res.Results[i] = job.Prior[i]
+				continue
+			}
+			wg.Go(func() { one(i) })
+		}
+		wg.Wait()
+	}
 
 	if refund := reserved - countTrue(usedCount); refund > 0 {
 		e.guard.refund(refund)

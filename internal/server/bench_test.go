@@ -22,6 +22,8 @@ import (
 	"github.com/entra-revoke/entra-revoke/internal/server"
 	"github.com/entra-revoke/entra-revoke/internal/telemetry"
 	"github.com/entra-revoke/entra-revoke/internal/webhook"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/trace/noop"
 )
 
 // Benchmarks of the whole request path in-process, wired as cli.newApp wires it: signature check,
@@ -51,6 +53,7 @@ type benchPath struct {
 
 func newBenchPath(b *testing.B, users int) *benchPath {
 	b.Helper()
+	otel.SetTracerProvider(noop.NewTracerProvider()) // as main does
 	g := graphtest.NewGraph(b)
 	for i := range users {
 		g.AddUser(graphtest.User{ID: fmt.Sprintf("00000000-0000-4000-8000-%012d", i), UPN: fmt.Sprintf("user%03d@contoso.com", i)})
