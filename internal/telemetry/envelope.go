@@ -6,44 +6,58 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
 )
 
 // The Application Insights wire format (the "Breeze" envelope schema), as the official SDKs send it.
-type envelope struct {
-	Ver  int               `json:"ver"`
-	Name string            `json:"name"`
-	Time string            `json:"time"`
-	IKey string            `json:"iKey"`
-	Tags map[string]string `json:"tags"`
-	Data envelopeData      `json:"data"`
+// baseData is an item's baseData object, appended by hand (see jsonenc.go).
+type baseData interface {
+	appendBase(b []byte) []byte
 }
 
-type envelopeData struct {
-	BaseType string `json:"baseType"`
-	BaseData any    `json:"baseData"`
-}
-
+// eventData is an EventData item: properties and measurements in their fixed order.
 type eventData struct {
-	Ver          int                `json:"ver"`
-	Name         string             `json:"name"`
-	Properties   map[string]string  `json:"properties,omitempty"`
-	Measurements map[string]float64 `json:"measurements,omitempty"`
+	name  string
+	props []field
+	meas  []measure
 }
 
+func (d eventData) appendBase(b []byte) []byte {
+	b = append(b, `{"ver":2`...)
+	b = appendMember(b, "name", d.name)
+	b = appendObject(b, "properties", d.props)
+	if len(d.meas) > 0 {
+		b = appendKey(b, "measurements")
+		b = append(b, '{')
+		b = append(appendMeasures(b, d.meas), '}')
+	}
+	return append(b, '}')
+}
+
+// dependencyData is a RemoteDependencyData item.
 type dependencyData struct {
-	Ver        int               `json:"ver"`
-	ID         string            `json:"id"`
-	Name       string            `json:"name"`
-	ResultCode string            `json:"resultCode"`
-	Duration   string            `json:"duration"`
-	Success    bool              `json:"success"`
-	Type       string            `json:"type"`
-	Target     string            `json:"target"`
-	Data       string            `json:"data"`
-	Properties map[string]string `json:"properties,omitempty"`
+	id, name, resultCode, duration string
+	success                        bool
+	typ, target, data              string
+	props                          []field
+}
+
+func (d dependencyData) appendBase(b []byte) []byte {
+	b = append(b, `{"ver":2`...)
+	b = appendMember(b, "id", d.id)
+	b = appendMember(b, "name", d.name)
+	b = appendMember(b, "resultCode", d.resultCode)
+	b = appendMember(b, "duration", d.duration)
+	b = appendKey(b, "success")
+	b = strconv.AppendBool(b, d.success)
+	b = appendMember(b, "type", d.typ)
+	b = appendMember(b, "target", d.target)
+	b = appendMember(b, "data", d.data)
+	b = appendObject(b, "properties", d.props)
+	return append(b, '}')
 }
 
 // Event names (SPEC §5).
@@ -135,5 +149,24 @@ func scrub(s, upn string) string {
 // templateGraph replaces the user reference in a Graph path with {id}, so dependency names
 // group by operation and never carry a UPN.
 func templateGraph(s string) string {
+	if templated(s) {
+		return s // what the Graph client sends: no regexp on every dependency
+	}
 	return usersSegment.ReplaceAllString(s, "${1}{id}")
+}
+
+// templated reports whether every /users/ segment of s (any case) is already {id}, by the
+// segment rule of usersSegment.
+func templated(s string) bool {
+	const prefix = "/users/"
+	for i := 0; i+len(prefix) <= len(s); i++ {
+		if s[i] != '/' || !strings.EqualFold(s[i:i+len(prefix)], prefix) {
+			continue
+		}
+		rest, ok := strings.CutPrefix(s[i+len(prefix):], "{id}")
+		if !ok || (rest != "" && !strings.ContainsRune("/?#\t\n\f\r ", rune(rest[0]))) {
+			return false
+		}
+	}
+	return true
 }

@@ -252,6 +252,12 @@ func TestTemplateGraph(t *testing.T) {
 		{"POST /users/alice@contoso.com/revokeSignInSessions", "POST /users/{id}/revokeSignInSessions"},
 		{"https://graph.microsoft.com/v1.0/users/a%40b.com?$select=id", "https://graph.microsoft.com/v1.0/users/{id}?$select=id"},
 		{"POST /users/{id}/revokeSignInSessions", "POST /users/{id}/revokeSignInSessions"},
+		// Looks templated but is not: the fast path must not let these through.
+		{"GET /users/{id}x@contoso.com", "GET /users/{id}"},
+		{"GET /USERS/{id}/x /Users/bob@contoso.com", "GET /USERS/{id}/x /Users/{id}"},
+		{"https://h/v1.0/users/{id}?$select=id&next=/users/eve@contoso.com", "https://h/v1.0/users/{id}?$select=id&next=/users/{id}"},
+		{"/users/{id}", "/users/{id}"},
+		{"/users/", "/users/"},
 	}
 	for _, tt := range tests {
 		if got := templateGraph(tt.in); got != tt.want {

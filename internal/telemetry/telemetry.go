@@ -10,7 +10,6 @@ package telemetry
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -100,7 +99,7 @@ type Telemetry struct {
 	instance string
 	redact   bool
 	salt     string
-	audit    *slog.Logger // nil without Stdout
+	audit    *lineWriter // nil without Stdout
 
 	sender *sender // nil without a connection string
 
@@ -137,7 +136,7 @@ func New(cfg Config) (*Telemetry, error) {
 		t.salt = deriveSalt(t.ikey)
 	}
 	if cfg.Stdout != nil {
-		t.audit = slog.New(slog.NewJSONHandler(cfg.Stdout, nil))
+		t.audit = newLineWriter(cfg.Stdout)
 	}
 	if !cfg.Connection.Enabled() {
 		return t, nil
@@ -174,7 +173,7 @@ func (t *Telemetry) Outcome(ctx context.Context, o revoke.Outcome) {
 		{"graphMs", ms(o.GraphDuration)},
 		{"attempts", float64(o.Attempts)},
 	}
-	t.writeLine(ctx, "session revocation", eventRevocation, fields, meas)
+	t.writeLine("session revocation", eventRevocation, fields, meas)
 	t.enqueueEvent(time.Now(), op, eventRevocation, fields, meas)
 }
 
@@ -188,7 +187,7 @@ func (t *Telemetry) Rejected(ctx context.Context, r Rejection) {
 		{"clientIp", r.ClientIP},
 		{"invocationId", op.InvocationID},
 	}, "")
-	t.writeLine(ctx, "caller rejected", eventRejected, fields, nil)
+	t.writeLine("caller rejected", eventRejected, fields, nil)
 	t.enqueueEvent(time.Now(), op, eventRejected, fields, nil)
 }
 
@@ -206,21 +205,20 @@ func (t *Telemetry) Dependency(ctx context.Context, d Dependency) {
 	if start.IsZero() {
 		start = time.Now().Add(-d.Duration)
 	}
-	props := toMap(t.finish([]field{
+	props := t.finish([]field{
 		{"graphRequestId", d.RequestID},
 		{"invocationId", op.InvocationID},
-	}, ""))
+	}, "")
 	t.enqueue(t.envelope(start, op, "RemoteDependency", "RemoteDependencyData", dependencyData{
-		Ver:        2,
-		ID:         randomHex(8),
-		Name:       truncate(name, maxNameLen),
-		ResultCode: strconv.Itoa(d.ResultCode),
-		Duration:   formatDuration(d.Duration),
-		Success:    d.Success,
-		Type:       "Http",
-		Target:     truncate(d.Target, maxNameLen),
-		Data:       truncate(data, maxPropertyLen),
-		Properties: props,
+		id:         randomHex(8),
+		name:       truncate(name, maxNameLen),
+		resultCode: strconv.Itoa(d.ResultCode),
+		duration:   formatDuration(d.Duration),
+		success:    d.Success,
+		typ:        "Http",
+		target:     truncate(d.Target, maxNameLen),
+		data:       truncate(data, maxPropertyLen),
+		props:      props,
 	}))
 }
 
@@ -229,6 +227,9 @@ func (t *Telemetry) Dependency(ctx context.Context, d Dependency) {
 // error wraps ctx.Err(). Items recorded after Close are dropped. Close is idempotent.
 func (t *Telemetry) Close(ctx context.Context) error {
 	t.closeOnce.Do(func() {
+		if t.audit != nil {
+			t.audit.wait()
+		}
 		if t.sender != nil {
 			t.closeErr = t.sender.close(ctx)
 		}
@@ -342,87 +343,68 @@ func (t *Telemetry) finish(fields []field, upn string) []field {
 	return out
 }
 
-// writeLine writes the audit line: constant msg, the event name, then the same properties and
-// measurements as the event, so stdout and Application Insights tell the same story.
-func (t *Telemetry) writeLine(ctx context.Context, msg, event string, fields []field, meas []measure) {
+// writeLine writes the audit line, in the shape of log/slog's JSON handler (time, level, msg),
+// then the event name and the same properties and measurements as the event, so stdout and
+// Application Insights tell the same story.
+func (t *Telemetry) writeLine(msg, event string, fields []field, meas []measure) {
 	if t.audit == nil {
 		return
 	}
-	attrs := make([]slog.Attr, 0, 1+len(fields)+len(meas))
-	attrs = append(attrs, slog.String("event", event))
-	for _, f := range fields {
-		attrs = append(attrs, slog.String(f.key, f.val))
-	}
-	for _, m := range meas {
-		attrs = append(attrs, slog.Float64(m.key, m.val))
-	}
-	t.audit.LogAttrs(ctx, slog.LevelInfo, msg, attrs...)
+	b := make([]byte, 0, 768)
+	b = append(b, `{"time":`...)
+	b = appendTime(b, time.Now())
+	b = append(b, `,"level":"INFO"`...)
+	b = appendMember(b, "msg", msg)
+	b = appendMember(b, "event", event)
+	b = appendFields(b, fields)
+	b = appendMeasures(b, meas)
+	b = append(b, '}', '\n')
+	_, _ = t.audit.Write(b) // like slog: an audit line that cannot be written has nowhere to go
 }
 
 func (t *Telemetry) enqueueEvent(at time.Time, op Operation, name string, fields []field, meas []measure) {
 	if t.sender == nil {
 		return
 	}
-	var m map[string]float64
-	if len(meas) > 0 {
-		m = make(map[string]float64, len(meas))
-		for _, x := range meas {
-			m[x.key] = x.val
-		}
-	}
-	t.enqueue(t.envelope(at, op, "Event", "EventData", eventData{
-		Ver: 2, Name: name, Properties: toMap(fields), Measurements: m,
-	}))
+	t.enqueue(t.envelope(at, op, "Event", "EventData", eventData{name: name, props: fields, meas: meas}))
 }
 
 // droppedEvent is the TelemetryDropped event the sender adds to the next batch after drops.
 func (t *Telemetry) droppedEvent(n int64) []byte {
 	return t.envelope(time.Now(), Operation{ID: randomHex(16)}, "Event", "EventData", eventData{
-		Ver: 2, Name: eventDropped, Measurements: map[string]float64{"dropped": float64(n)},
+		name: eventDropped, meas: []measure{{"dropped", float64(n)}},
 	})
 }
 
-// envelope marshals one item. Marshalling happens on the caller's goroutine so the buffer holds
-// immutable bytes; a failure is impossible for these types, and an item is never worth a panic.
-func (t *Telemetry) envelope(at time.Time, op Operation, kind, baseType string, base any) []byte {
-	tags := map[string]string{
-		"ai.cloud.role":          truncate(t.role, maxTagLen),
-		"ai.cloud.roleInstance":  truncate(t.instance, maxTagLen),
-		"ai.operation.id":        truncate(op.ID, maxTagLen),
-		"ai.internal.sdkVersion": "go:entra-revoke",
-	}
+// envelope encodes one item. Encoding happens on the caller's goroutine so the buffer holds
+// immutable bytes.
+func (t *Telemetry) envelope(at time.Time, op Operation, kind, baseType string, base baseData) []byte {
+	b := make([]byte, 0, 1024)
+	b = append(b, `{"ver":1`...)
+	b = appendMember(b, "name", t.typeName+kind)
+	b = appendKey(b, "time")
+	b = appendTime(b, at.UTC())
+	b = appendMember(b, "iKey", t.ikey)
+	b = appendKey(b, "tags")
+	b = append(b, '{')
+	b = appendMember(b, "ai.cloud.role", truncate(t.role, maxTagLen))
+	b = appendMember(b, "ai.cloud.roleInstance", truncate(t.instance, maxTagLen))
+	b = appendMember(b, "ai.operation.id", truncate(op.ID, maxTagLen))
 	if op.ParentID != "" {
-		tags["ai.operation.parentId"] = truncate(op.ParentID, maxTagLen)
+		b = appendMember(b, "ai.operation.parentId", truncate(op.ParentID, maxTagLen))
 	}
-	b, err := json.Marshal(envelope{
-		Ver:  1,
-		Name: t.typeName + kind,
-		Time: at.UTC().Format(time.RFC3339Nano),
-		IKey: t.ikey,
-		Tags: tags,
-		Data: envelopeData{BaseType: baseType, BaseData: base},
-	})
-	if err != nil {
-		return nil
-	}
-	return b
+	b = appendMember(b, "ai.internal.sdkVersion", "go:entra-revoke")
+	b = append(b, `},"data":{`...)
+	b = appendMember(b, "baseType", baseType)
+	b = appendKey(b, "baseData")
+	b = base.appendBase(b)
+	return append(b, '}', '}')
 }
 
 func (t *Telemetry) enqueue(item []byte) {
 	if item != nil {
 		t.sender.push(item)
 	}
-}
-
-func toMap(fields []field) map[string]string {
-	if len(fields) == 0 {
-		return nil
-	}
-	m := make(map[string]string, len(fields))
-	for _, f := range fields {
-		m[f.key] = f.val
-	}
-	return m
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
