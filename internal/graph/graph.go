@@ -141,13 +141,13 @@ func New(cfg Config) (*Client, error) {
 	observed := &observedTransport{base: transport, target: base.Host, onCall: cfg.OnCall}
 	httpClient := &http.Client{
 		Transport: khttp.NewCustomTransportWithParentTransport(observed, middlewares()...),
-		// The SDK's redirect handler follows redirects itself (dropping Authorization on a host
-		// change); net/http must not follow them again behind its back.
+		// Revocation and user reads are never redirected: a 3xx is a failed call, and the bearer
+		// token goes nowhere else.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		// No client timeout: every call carries a context deadline, which also bounds retries.
 	}
 
-	cred := trackedCredential{cred: cfg.Credential}
+	cred := &trackedCredential{cred: cfg.Credential}
 	// Only the Graph host gets a token: the provider refuses to attach it to any other host
 	// (for example one a redirect points to).
 	auth, err := kauth.NewAzureIdentityAuthenticationProviderWithScopesAndValidHosts(cred, []string{scope}, []string{base.Hostname()})
@@ -195,20 +195,26 @@ func New(cfg Config) (*Client, error) {
 	}, nil
 }
 
-// middlewares is msgraph-sdk-go-core's default pipeline without two handlers:
+// middlewares is msgraph-sdk-go-core's default pipeline with only the handlers that matter for
+// a bodiless POST and a GET with $select: GraphTelemetryHandler (SdkVersion and a
+// client-request-id for Microsoft support), ParametersNameDecodingHandler ($select) and
+// UserAgentHandler. Every handler costs a span and a copy of the request, so the others go:
 //   - RetryHandler: it would retry 429/503/504 on its own (up to 3 times, up to 180 s), blind to
 //     the caller's deadline and invisible to our attempt count; this package is the one retry layer.
 //   - UrlReplaceHandler: it rewrites "/users/me-token-to-replace" to "/me" in any path, which
 //     would alter a user whose UPN starts with that text; we never address /me.
+//   - RedirectHandler: these endpoints never redirect, and a token-bearing call that is redirected
+//     fails closed instead (net/http does not follow either: see CheckRedirect).
+//   - CompressionHandler: it gzips request bodies; we send none.
+//   - HeadersInspectionHandler: it does nothing unless a request asks for it.
 func middlewares() []khttp.Middleware {
 	all := core.GetDefaultMiddlewaresWithOptions(&core.GraphClientOptions{})
 	kept := make([]khttp.Middleware, 0, len(all))
 	for _, m := range all {
 		switch m.(type) {
-		case *khttp.RetryHandler, khttp.RetryHandler, *khttp.UrlReplaceHandler:
-			continue
+		case *core.GraphTelemetryHandler, *khttp.ParametersNameDecodingHandler, *khttp.UserAgentHandler:
+			kept = append(kept, m)
 		}
-		kept = append(kept, m)
 	}
 	return kept
 }
