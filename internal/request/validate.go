@@ -68,17 +68,9 @@ func (val *Validator) Decode(body []byte) (Body, error) {
 		// encoding/json would silently replace invalid bytes with U+FFFD, changing what was signed.
 		return Body{}, &Error{Message: "body is not valid UTF-8"}
 	}
-	if err := checkDuplicateKeys(body); err != nil {
+	b, err := decodeObject(body)
+	if err != nil {
 		return Body{}, err
-	}
-	var b Body
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&b); err != nil {
-		return Body{}, jsonError(err)
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return Body{}, &Error{Message: "unexpected data after the JSON object"}
 	}
 	if err := val.Validate(b); err != nil {
 		// Fail closed: a caller that forgets to check err must not get users to act on.
@@ -148,40 +140,30 @@ func ruleMessage(fe validator.FieldError) string {
 	return "is invalid"
 }
 
-func jsonError(err error) error {
-	var typeErr *json.UnmarshalTypeError
-	var syntaxErr *json.SyntaxError
-	switch {
-	case errors.As(err, &typeErr):
-		field := typeErr.Field
-		if field == "" {
-			return &Error{Message: "body must be a JSON object"}
-		}
-		return &Error{Message: "invalid request", Details: []Detail{{Field: field, Message: "has the wrong type, want " + typeName(typeErr.Type)}}}
-	case errors.As(err, &syntaxErr), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
-		return &Error{Message: "body is not valid JSON"}
-	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		// encoding/json has no typed error for unknown fields; the name is quoted by json itself.
-		return unknownField(strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`))
-	}
-	return &Error{Message: "body is not valid JSON"}
-}
-
 // unknownField reports a field that Body does not have, its name cut to 64 bytes of valid UTF-8.
 func unknownField(name string) error {
 	name = strings.ToValidUTF8(name[:min(len(name), 64)], "")
 	return &Error{Message: "invalid request", Details: []Detail{{Field: name, Message: "is not a known field"}}}
 }
 
-// knownField reports whether key is exactly the JSON name of a field of Body.
-func knownField(key string) bool {
-	t := reflect.TypeFor[Body]()
-	for i := range t.NumField() {
-		if name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ","); name == key {
-			return true
-		}
+// field returns where key's value goes and its bit in a set of seen fields, or nil for a name
+// that is not exactly a field of Body.
+func (b *Body) field(key string) (any, uint) {
+	switch key {
+	case "upn":
+		return &b.UPN, 1 << 0
+	case "upns":
+		return &b.UPNs, 1 << 1
+	case "ticket":
+		return &b.Ticket, 1 << 2
+	case "reason":
+		return &b.Reason, 1 << 3
+	case "requestedBy":
+		return &b.RequestedBy, 1 << 4
+	case "dryRun":
+		return &b.DryRun, 1 << 5
 	}
-	return false
+	return nil, 0
 }
 
 func typeName(t reflect.Type) string {
@@ -196,38 +178,58 @@ func typeName(t reflect.Type) string {
 	return t.String()
 }
 
-// checkDuplicateKeys rejects an object that names a top-level field twice: encoding/json keeps the
-// last value, while another parser in the caller's pipeline may have acted on the first.
-func checkDuplicateKeys(body []byte) error {
+// decodeObject decodes body, which must be exactly one JSON object, in one pass. It is stricter
+// than json.Decoder.DisallowUnknownFields: encoding/json matches names case-insensitively ("UPN"
+// would fill, and could shadow, "upn") and keeps the last of two values for one name, while
+// another parser in the caller's pipeline may have acted on the first. The first syntax error,
+// unknown or repeated name is reported; a value of the wrong type only if there is none.
+func decodeObject(body []byte) (Body, error) {
 	dec := json.NewDecoder(bytes.NewReader(body))
-	tok, err := dec.Token()
-	if err != nil {
-		return &Error{Message: "body is not valid JSON"}
+	if tok, err := dec.Token(); err != nil {
+		return Body{}, &Error{Message: "body is not valid JSON"}
+	} else if d, ok := tok.(json.Delim); !ok || d != '{' {
+		return Body{}, &Error{Message: "body must be a JSON object"}
 	}
-	if d, ok := tok.(json.Delim); !ok || d != '{' {
-		return &Error{Message: "body must be a JSON object"}
-	}
-	seen := map[string]bool{}
+	var (
+		b       Body
+		seen    uint
+		typeErr error
+	)
 	for dec.More() {
 		tok, err := dec.Token()
 		if err != nil {
-			return &Error{Message: "body is not valid JSON"}
+			return Body{}, &Error{Message: "body is not valid JSON"}
 		}
 		key, _ := tok.(string)
-		if !knownField(key) {
-			// encoding/json matches names case-insensitively: "UPN" would fill, and could shadow, "upn".
-			return unknownField(key)
+		dst, bit := b.field(key)
+		if dst == nil {
+			return Body{}, unknownField(key)
 		}
-		if seen[key] {
-			return &Error{Message: "invalid request", Details: []Detail{{Field: key, Message: "appears more than once"}}}
+		if seen&bit != 0 {
+			return Body{}, &Error{Message: "invalid request", Details: []Detail{{Field: key, Message: "appears more than once"}}}
 		}
-		seen[key] = true
-		var skip json.RawMessage
-		if err := dec.Decode(&skip); err != nil {
-			return &Error{Message: "body is not valid JSON"}
+		seen |= bit
+		// A value of the wrong type is consumed whole, so decoding goes on to find worse errors.
+		if err := dec.Decode(dst); err != nil {
+			var te *json.UnmarshalTypeError
+			if !errors.As(err, &te) {
+				return Body{}, &Error{Message: "body is not valid JSON"}
+			}
+			if typeErr == nil {
+				typeErr = &Error{Message: "invalid request", Details: []Detail{{Field: key, Message: "has the wrong type, want " + typeName(te.Type)}}}
+			}
 		}
 	}
-	return nil
+	if _, err := dec.Token(); err != nil { // the closing brace
+		return Body{}, &Error{Message: "body is not valid JSON"}
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return Body{}, &Error{Message: "unexpected data after the JSON object"}
+	}
+	if typeErr != nil {
+		return Body{}, typeErr
+	}
+	return b, nil
 }
 
 func isPrintable(s string) bool {
