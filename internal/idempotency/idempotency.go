@@ -14,13 +14,17 @@ import (
 var ErrConflict = errors.New("request id reused with a different body")
 
 // Bounds on memory: a flood of unique ids evicts the oldest remembered responses first, before
-// their TTL. maxBytes keeps the store small next to the process (a few MiB of a ~40 MiB handler);
+// their TTL. maxBytes keeps the store small next to the process: the garbage collector lets the
+// heap grow to twice what is live, so every remembered byte costs about two of resident memory.
+// 2 MiB holds about 5,000 single-user responses, several minutes of a busy incident. An id
+// evicted early is only a second revocation if the caller retries it, which Graph tolerates.
 // maxEntries bounds the bookkeeping of tiny responses.
 const (
 	maxEntries = 50_000
-	maxBytes   = 8 << 20
-	// slotOverhead approximates a slot's bookkeeping beyond its key and body.
-	slotOverhead = 256
+	maxBytes   = 2 << 20
+	// slotOverhead is a remembered slot's memory beyond its key and body: the slot, its map
+	// entry and its place in the insertion order (TestAccountedBytesMatchTheHeap measures it).
+	slotOverhead = 192
 )
 
 // Response is what is replayed.
@@ -31,11 +35,14 @@ type Response struct {
 }
 
 type slot struct {
-	hash    [sha256.Size]byte
-	done    chan struct{} // closed when the first request finished
-	resp    *Response     // nil if the first request left nothing to replay
-	expires time.Time
-	size    int // bytes accounted to the store once resp is set
+	hash [sha256.Size]byte
+	// done is closed when the first request finished; then it is swapped for the store's shared
+	// closed channel, so that a remembered slot does not keep a channel of its own.
+	done    chan struct{}
+	resp    Response // valid when kept
+	kept    bool     // false while in flight, and when the first request left nothing to replay
+	expires int64    // Unix nanoseconds
+	size    int      // bytes accounted to the store once kept
 }
 
 // entry records an insertion; slot tells a stale record from a later claim of the same key.
@@ -46,13 +53,14 @@ type entry struct {
 
 // Store is an in-memory, per-instance idempotency store. It is safe for concurrent use.
 type Store struct {
-	ttl   time.Duration
-	now   func() time.Time
-	mu    sync.Mutex
-	slots map[string]*slot
-	order []entry // insertion order, for eviction; entries before head are gone
-	head  int
-	bytes int // accounted size of remembered responses
+	ttl    time.Duration
+	now    func() time.Time
+	closed chan struct{} // shared by every finished slot
+	mu     sync.Mutex
+	slots  map[string]*slot
+	order  []entry // insertion order, for eviction; entries before head are gone
+	head   int
+	bytes  int // accounted size of remembered responses
 }
 
 // New returns a store that remembers responses for ttl.
@@ -60,7 +68,9 @@ func New(ttl time.Duration, now func() time.Time) *Store {
 	if now == nil {
 		now = time.Now
 	}
-	return &Store{ttl: ttl, now: now, slots: map[string]*slot{}}
+	closed := make(chan struct{})
+	close(closed)
+	return &Store{ttl: ttl, now: now, closed: closed, slots: map[string]*slot{}}
 }
 
 // Claim reserves key for a request whose body has the given hash. It returns either a response
@@ -74,7 +84,7 @@ func (s *Store) Claim(ctx context.Context, key string, body []byte) (*Response, 
 		s.mu.Lock()
 		now := s.now()
 		sl, ok := s.slots[key]
-		if ok && sl.resp != nil && !now.Before(sl.expires) {
+		if ok && sl.kept && now.UnixNano() >= sl.expires {
 			s.remove(key, sl)
 			ok = false
 		}
@@ -84,18 +94,20 @@ func (s *Store) Claim(ctx context.Context, key string, body []byte) (*Response, 
 			s.mu.Unlock()
 			return nil, s.commit(key, sl), nil
 		}
+		done := sl.done // read under the lock: commit swaps it
 		s.mu.Unlock()
 
 		if sl.hash != hash {
 			return nil, nil, ErrConflict
 		}
 		select {
-		case <-sl.done:
+		case <-done:
 		case <-ctx.Done():
 			return nil, nil, ctx.Err()
 		}
-		if sl.resp != nil {
-			return sl.resp, nil, nil
+		if sl.kept { // set before done was closed, never changed after
+			r := sl.resp
+			return &r, nil, nil
 		}
 		// The first request left nothing to replay: claim again.
 	}
@@ -110,12 +122,13 @@ func (s *Store) commit(key string, sl *slot) func(*Response) {
 			if r == nil {
 				s.remove(key, sl)
 			} else {
-				sl.resp = r
-				sl.expires = s.now().Add(s.ttl)
-				sl.size = len(key) + len(r.Body) + len(r.ContentType) + slotOverhead
+				sl.resp, sl.kept = *r, true
+				sl.expires = s.now().Add(s.ttl).UnixNano()
+				sl.size = len(key) + cap(r.Body) + slotOverhead
 				s.bytes += sl.size
 			}
 			close(sl.done)
+			sl.done = s.closed
 		})
 	}
 }
@@ -128,15 +141,15 @@ func (s *Store) commit(key string, sl *slot) func(*Response) {
 func (s *Store) insert(key string, sl *slot) {
 	s.slots[key] = sl
 	s.order = append(s.order, entry{key: key, slot: sl})
-	now := s.now()
+	now := s.now().UnixNano()
 	for n := len(s.order) - s.head; n > 0; n-- {
 		e := s.order[s.head]
 		if cur, ok := s.slots[e.key]; ok && cur == e.slot {
 			over := s.bytes > maxBytes || len(s.slots) > maxEntries
 			switch {
-			case cur.resp == nil && !over, cur.resp != nil && now.Before(cur.expires) && !over:
+			case !cur.kept && !over, cur.kept && now < cur.expires && !over:
 				return
-			case cur.resp == nil:
+			case !cur.kept:
 				s.order = append(s.order, e)
 			default:
 				s.remove(e.key, cur)

@@ -1,10 +1,12 @@
 package idempotency
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"reflect"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -208,7 +210,7 @@ func TestConcurrentClaims(t *testing.T) {
 	close(results)
 	replays := 0
 	for r := range results {
-		if r.err != nil || r.commit != nil || r.resp != want {
+		if r.err != nil || r.commit != nil || !sameResponse(r.resp, want) {
 			t.Errorf("waiting Claim = %+v, commit %v, %v; want the first response replayed", r.resp, r.commit != nil, r.err)
 			continue
 		}
@@ -250,7 +252,7 @@ func TestConcurrentClaimsAfterForget(t *testing.T) {
 	want := okResponse("second run")
 	second.commit(want)
 	third := <-results
-	if third.err != nil || third.commit != nil || third.resp != want {
+	if third.err != nil || third.commit != nil || !sameResponse(third.resp, want) {
 		t.Errorf("last Claim = %+v, commit %v, %v; want the second run's response", third.resp, third.commit != nil, third.err)
 	}
 }
@@ -430,7 +432,50 @@ func TestByteBound(t *testing.T) {
 		mustClaimFirst(t, s, fmt.Sprintf("big_%d", i), bodyA)(big)
 	}
 	if got, limit := s.Len(), maxBytes/(100<<10)+1; got > limit {
-		t.Errorf("Len() = %d with 100 KiB responses; want at most %d (8 MiB)", got, limit)
+		t.Errorf("Len() = %d with 100 KiB responses; want at most %d (maxBytes)", got, limit)
 	}
 	mustReplay(t, s, "big_199", bodyA, big)
+}
+
+func sameResponse(a, b *Response) bool {
+	return a != nil && b != nil && a.Status == b.Status && a.ContentType == b.ContentType && bytes.Equal(a.Body, b.Body)
+}
+
+// The byte bound is only as honest as the accounting: what the store counts must match what
+// its entries really hold on the heap (slot, map entry, order, key, body).
+func TestAccountedBytesMatchTheHeap(t *testing.T) {
+	const n = 3000
+	keys := make([]string, n)
+	bodies := make([][]byte, n)
+	for i := range n {
+		keys[i] = fmt.Sprintf("webhook\x00msg_2KWPBgLlAfxdpx2AI54p%07d", i)
+		bodies[i] = bytes.Repeat([]byte{'x'}, 200)
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	s := New(time.Hour, nil)
+	for i := range n {
+		_, commit, err := s.Claim(t.Context(), keys[i], nil)
+		if err != nil || commit == nil {
+			t.Fatalf("Claim: %v", err)
+		}
+		commit(&Response{Status: 200, ContentType: "application/json", Body: bodies[i]})
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	// keys and bodies were allocated before: count them as the store's, as in production.
+	var own int
+	for i := range n {
+		own += len(keys[i]) + cap(bodies[i])
+	}
+	heap := int(after.HeapAlloc) - int(before.HeapAlloc) + own
+	s.mu.Lock()
+	accounted := s.bytes
+	s.mu.Unlock()
+	t.Logf("%d entries: heap %d B (%d per entry), accounted %d B (%d per entry)", n, heap, heap/n, accounted, accounted/n)
+	if ratio := float64(accounted) / float64(heap); ratio < 0.8 || ratio > 1.3 {
+		t.Errorf("accounted %d bytes for %d on the heap (ratio %.2f); want within 0.8-1.3", accounted, heap, ratio)
+	}
+	runtime.KeepAlive(s)
 }
