@@ -26,6 +26,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -129,8 +130,19 @@ func run(args []string, stdout io.Writer) error {
 	sweep := fs.String("sweep", "1,4,16,32,64", "caller counts of the concurrency sweep")
 	bulk := fs.String("bulk", "1,10,100", "users per request in the bulk-size phase")
 	fs.DurationVar(&o.short, "short", 4*time.Second, "length of each sweep and bulk-size run")
+	cpuProfile := fs.String("cpuprofile", "", "write this program's own CPU profile (callers and fakes) to `file`")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer func() { pprof.StopCPUProfile(); _ = f.Close() }()
 	}
 	var err error
 	if o.sweep, err = intList(*sweep); err != nil {
