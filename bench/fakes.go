@@ -200,7 +200,7 @@ func (s *slidingWindow) admit(now time.Time) (time.Duration, bool) {
 	return 0, true
 }
 
-// ingestionFake is the Application Insights ingestion endpoint: gzip NDJSON envelopes in, the
+// ingestionFake is the Application Insights ingestion endpoint: NDJSON envelopes in, the
 // track response out. It counts items by type.
 type ingestionFake struct {
 	batches  atomic.Int64
@@ -210,13 +210,17 @@ type ingestionFake struct {
 }
 
 func (f *ingestionFake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	zr, err := gzip.NewReader(r.Body)
-	if err != nil || r.URL.Path != "/v2.1/track" {
-		http.Error(w, `{"itemsReceived":0,"itemsAccepted":0,"errors":[]}`, http.StatusBadRequest)
-		return
+	body := io.Reader(r.Body)
+	if r.Header.Get("Content-Encoding") == "gzip" { // the API accepts both
+		zr, err := gzip.NewReader(r.Body)
+		if err != nil {
+			http.Error(w, `{"itemsReceived":0,"itemsAccepted":0,"errors":[]}`, http.StatusBadRequest)
+			return
+		}
+		body = zr
 	}
-	raw, err := io.ReadAll(zr)
-	if err != nil {
+	raw, err := io.ReadAll(body)
+	if err != nil || r.URL.Path != "/v2.1/track" {
 		http.Error(w, `{"itemsReceived":0,"itemsAccepted":0,"errors":[]}`, http.StatusBadRequest)
 		return
 	}

@@ -1,12 +1,10 @@
 package e2e
 
 import (
-	"compress/gzip"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -402,12 +400,11 @@ type ingestion struct {
 }
 
 func (in *ingestion) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	zr, err := gzip.NewReader(r.Body)
+	raw, err := trackBody(r)
 	if err != nil || r.URL.Path != "/v2.1/track" {
 		http.Error(w, "bad request", http.StatusBadRequest)
 		return
 	}
-	raw, _ := io.ReadAll(zr)
 	n := 0
 	for _, l := range strings.Split(strings.TrimSpace(string(raw)), "\n") {
 		var env struct {

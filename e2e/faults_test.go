@@ -829,13 +829,22 @@ func (f *flakyIngestion) counts() (failed, partials int) {
 
 type trackItem struct{ name, requestID string }
 
-// trackItems reads a gzip NDJSON batch of envelopes.
-func trackItems(r *http.Request) ([]trackItem, error) {
-	zr, err := gzip.NewReader(r.Body)
-	if err != nil {
-		return nil, err
+// trackBody reads a /v2.1/track request body, which the ingestion API also accepts gzipped.
+func trackBody(r *http.Request) ([]byte, error) {
+	body := io.Reader(r.Body)
+	if r.Header.Get("Content-Encoding") == "gzip" {
+		zr, err := gzip.NewReader(r.Body)
+		if err != nil {
+			return nil, err
+		}
+		body = zr
 	}
-	raw, err := io.ReadAll(zr)
+	return io.ReadAll(io.LimitReader(body, 64<<20))
+}
+
+// trackItems reads an NDJSON batch of envelopes.
+func trackItems(r *http.Request) ([]trackItem, error) {
+	raw, err := trackBody(r)
 	if err != nil {
 		return nil, err
 	}

@@ -3,7 +3,6 @@ package telemetry
 import (
 	"bufio"
 	"bytes"
-	"compress/gzip"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -20,7 +19,7 @@ import (
 
 const testIKey = "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
 
-// fakeIngestion is an Application Insights ingestion endpoint (POST /v2.1/track) that un-gzips
+// fakeIngestion is an Application Insights ingestion endpoint (POST /v2.1/track) that reads
 // each request, splits the newline-delimited envelopes and validates every one against the
 // schema strictly, then answers as scripted (by default 200, all accepted).
 type fakeIngestion struct {
@@ -143,19 +142,13 @@ func (f *fakeIngestion) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if ct := r.Header.Get("Content-Type"); ct != "application/x-json-stream" {
 		t.Errorf("Content-Type = %q; want application/x-json-stream", ct)
 	}
-	if ce := r.Header.Get("Content-Encoding"); ce != "gzip" {
-		t.Errorf("Content-Encoding = %q; want gzip", ce)
+	if ce := r.Header.Get("Content-Encoding"); ce != "" {
+		t.Errorf("Content-Encoding = %q; want none", ce)
 	}
-	zr, err := gzip.NewReader(r.Body)
+	body, err := io.ReadAll(r.Body)
 	if err != nil {
-		t.Errorf("request body is not gzip: %v", err)
-		http.Error(w, "bad gzip", http.StatusBadRequest)
-		return
-	}
-	body, err := io.ReadAll(zr)
-	if err != nil {
-		t.Errorf("read gzip body: %v", err)
-		http.Error(w, "bad gzip", http.StatusBadRequest)
+		t.Errorf("read body: %v", err)
+		http.Error(w, "bad body", http.StatusBadRequest)
 		return
 	}
 	req := gotRequest{at: time.Now(), authorization: r.Header.Get("Authorization"), body: body}
