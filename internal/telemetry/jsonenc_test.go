@@ -91,12 +91,14 @@ type lockedBuffer struct {
 	buf    bytes.Buffer
 	writes int
 	block  chan struct{} // when set, each Write waits for a receive
+	slow   time.Duration // each Write sleeps this long
 }
 
 func (b *lockedBuffer) Write(p []byte) (int, error) {
 	if b.block != nil {
 		<-b.block
 	}
+	time.Sleep(b.slow)
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.writes++
@@ -104,14 +106,28 @@ func (b *lockedBuffer) Write(p []byte) (int, error) {
 }
 
 func TestLineWriterKeepsLinesWholeAndLosesNone(t *testing.T) {
-	var out lockedBuffer
+	for _, tt := range []struct {
+		name   string
+		slow   time.Duration // each write(2) takes this long, so that lines pile up
+		length int           // longest line
+	}{
+		{"fast stdout", 0, 60},
+		// Lines pile up beyond the buffer size kept for reuse between writes.
+		{"slow stdout", time.Millisecond, 2000},
+	} {
+		t.Run(tt.name, func(t *testing.T) { testLineWriter(t, tt.slow, tt.length) })
+	}
+}
+
+func testLineWriter(t *testing.T, slow time.Duration, length int) {
+	out := lockedBuffer{slow: slow}
 	l := newLineWriter(&out)
 	const writers, lines = 16, 500
 	var wg sync.WaitGroup
 	for w := range writers {
 		wg.Go(func() {
 			for i := range lines {
-				line := strings.Repeat(string(rune('a'+w)), 10+i%50) + "\n"
+				line := strings.Repeat(string(rune('a'+w)), 10+i%length) + "\n"
 				if n, err := l.Write([]byte(line)); n != len(line) || err != nil {
 					t.Errorf("Write = %d, %v", n, err)
 				}

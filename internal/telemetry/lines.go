@@ -52,6 +52,8 @@ func (l *lineWriter) Write(p []byte) (int, error) {
 		l.mu.Unlock()
 		_, _ = l.w.Write(out)
 		l.mu.Lock()
+		// out is free again; pending may be the old spare, so spare must not stay pointing at it.
+		l.spare = nil
 		if cap(out) <= maxKeptBuffer { // a burst's large buffer is not kept for good
 			l.spare = out[:0]
 		}
