@@ -68,9 +68,12 @@ func (val *Validator) Decode(body []byte) (Body, error) {
 		// encoding/json would silently replace invalid bytes with U+FFFD, changing what was signed.
 		return Body{}, &Error{Message: "body is not valid UTF-8"}
 	}
-	b, err := decodeObject(body)
-	if err != nil {
-		return Body{}, err
+	b, ok := decodeFast(body)
+	if !ok {
+		var err error
+		if b, err = decodeObject(body); err != nil {
+			return Body{}, err
+		}
 	}
 	if err := val.Validate(b); err != nil {
 		// Fail closed: a caller that forgets to check err must not get users to act on.
@@ -176,6 +179,86 @@ func typeName(t reflect.Type) string {
 		return "array"
 	}
 	return t.String()
+}
+
+// decodeFast decodes the common case cheaply: one valid JSON object whose names are exactly
+// Body's, each at most once, without escapes, and values of the right types. Anything else is
+// left to decodeObject, which finds the precise error. FuzzDecodeFast holds the two to the same
+// result.
+func decodeFast(body []byte) (Body, bool) {
+	if !json.Valid(body) {
+		return Body{}, false
+	}
+	var (
+		b    Body
+		seen uint
+	)
+	ok := objectKeys(body, func(key []byte) bool {
+		_, bit := b.field(string(key))
+		if bit == 0 || seen&bit != 0 {
+			return false
+		}
+		seen |= bit
+		return true
+	})
+	if !ok || json.Unmarshal(body, &b) != nil {
+		return Body{}, false
+	}
+	return b, true
+}
+
+// objectKeys calls f with each name of the top-level object of body, which must be valid JSON
+// (json.Valid). It stops and reports false when body is not an object, a name holds an escape
+// sequence, or f returns false.
+func objectKeys(body []byte, f func(key []byte) bool) bool {
+	depth, wantKey := 0, false
+	for i := 0; i < len(body); i++ {
+		switch c := body[i]; c {
+		case '{', '[':
+			if depth == 0 && (c != '{' || i != firstNonSpace(body)) {
+				return false
+			}
+			depth++
+			wantKey = depth == 1 && c == '{'
+		case '}', ']':
+			depth--
+		case ',':
+			wantKey = depth == 1
+		case '"':
+			if depth == 0 {
+				return false // a top-level string
+			}
+			j := i + 1
+			escaped := false
+			for ; body[j] != '"'; j++ { // valid JSON: the string ends
+				if body[j] == '\\' {
+					escaped = true
+					j++
+				}
+			}
+			if wantKey {
+				if escaped || !f(body[i+1:j]) {
+					return false
+				}
+				wantKey = false
+			}
+			i = j
+		default:
+			if depth == 0 && c != ' ' && c != '\t' && c != '\n' && c != '\r' {
+				return false // a top-level scalar
+			}
+		}
+	}
+	return true
+}
+
+func firstNonSpace(b []byte) int {
+	for i, c := range b {
+		if c != ' ' && c != '\t' && c != '\n' && c != '\r' {
+			return i
+		}
+	}
+	return len(b)
 }
 
 // decodeObject decodes body, which must be exactly one JSON object, in one pass. It is stricter

@@ -3,7 +3,6 @@ package telemetry
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"fmt"
 	"net/url"
 	"regexp"
 	"strconv"
@@ -97,7 +96,31 @@ func formatDuration(d time.Duration) string {
 	d -= m * time.Minute
 	s := d / time.Second
 	d -= s * time.Second
-	return fmt.Sprintf("%d.%02d:%02d:%02d.%07d", days, h, m, s, d/100) // 100 ns ticks
+	b := make([]byte, 0, 20)
+	b = strconv.AppendInt(b, int64(days), 10)
+	b = append(b, '.')
+	b = appendPadded(b, int64(h), 2)
+	b = append(b, ':')
+	b = appendPadded(b, int64(m), 2)
+	b = append(b, ':')
+	b = appendPadded(b, int64(s), 2)
+	b = append(b, '.')
+	b = appendPadded(b, int64(d/100), 7) // 100 ns ticks
+	return string(b)
+}
+
+// appendPadded appends 0 <= n < 10^width with leading zeros to width digits (fmt's %0*d, which
+// cost more than the rest of a dependency item).
+func appendPadded(b []byte, n int64, width int) []byte {
+	start := len(b)
+	for range width {
+		b = append(b, '0')
+	}
+	for i := len(b) - 1; i >= start && n > 0; i-- {
+		b[i] = byte('0' + n%10)
+		n /= 10
+	}
+	return b
 }
 
 // truncate cuts s to at most n bytes on a rune boundary.

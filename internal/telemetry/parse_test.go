@@ -186,6 +186,8 @@ func TestFormatDuration(t *testing.T) {
 		{1234567891 * time.Nanosecond, "0.00:00:01.2345678"},
 		{25*time.Hour + 2*time.Minute + 3*time.Second + 4*time.Millisecond, "1.01:02:03.0040000"},
 		{30 * 24 * time.Hour, "30.00:00:00.0000000"},
+		{23*time.Hour + 59*time.Minute + 59*time.Second + 999999999*time.Nanosecond, "0.23:59:59.9999999"},
+		{10*time.Hour + 10*time.Minute + 10*time.Second + 1010*time.Microsecond, "0.10:10:10.0010100"},
 	}
 	for _, tt := range tests {
 		if got := formatDuration(tt.in); got != tt.want {
