@@ -75,6 +75,15 @@ type options struct {
 	sweep       []int
 	bulkSizes   []int
 	short       time.Duration // length of each sweep and bulk run
+	graphLimit  int           // -graph-concurrency; 0: the callers
+}
+
+// graphConcurrency is GRAPH_CONCURRENCY for a run with the given callers.
+func (o options) graphConcurrency(callers int) int {
+	if o.graphLimit > 0 {
+		return o.graphLimit
+	}
+	return callers
 }
 
 // setFlags are -set KEY=VALUE overrides of the handler's settings, for experiments (for example
@@ -130,6 +139,7 @@ func run(args []string, stdout io.Writer) error {
 	sweep := fs.String("sweep", "1,4,16,32,64", "caller counts of the concurrency sweep")
 	bulk := fs.String("bulk", "1,10,100", "users per request in the bulk-size phase")
 	fs.DurationVar(&o.short, "short", 4*time.Second, "length of each sweep and bulk-size run")
+	fs.IntVar(&o.graphLimit, "graph-concurrency", 0, "GRAPH_CONCURRENCY in the throughput and sweep phases (default: the number of callers, so that the limit does not bind; 8 is the deployed default)")
 	cpuProfile := fs.String("cpuprofile", "", "write this program's own CPU profile (callers and fakes) to `file`")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -295,7 +305,7 @@ func (e *environment) close() {
 // handlerEnv is the Function App's settings, pointed at the fakes: every feature on the request path
 // is enabled (webhook signatures, guard rails, the rate guard, storage for deferral, Application
 // Insights), as in production.
-func (e *environment) handlerEnv(port string, ratePerMinute int) []string {
+func (e *environment) handlerEnv(port string, ratePerMinute, graphConcurrency int) []string {
 	env := []string{
 		"HOME=" + os.TempDir(),
 		"FUNCTIONS_CUSTOMHANDLER_PORT=" + port,
@@ -310,6 +320,9 @@ func (e *environment) handlerEnv(port string, ratePerMinute int) []string {
 		"MAX_REVOCATIONS_PER_MINUTE=" + strconv.Itoa(ratePerMinute),
 		"WEBSITE_SITE_NAME=entra-revoke-bench",
 	}
+	if graphConcurrency > 0 {
+		env = append(env, "GRAPH_CONCURRENCY="+strconv.Itoa(graphConcurrency))
+	}
 	for _, kv := range e.set {
 		k, _, _ := strings.Cut(kv, "=")
 		env = slices.DeleteFunc(env, func(s string) bool { return strings.HasPrefix(s, k+"=") })
@@ -318,8 +331,9 @@ func (e *environment) handlerEnv(port string, ratePerMinute int) []string {
 	return env
 }
 
-func (e *environment) startHandler(bin, port string, ratePerMinute int) (*process, error) {
-	return startProcess(bin, nil, e.handlerEnv(port, ratePerMinute), port)
+// startHandler starts the handler; graphConcurrency 0 leaves GRAPH_CONCURRENCY at its default.
+func (e *environment) startHandler(bin, port string, ratePerMinute, graphConcurrency int) (*process, error) {
+	return startProcess(bin, nil, e.handlerEnv(port, ratePerMinute, graphConcurrency), port)
 }
 
 func (e *environment) startBaseline(self, port string) (*process, error) {
@@ -466,10 +480,10 @@ func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/float
 func (r *report) coldStarts(o options, env *environment, self, repo, tmp string) error {
 	r.printf("\ncold start: process start to the first 200 on GET / (%d starts each, after one unmeasured start)", o.coldStarts)
 	launchers := []launcher{
-		{name: "handler", start: func(port string) (*process, error) { return env.startHandler(o.handler, port, 600) }},
+		{name: "handler", start: func(port string) (*process, error) { return env.startHandler(o.handler, port, 600, 0) }},
 		{name: "bare Go net/http server", start: func(port string) (*process, error) { return env.startBaseline(self, port) }},
 	}
-	if l, ok := nodeLauncher(repo, tmp, func(port string) []string { return env.handlerEnv(port, 600) }); ok {
+	if l, ok := nodeLauncher(repo, tmp, func(port string) []string { return env.handlerEnv(port, 600, 0) }); ok {
 		launchers = append(launchers, l)
 	} else {
 		r.printf("  (node or testdata/node/node_modules missing: no Node.js comparison; run make node-tools)")
@@ -490,9 +504,13 @@ func (r *report) coldStarts(o options, env *environment, self, repo, tmp string)
 }
 
 func (r *report) throughput(o options, env *environment, self string, keys webhook.Keys) error {
-	r.printf("\nthroughput: %d callers, %d rounds of %s each per server, alternating, after %s of warm-up", o.concurrency, o.rounds, o.duration, o.warmup)
-	// The rate guard stays on, set far above the load, so that its bookkeeping is measured too.
-	h, err := startReady(func(port string) (*process, error) { return env.startHandler(o.handler, port, 1_000_000) })
+	r.printf("\nthroughput: %d callers, %d rounds of %s each per server, alternating, after %s of warm-up; handler GRAPH_CONCURRENCY %d",
+		o.concurrency, o.rounds, o.duration, o.warmup, o.graphConcurrency(o.concurrency))
+	// The rate guard and the Graph concurrency limit stay on, set above the load, so that their
+	// bookkeeping is measured but not their throttling (-graph-concurrency 8 measures the default).
+	h, err := startReady(func(port string) (*process, error) {
+		return env.startHandler(o.handler, port, 1_000_000, o.graphConcurrency(o.concurrency))
+	})
 	if err != nil {
 		return fmt.Errorf("start handler: %w", err)
 	}
@@ -611,7 +629,7 @@ func (r *report) bulkDrain(o options) error {
 		return err
 	}
 	defer env.close()
-	h, err := startReady(func(port string) (*process, error) { return env.startHandler(o.handler, port, d.Guard) })
+	h, err := startReady(func(port string) (*process, error) { return env.startHandler(o.handler, port, d.Guard, 0) })
 	if err != nil {
 		return fmt.Errorf("start handler: %w", err)
 	}
@@ -670,7 +688,9 @@ func handlerRevoked(status int, body []byte) bool {
 // callers, for the handler and the baseline.
 func (r *report) concurrencySweep(o options, env *environment, self string, keys webhook.Keys) error {
 	r.printf("\nconcurrency sweep: %s per run, handler then baseline at each caller count", o.short)
-	h, err := startReady(func(port string) (*process, error) { return env.startHandler(o.handler, port, 1_000_000) })
+	h, err := startReady(func(port string) (*process, error) {
+		return env.startHandler(o.handler, port, 1_000_000, o.graphConcurrency(slices.Max(o.sweep)))
+	})
 	if err != nil {
 		return fmt.Errorf("start handler: %w", err)
 	}
@@ -706,7 +726,8 @@ func (r *report) concurrencySweep(o options, env *environment, self string, keys
 func (r *report) bulkSizes(o options, env *environment, keys webhook.Keys) error {
 	const callers = 4
 	r.printf("\nbulk size: %d callers, %s per run, users per request %v", callers, o.short, o.bulkSizes)
-	h, err := startReady(func(port string) (*process, error) { return env.startHandler(o.handler, port, 1_000_000) })
+	// GRAPH_CONCURRENCY stays at its default: a bulk request's fan-out is what it is for.
+	h, err := startReady(func(port string) (*process, error) { return env.startHandler(o.handler, port, 1_000_000, 0) })
 	if err != nil {
 		return fmt.Errorf("start handler: %w", err)
 	}
