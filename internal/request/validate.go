@@ -182,83 +182,104 @@ func typeName(t reflect.Type) string {
 }
 
 // decodeFast decodes the common case cheaply: one valid JSON object whose names are exactly
-// Body's, each at most once, without escapes, and values of the right types. Anything else is
-// left to decodeObject, which finds the precise error. FuzzDecodeFast holds the two to the same
-// result.
+// Body's, each at most once, with values of the right types, and no escape sequences anywhere in
+// its strings. Anything else (escapes, null, a repeated or unknown name, a wrong type) is left to
+// decodeObject, which finds the precise error. FuzzDecodeFast holds the two to the same result.
 func decodeFast(body []byte) (Body, bool) {
-	if !json.Valid(body) {
+	// From here on the syntax is known to be right, and strings need no U+FFFD replacement.
+	if !utf8.Valid(body) || !json.Valid(body) {
 		return Body{}, false
 	}
 	var (
 		b    Body
 		seen uint
 	)
-	ok := objectKeys(body, func(key []byte) bool {
-		_, bit := b.field(string(key))
-		if bit == 0 || seen&bit != 0 {
-			return false
-		}
-		seen |= bit
-		return true
-	})
-	if !ok || json.Unmarshal(body, &b) != nil {
+	i := skipSpace(body, 0)
+	if i == len(body) || body[i] != '{' {
 		return Body{}, false
 	}
-	return b, true
+	i = skipSpace(body, i+1)
+	for i < len(body) && body[i] == '"' {
+		key, next, ok := plainString(body, i)
+		if !ok {
+			return Body{}, false
+		}
+		dst, bit := b.field(key)
+		if bit == 0 || seen&bit != 0 {
+			return Body{}, false
+		}
+		seen |= bit
+		i = skipSpace(body, skipSpace(body, next)+1) // past the colon
+		switch v := dst.(type) {
+		case *string:
+			*v, i, ok = plainString(body, i)
+		case *[]string:
+			*v, i, ok = plainStrings(body, i)
+		case *bool:
+			*v, i, ok = literalBool(body, i)
+		}
+		if !ok {
+			return Body{}, false
+		}
+		if i = skipSpace(body, i); body[i] == ',' {
+			i = skipSpace(body, i+1)
+		}
+	}
+	return b, true // the closing brace and trailing space: json.Valid checked them
 }
 
-// objectKeys calls f with each name of the top-level object of body, which must be valid JSON
-// (json.Valid). It stops and reports false when body is not an object, a name holds an escape
-// sequence, or f returns false.
-func objectKeys(body []byte, f func(key []byte) bool) bool {
-	depth, wantKey := 0, false
-	for i := 0; i < len(body); i++ {
-		switch c := body[i]; c {
-		case '{', '[':
-			if depth == 0 && (c != '{' || i != firstNonSpace(body)) {
-				return false
-			}
-			depth++
-			wantKey = depth == 1 && c == '{'
-		case '}', ']':
-			depth--
-		case ',':
-			wantKey = depth == 1
+// plainString reads the string starting at body[i] when it has no escape sequence.
+func plainString(body []byte, i int) (string, int, bool) {
+	if body[i] != '"' {
+		return "", i, false
+	}
+	for j := i + 1; j < len(body); j++ {
+		switch body[j] {
+		case '\\':
+			return "", i, false
 		case '"':
-			if depth == 0 {
-				return false // a top-level string
-			}
-			j := i + 1
-			escaped := false
-			for ; body[j] != '"'; j++ { // valid JSON: the string ends
-				if body[j] == '\\' {
-					escaped = true
-					j++
-				}
-			}
-			if wantKey {
-				if escaped || !f(body[i+1:j]) {
-					return false
-				}
-				wantKey = false
-			}
-			i = j
-		default:
-			if depth == 0 && c != ' ' && c != '\t' && c != '\n' && c != '\r' {
-				return false // a top-level scalar
-			}
+			return string(body[i+1 : j]), j + 1, true
 		}
 	}
-	return true
+	return "", i, false
 }
 
-func firstNonSpace(b []byte) int {
-	for i, c := range b {
-		if c != ' ' && c != '\t' && c != '\n' && c != '\r' {
-			return i
+// plainStrings reads an array of plain strings starting at body[i].
+func plainStrings(body []byte, i int) ([]string, int, bool) {
+	if body[i] != '[' {
+		return nil, i, false
+	}
+	out := []string{}
+	i = skipSpace(body, i+1)
+	for body[i] != ']' {
+		s, next, ok := plainString(body, i)
+		if !ok {
+			return nil, i, false
+		}
+		out = append(out, s)
+		if i = skipSpace(body, next); body[i] == ',' {
+			i = skipSpace(body, i+1)
 		}
 	}
-	return len(b)
+	return out, i + 1, true
+}
+
+// literalBool reads true or false starting at body[i].
+func literalBool(body []byte, i int) (bool, int, bool) {
+	switch body[i] {
+	case 't':
+		return true, i + len("true"), true
+	case 'f':
+		return false, i + len("false"), true
+	}
+	return false, i, false
+}
+
+func skipSpace(body []byte, i int) int {
+	for i < len(body) && (body[i] == ' ' || body[i] == '\t' || body[i] == '\n' || body[i] == '\r') {
+		i++
+	}
+	return i
 }
 
 // decodeObject decodes body, which must be exactly one JSON object, in one pass. It is stricter

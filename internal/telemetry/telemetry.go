@@ -9,6 +9,7 @@
 package telemetry
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -102,6 +103,10 @@ type Telemetry struct {
 	audit    *lineWriter // nil without Stdout
 
 	sender *sender // nil without a connection string
+
+	// scratch holds *[]byte buffers to encode items and lines in, so that each costs one
+	// allocation of its exact size (envelopes) or none (lines, which the line writer copies).
+	scratch sync.Pool
 
 	closeOnce sync.Once
 	closeErr  error
@@ -350,7 +355,10 @@ func (t *Telemetry) writeLine(msg, event string, fields []field, meas []measure)
 	if t.audit == nil {
 		return
 	}
-	b := make([]byte, 0, 768)
+	scratch := t.scratchBuffer()
+	defer t.scratch.Put(scratch)
+	b := (*scratch)[:0]
+	defer func() { *scratch = b[:0] }()
 	b = append(b, `{"time":`...)
 	b = appendTime(b, time.Now())
 	b = append(b, `,"level":"INFO"`...)
@@ -359,7 +367,7 @@ func (t *Telemetry) writeLine(msg, event string, fields []field, meas []measure)
 	b = appendFields(b, fields)
 	b = appendMeasures(b, meas)
 	b = append(b, '}', '\n')
-	_, _ = t.audit.Write(b) // like slog: an audit line that cannot be written has nowhere to go
+	_, _ = t.audit.Write(b) // copies b; like slog, an audit line that cannot be written has nowhere to go
 }
 
 func (t *Telemetry) enqueueEvent(at time.Time, op Operation, name string, fields []field, meas []measure) {
@@ -379,7 +387,10 @@ func (t *Telemetry) droppedEvent(n int64) []byte {
 // envelope encodes one item. Encoding happens on the caller's goroutine so the buffer holds
 // immutable bytes.
 func (t *Telemetry) envelope(at time.Time, op Operation, kind, baseType string, base baseData) []byte {
-	b := make([]byte, 0, 1024)
+	scratch := t.scratchBuffer()
+	defer t.scratch.Put(scratch)
+	b := (*scratch)[:0]
+	defer func() { *scratch = b[:0] }()
 	b = append(b, `{"ver":1`...)
 	b = appendMember(b, "name", t.typeName+kind)
 	b = appendKey(b, "time")
@@ -398,7 +409,16 @@ func (t *Telemetry) envelope(at time.Time, op Operation, kind, baseType string, 
 	b = appendMember(b, "baseType", baseType)
 	b = appendKey(b, "baseData")
 	b = base.appendBase(b)
-	return append(b, '}', '}')
+	b = append(b, '}', '}')
+	return bytes.Clone(b) // exact size: the buffer holds it until it is sent
+}
+
+func (t *Telemetry) scratchBuffer() *[]byte {
+	if b, ok := t.scratch.Get().(*[]byte); ok {
+		return b
+	}
+	b := make([]byte, 0, 2048)
+	return &b
 }
 
 func (t *Telemetry) enqueue(item []byte) {
