@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -101,6 +102,9 @@ func (o *observedTransport) RoundTrip(req *http.Request) (*http.Response, error)
 type trackedCredential struct {
 	cred azcore.TokenCredential
 	memo atomic.Pointer[memoToken]
+
+	mu         sync.Mutex // orders memo updates against claims challenges
+	generation uint64     // counts claims challenges, under mu
 }
 
 // memoToken is a token and the request it answered.
@@ -119,11 +123,15 @@ func (c *trackedCredential) GetToken(ctx context.Context, opts policy.TokenReque
 		if m := c.memo.Load(); m != nil && sameRequest(m.opts, opts) && time.Now().Before(m.refreshAt) {
 			return m.tok, nil
 		}
-	} else {
-		// A claims challenge (CAE) means the token was revoked: never hand it out again.
-		c.memo.Store(nil)
 	}
+	// A claims challenge (CAE) means the token was revoked: it must never be handed out again,
+	// nor one fetched while the challenge is being answered, so the memo is cleared before and
+	// after, and a fetch that overlapped a challenge is not memoized.
+	generation := c.invalidate(opts.Claims != "")
 	tok, err := c.cred.GetToken(ctx, opts)
+	if opts.Claims != "" {
+		c.invalidate(true)
+	}
 	if err != nil {
 		if t := trackerFrom(ctx); t != nil {
 			t.tokenErr = err
@@ -136,9 +144,24 @@ func (c *trackedCredential) GetToken(ctx context.Context, opts policy.TokenReque
 			refreshAt = tok.RefreshOn
 		}
 		opts.Scopes = slices.Clone(opts.Scopes)
-		c.memo.Store(&memoToken{opts: opts, tok: tok, refreshAt: refreshAt})
+		c.mu.Lock()
+		if c.generation == generation {
+			c.memo.Store(&memoToken{opts: opts, tok: tok, refreshAt: refreshAt})
+		}
+		c.mu.Unlock()
 	}
 	return tok, nil
+}
+
+// invalidate clears the memo when clear is set, and returns the generation to memoize under.
+func (c *trackedCredential) invalidate(clear bool) uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if clear {
+		c.generation++
+		c.memo.Store(nil)
+	}
+	return c.generation
 }
 
 // sameRequest reports whether a token for a answers b (neither carries claims).

@@ -151,3 +151,60 @@ func TestMiddlewares(t *testing.T) {
 		t.Errorf("middlewares %v; want the Graph telemetry, parameter name decoding and user agent handlers", got)
 	}
 }
+
+// blockingCredential hands out "old" until the claims challenge has been answered with "new",
+// and lets the test hold a fetch in flight across the challenge.
+type blockingCredential struct {
+	mu      sync.Mutex
+	calls   int
+	revoked bool
+	hold    chan struct{} // a fetch without claims waits here when set
+	started chan struct{}
+}
+
+func (c *blockingCredential) GetToken(_ context.Context, opts policy.TokenRequestOptions) (azcore.AccessToken, error) {
+	c.mu.Lock()
+	c.calls++
+	hold := c.hold
+	tok := "old"
+	if c.revoked || opts.Claims != "" {
+		tok = "new"
+	}
+	if opts.Claims != "" {
+		c.revoked = true
+	}
+	c.mu.Unlock()
+	if opts.Claims == "" && hold != nil {
+		c.started <- struct{}{}
+		<-hold
+	}
+	return azcore.AccessToken{Token: tok, ExpiresOn: time.Now().Add(time.Hour)}, nil
+}
+
+func TestTokenMemoDropsAFetchThatOverlappedAClaimsChallenge(t *testing.T) {
+	graphScope := policy.TokenRequestOptions{Scopes: []string{"https://graph.microsoft.com/.default"}}
+	cred := &blockingCredential{hold: make(chan struct{}), started: make(chan struct{})}
+	c := &trackedCredential{cred: cred}
+	done := make(chan string)
+	go func() {
+		tok, _ := c.GetToken(t.Context(), graphScope) // fetches "old", held in flight
+		done <- tok.Token
+	}()
+	<-cred.started
+	challenge := graphScope
+	challenge.Claims = `{"access_token":{"nbf":{"essential":true,"value":"1"}}}`
+	if tok, err := c.GetToken(t.Context(), challenge); err != nil || tok.Token != "new" {
+		t.Fatalf("claims call = %q, %v; want new", tok.Token, err)
+	}
+	cred.mu.Lock()
+	hold := cred.hold
+	cred.hold = nil // later fetches go straight through
+	cred.mu.Unlock()
+	close(hold) // the fetch that started before the challenge now returns "old"
+	if got := <-done; got != "old" {
+		t.Fatalf("the held fetch got %q; want old", got)
+	}
+	if tok, _ := c.GetToken(t.Context(), graphScope); tok.Token != "new" {
+		t.Fatalf("after the challenge the memo handed out %q; want a fresh token", tok.Token)
+	}
+}

@@ -14,8 +14,8 @@ const maxKeptBuffer = 64 << 10
 
 // lineWriter writes whole lines to w with group commit: a line is written at once when nothing is
 // being written, and lines that arrive meanwhile are written together by the goroutine already
-// writing, as soon as its write returns. No line waits for a timer, so a crash loses none that
-// Write returned for; under load, one write(2) carries many lines instead of one each.
+// writing, as soon as its write returns. No line waits for a timer or a buffer to fill; under
+// load, one write(2) carries many lines instead of one each.
 type lineWriter struct {
 	w io.Writer
 
