@@ -296,6 +296,18 @@ func startEnvironment(track bool, limit int, window time.Duration, set []string)
 	return e, nil
 }
 
+// exporting reports whether the handler exports to Application Insights (not switched off with
+// -set APPLICATIONINSIGHTS_CONNECTION_STRING=).
+func (e *environment) exporting() bool {
+	on := true
+	for _, kv := range e.set { // the last override wins, as in handlerEnv
+		if v, ok := strings.CutPrefix(kv, "APPLICATIONINSIGHTS_CONNECTION_STRING="); ok {
+			on = v != ""
+		}
+	}
+	return on
+}
+
 func (e *environment) close() {
 	for _, s := range e.servers {
 		s.Close()
@@ -589,7 +601,7 @@ func (r *report) throughput(o options, env *environment, self string, keys webho
 	if lines != int64(handlerSucceeded) {
 		s.Accounting = append(s.Accounting, fmt.Sprintf("%d revoked outcome lines on stdout for %d successful requests", lines, handlerSucceeded))
 	}
-	if n := env.ingestion.outcomes.Load(); n != int64(handlerSucceeded) {
+	if n := env.ingestion.outcomes.Load(); env.exporting() && n != int64(handlerSucceeded) {
 		s.Accounting = append(s.Accounting, fmt.Sprintf("%d SessionRevocation events ingested for %d successful requests", n, handlerSucceeded))
 	}
 	if n := env.graph.revocations.Load(); n != int64(handlerSucceeded+baselineSucceeded) {
