@@ -167,15 +167,15 @@ func FuzzDecodeFast(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		fast, ok := decodeFast(body)
+		fast, fastNamed, ok := decodeFast(body)
 		if !ok {
 			return
 		}
-		strict, err := decodeObject(body)
+		strict, strictNamed, err := decodeObject(body)
 		if err != nil {
 			t.Fatalf("decodeFast accepted %q; decodeObject: %v", body, err)
 		}
-		if !reflect.DeepEqual(fast, strict) {
+		if !reflect.DeepEqual(fast, strict) || fastNamed != strictNamed {
 			t.Fatalf("decodeFast(%q) = %+v; decodeObject: %+v", body, fast, strict)
 		}
 	})

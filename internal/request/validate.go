@@ -68,12 +68,17 @@ func (val *Validator) Decode(body []byte) (Body, error) {
 		// encoding/json would silently replace invalid bytes with U+FFFD, changing what was signed.
 		return Body{}, &Error{Message: "body is not valid UTF-8"}
 	}
-	b, ok := decodeFast(body)
+	b, named, ok := decodeFast(body)
 	if !ok {
 		var err error
-		if b, err = decodeObject(body); err != nil {
+		if b, named, err = decodeObject(body); err != nil {
 			return Body{}, err
 		}
+	}
+	if named&(fieldUPN|fieldUPNs) == fieldUPN|fieldUPNs {
+		// SPEC §3: exactly one of them, even when one is empty or null; Validate alone would let
+		// {"upn":"","upns":[…]} through, since an empty upn looks absent once decoded.
+		return Body{}, &Error{Message: "invalid request", Details: []Detail{{Field: "upns", Message: "upn and upns are mutually exclusive"}}}
 	}
 	if err := val.Validate(b); err != nil {
 		// Fail closed: a caller that forgets to check err must not get users to act on.
@@ -149,14 +154,20 @@ func unknownField(name string) error {
 	return &Error{Message: "invalid request", Details: []Detail{{Field: name, Message: "is not a known field"}}}
 }
 
+// Bits of the set of names a body holds.
+const (
+	fieldUPN uint = 1 << iota
+	fieldUPNs
+)
+
 // field returns where key's value goes and its bit in a set of seen fields, or nil for a name
 // that is not exactly a field of Body.
 func (b *Body) field(key string) (any, uint) {
 	switch key {
 	case "upn":
-		return &b.UPN, 1 << 0
+		return &b.UPN, fieldUPN
 	case "upns":
-		return &b.UPNs, 1 << 1
+		return &b.UPNs, fieldUPNs
 	case "ticket":
 		return &b.Ticket, 1 << 2
 	case "reason":
@@ -181,14 +192,14 @@ func typeName(t reflect.Type) string {
 	return t.String()
 }
 
-// decodeFast decodes the common case cheaply: one valid JSON object whose names are exactly
+// decodeFast decodes the common case cheaply, and returns the set of names the body holds: one valid JSON object whose names are exactly
 // Body's, each at most once, with values of the right types, and no escape sequences anywhere in
 // its strings. Anything else (escapes, null, a repeated or unknown name, a wrong type) is left to
 // decodeObject, which finds the precise error. FuzzDecodeFast holds the two to the same result.
-func decodeFast(body []byte) (Body, bool) {
+func decodeFast(body []byte) (Body, uint, bool) {
 	// From here on the syntax is known to be right, and strings need no U+FFFD replacement.
 	if !utf8.Valid(body) || !json.Valid(body) {
-		return Body{}, false
+		return Body{}, 0, false
 	}
 	var (
 		b    Body
@@ -196,17 +207,17 @@ func decodeFast(body []byte) (Body, bool) {
 	)
 	i := skipSpace(body, 0)
 	if i == len(body) || body[i] != '{' {
-		return Body{}, false
+		return Body{}, 0, false
 	}
 	i = skipSpace(body, i+1)
 	for i < len(body) && body[i] == '"' {
 		key, next, ok := plainString(body, i)
 		if !ok {
-			return Body{}, false
+			return Body{}, 0, false
 		}
 		dst, bit := b.field(key)
 		if bit == 0 || seen&bit != 0 {
-			return Body{}, false
+			return Body{}, 0, false
 		}
 		seen |= bit
 		i = skipSpace(body, skipSpace(body, next)+1) // past the colon
@@ -219,13 +230,13 @@ func decodeFast(body []byte) (Body, bool) {
 			*v, i, ok = literalBool(body, i)
 		}
 		if !ok {
-			return Body{}, false
+			return Body{}, 0, false
 		}
 		if i = skipSpace(body, i); body[i] == ',' {
 			i = skipSpace(body, i+1)
 		}
 	}
-	return b, true // the closing brace and trailing space: json.Valid checked them
+	return b, seen, true // the closing brace and trailing space: json.Valid checked them
 }
 
 // plainString reads the string starting at body[i] when it has no escape sequence.
@@ -282,17 +293,18 @@ func skipSpace(body []byte, i int) int {
 	return i
 }
 
-// decodeObject decodes body, which must be exactly one JSON object, in one pass. It is stricter
+// decodeObject decodes body, which must be exactly one JSON object, in one pass, and returns the
+// set of names it holds. It is stricter
 // than json.Decoder.DisallowUnknownFields: encoding/json matches names case-insensitively ("UPN"
 // would fill, and could shadow, "upn") and keeps the last of two values for one name, while
 // another parser in the caller's pipeline may have acted on the first. The first syntax error,
 // unknown or repeated name is reported; a value of the wrong type only if there is none.
-func decodeObject(body []byte) (Body, error) {
+func decodeObject(body []byte) (Body, uint, error) {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	if tok, err := dec.Token(); err != nil {
-		return Body{}, &Error{Message: "body is not valid JSON"}
+		return Body{}, 0, &Error{Message: "body is not valid JSON"}
 	} else if d, ok := tok.(json.Delim); !ok || d != '{' {
-		return Body{}, &Error{Message: "body must be a JSON object"}
+		return Body{}, 0, &Error{Message: "body must be a JSON object"}
 	}
 	var (
 		b       Body
@@ -302,22 +314,22 @@ func decodeObject(body []byte) (Body, error) {
 	for dec.More() {
 		tok, err := dec.Token()
 		if err != nil {
-			return Body{}, &Error{Message: "body is not valid JSON"}
+			return Body{}, 0, &Error{Message: "body is not valid JSON"}
 		}
 		key, _ := tok.(string)
 		dst, bit := b.field(key)
 		if dst == nil {
-			return Body{}, unknownField(key)
+			return Body{}, 0, unknownField(key)
 		}
 		if seen&bit != 0 {
-			return Body{}, &Error{Message: "invalid request", Details: []Detail{{Field: key, Message: "appears more than once"}}}
+			return Body{}, 0, &Error{Message: "invalid request", Details: []Detail{{Field: key, Message: "appears more than once"}}}
 		}
 		seen |= bit
 		// A value of the wrong type is consumed whole, so decoding goes on to find worse errors.
 		if err := dec.Decode(dst); err != nil {
 			var te *json.UnmarshalTypeError
 			if !errors.As(err, &te) {
-				return Body{}, &Error{Message: "body is not valid JSON"}
+				return Body{}, 0, &Error{Message: "body is not valid JSON"}
 			}
 			if typeErr == nil {
 				typeErr = &Error{Message: "invalid request", Details: []Detail{{Field: key, Message: "has the wrong type, want " + typeName(te.Type)}}}
@@ -325,15 +337,15 @@ func decodeObject(body []byte) (Body, error) {
 		}
 	}
 	if _, err := dec.Token(); err != nil { // the closing brace
-		return Body{}, &Error{Message: "body is not valid JSON"}
+		return Body{}, 0, &Error{Message: "body is not valid JSON"}
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return Body{}, &Error{Message: "unexpected data after the JSON object"}
+		return Body{}, 0, &Error{Message: "unexpected data after the JSON object"}
 	}
 	if typeErr != nil {
-		return Body{}, typeErr
+		return Body{}, 0, typeErr
 	}
-	return b, nil
+	return b, seen, nil
 }
 
 func isPrintable(s string) bool {
