@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -376,6 +377,38 @@ func TestHostileUserStaysInItsSegment(t *testing.T) {
 	}
 	if n := len(f.graph.Requests()); n != 1 {
 		t.Errorf("Graph got %d requests; want no more for empty or dot users", n)
+	}
+}
+
+// A revocation is never redirected: a 3xx is a failed call, and neither the SDK nor net/http
+// follows it anywhere, with or without the token.
+func TestRevokeRedirectFailsClosed(t *testing.T) {
+	t.Parallel()
+	var elsewhere atomic.Int64
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		elsewhere.Add(1)
+		w.WriteHeader(http.StatusOK)
+	}))
+	t.Cleanup(other.Close)
+	for _, status := range []int{http.StatusMovedPermanently, http.StatusTemporaryRedirect, http.StatusPermanentRedirect} {
+		for _, target := range []string{other.URL + "/v1.0/users/x/revokeSignInSessions", "/v1.0/users/" + guest.ID + "/revokeSignInSessions"} {
+			f := mustFixture(t)
+			f.graph.Script(alice.UPN, graphtest.Response{Status: status, Location: target, Body: " "})
+			_, err := f.c.RevokeSignInSessions(mustContext(t, 5*time.Second), alice.UPN)
+			ge := mustGraphError(t, err)
+			if ge.Status != revoke.StatusFailed || ge.HTTPStatus != status || ge.Attempts != 1 {
+				t.Errorf("%d to %s: {Status:%s HTTPStatus:%d Attempts:%d}; want failed, %d, 1 attempt", status, target, ge.Status, ge.HTTPStatus, ge.Attempts, status)
+			}
+			if n := len(f.graph.Requests()); n != 1 {
+				t.Errorf("%d to %s: Graph got %d requests; want 1 (the redirect not followed)", status, target, n)
+			}
+			if f.graph.Revocations(guest.ID) != 0 {
+				t.Errorf("%d to %s: the redirect revoked another user", status, target)
+			}
+		}
+	}
+	if n := elsewhere.Load(); n != 0 {
+		t.Errorf("another host got %d requests", n)
 	}
 }
 

@@ -33,6 +33,7 @@ type Response struct {
 	Code       string        // error.code; defaults from Status (e.g. 429 "TooManyRequests")
 	Message    string        // error.message; defaults from Status
 	RetryAfter string        // Retry-After header, seconds or an HTTP date
+	Location   string        // Location header, for a redirect
 	Body       string        // raw body instead of the generated one
 	Delay      time.Duration // extra latency before answering
 	Method     string        // answer only requests with this method ("" = any); others pass by
@@ -277,6 +278,9 @@ func (g *Graph) serve(w http.ResponseWriter, r *http.Request) {
 	if isScripted && scripted.Status != 0 {
 		if scripted.RetryAfter != "" {
 			w.Header().Set("Retry-After", scripted.RetryAfter)
+		}
+		if scripted.Location != "" {
+			w.Header().Set("Location", scripted.Location)
 		}
 		code := scripted.Status
 		if code >= 200 && code < 300 {
