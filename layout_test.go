@@ -34,7 +34,7 @@ func settingDefault(t *testing.T, name string) string {
 	return ""
 }
 
-// host.json is what the Functions host reads; SPEC §1 fixes its shape.
+// host.json is what the Functions host reads; the hosting contract fixes its shape.
 func TestHostJSON(t *testing.T) {
 	t.Parallel()
 	var host struct {
@@ -77,7 +77,7 @@ func TestHostJSON(t *testing.T) {
 	}
 }
 
-// Each function folder holds only its function.json, with the bindings of SPEC §1.
+// Each function folder holds only its function.json, with the bindings of the hosting contract.
 func TestFunctionBindings(t *testing.T) {
 	t.Parallel()
 	type binding struct {

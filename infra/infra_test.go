@@ -46,7 +46,7 @@ var wantRoles = map[string]string{
 	"3913510d-42f4-4e42-8a64-420c390055eb": "Microsoft.Insights/components",     // Monitoring Metrics Publisher
 }
 
-// leftAtDefault are the SPEC §2 settings the template does not set, and why. Every name of
+// leftAtDefault are the the documented settings settings the template does not set, and why. Every name of
 // settings.Table is either set by the template or listed here, so that a new setting forces a
 // decision.
 var leftAtDefault = map[string]string{
@@ -62,7 +62,7 @@ var leftAtDefault = map[string]string{
 }
 
 // platformSetting reports whether an app setting belongs to the Functions platform rather than
-// to the handler's SPEC §2 settings.
+// to the handler's the documented settings settings.
 func platformSetting(name string) bool {
 	return strings.HasPrefix(name, "AzureWebJobsStorage__") || name == "APPLICATIONINSIGHTS_AUTHENTICATION_STRING"
 }
@@ -518,7 +518,7 @@ func TestDeployTemplateSettingsLoad(t *testing.T) {
 }
 
 // TestAlertsTemplate: the alert rules and workbook query the handler's events by the names and
-// properties SPEC §5 gives them.
+// properties the telemetry contract gives them.
 func TestAlertsTemplate(t *testing.T) {
 	t.Parallel()
 	tmpl := mustReadJSON(t, alertsPath)
@@ -569,7 +569,7 @@ func TestAlertsTemplate(t *testing.T) {
 					st := revoke.Status(strings.Trim(strings.TrimSpace(s), `"`))
 					if !slices.Contains([]revoke.Status{revoke.StatusFailed, revoke.StatusDenied, revoke.StatusThrottled,
 						revoke.StatusProtected, revoke.StatusOutOfScope, revoke.StatusNotFound}, st) {
-						t.Errorf("query filters on status %q, which is not an unsuccessful SPEC status", st)
+						t.Errorf("query filters on status %q, which is not an unsuccessful contract status", st)
 					}
 				}
 			}

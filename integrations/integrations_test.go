@@ -52,7 +52,7 @@ const (
 	serviceNowPath = "ticketing/servicenow/EntraRevoke.js"
 )
 
-// specFields are the request body fields of SPEC §3.
+// specFields are the request body fields of the request contract.
 var specFields = []string{"upn", "upns", "ticket", "reason", "requestedBy", "dryRun"}
 
 // fakeEngine stands in for the revocation engine: every user is revoked (or a dry run), except
@@ -323,7 +323,7 @@ func TestWorkflowTemplates(t *testing.T) {
 			})
 
 			// Every HTTP action calls the webhook with the managed identity, the function key and
-			// an Idempotency-Key, sends only SPEC fields, and hides its inputs in run history.
+			// an Idempotency-Key, sends only contract fields, and hides its inputs in run history.
 			var httpActions int
 			forEachAction(t, mustObject(t, def["actions"], "actions"), func(name string, a map[string]any) {
 				if a["type"] != "Http" {
@@ -347,7 +347,7 @@ func TestWorkflowTemplates(t *testing.T) {
 				}
 				for k := range mustObject(t, in["body"], name+" body") {
 					if !slices.Contains(specFields, k) {
-						t.Errorf("%s: %s body field %q is not a SPEC §3 field %v", path, name, k, specFields)
+						t.Errorf("%s: %s body field %q is not a the request contract field %v", path, name, k, specFields)
 					}
 				}
 				rc := mustObject(t, a["runtimeConfiguration"], name+" runtimeConfiguration")
@@ -582,7 +582,7 @@ func mapsKeys[V any](m map[string]V) func(func(string) bool) {
 	}
 }
 
-// TestLogicAppWorkflow runs the minimal Logic App: its request trigger's body becomes a SPEC
+// TestLogicAppWorkflow runs the minimal Logic App: its request trigger's body becomes a request
 // request, sent with the managed identity, and the handler's answer goes back to the caller.
 func TestLogicAppWorkflow(t *testing.T) {
 	t.Parallel()

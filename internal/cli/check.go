@@ -142,7 +142,7 @@ func printSettings(w io.Writer, cfg config) {
 	}
 }
 
-// graphScope is the token scope the Graph client asks for: {scheme}://{host}/.default (SPEC §3).
+// graphScope is the token scope the Graph client asks for: {scheme}://{host}/.default (request contract).
 func graphScope(base *url.URL) string {
 	return base.Scheme + "://" + base.Host + "/.default"
 }

@@ -36,7 +36,7 @@ const chunkBudget = 2 * time.Minute
 // IMDS and run `az`, each of which takes a second or two on a laptop.
 const preflightBudget = 60 * time.Second
 
-// closeBudget bounds the telemetry flush at exit (SPEC §1 gives the server 10 s as well).
+// closeBudget bounds the telemetry flush at exit (the hosting contract gives the server 10 s as well).
 const closeBudget = 10 * time.Second
 
 // revokeCmd runs the engine from a terminal: the same settings, guard rails and Graph client as
@@ -153,7 +153,7 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
-// validateJob applies the webhook's request rules (SPEC §3) to the command line, before anything
+// validateJob applies the webhook's request rules (request contract) to the command line, before anything
 // is loaded or called: an invalid user is a usage error. Unlike a request, a command line may
 // name more than 100 users; the rate guard still applies.
 func validateJob(users []string, ticket, reason string) error {
@@ -293,7 +293,7 @@ func runInChunks(ctx context.Context, engine jobRunner, job revoke.Job, size int
 	return res, nil
 }
 
-// overallStatus is SPEC §3's top-level status: the users' shared status, else partial.
+// overallStatus is the request contract's top-level status: the users' shared status, else partial.
 func overallStatus(rs []revoke.UserResult) revoke.Status {
 	if len(rs) == 0 {
 		return revoke.StatusPartial

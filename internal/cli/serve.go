@@ -15,7 +15,7 @@ import (
 	"github.com/entra-revoke/entra-revoke/internal/server"
 )
 
-// shutdownBudget is how long in-flight work and the telemetry flush get after SIGTERM (SPEC §1);
+// shutdownBudget is how long in-flight work and the telemetry flush get after SIGTERM (hosting contract);
 // the Functions host kills the process soon after.
 const shutdownBudget = 10 * time.Second
 

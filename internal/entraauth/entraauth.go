@@ -1,5 +1,5 @@
 // Package entraauth authenticates callers that present a Microsoft Entra ID access token, such as
-// a Logic App or a Microsoft Sentinel playbook calling with its managed identity (SPEC §3 "Caller
+// a Logic App or a Microsoft Sentinel playbook calling with its managed identity (the request contract "Caller
 // authentication", method 2).
 //
 // Signing keys come from the tenant's OpenID configuration and are held in a keyfunc/jwkset
@@ -187,7 +187,7 @@ func New(ctx context.Context, cfg Config) (*Validator, error) {
 			// pinned here: this is what refuses alg "none" and HS256 signed with the public key.
 			jwt.WithValidMethods([]string{jwt.SigningMethodRS256.Alg()}),
 			jwt.WithExpirationRequired(),
-			// Two minutes absorbs clock skew between Entra and this host (SPEC §3).
+			// Two minutes absorbs clock skew between Entra and this host (request contract).
 			jwt.WithLeeway(2*time.Minute),
 			jwt.WithAudience(audiences...),
 			jwt.WithTimeFunc(now),

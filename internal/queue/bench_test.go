@@ -26,7 +26,7 @@ const benchFixtureSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
 func mustBenchFixture(b *testing.B, name string) []byte {
 	b.Helper()
-	raw, err := os.ReadFile(filepath.Join(testenv.RepoRoot(b), "..", "shared", "fixtures", name))
+	raw, err := os.ReadFile(filepath.Join(testenv.FixtureDir(b), name))
 	if err != nil {
 		b.Fatalf("read fixture: %v", err)
 	}

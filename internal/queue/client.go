@@ -1,5 +1,5 @@
 // Package queue is the Storage queue side of the handler: the request queue and its poison queue
-// (Azure Queue Storage through azqueue), the signed message format of SPEC §4, the Functions
+// (Azure Queue Storage through azqueue), the signed message format of the queue contract, the Functions
 // host's queue-trigger invocation, and the Deferrer that hands unfinished work to the queue.
 package queue
 

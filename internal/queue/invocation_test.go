@@ -7,7 +7,6 @@ import (
 	"errors"
 	"net/http"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -33,16 +32,12 @@ const (
 
 func fixturesDir(t testing.TB) string {
 	t.Helper()
-	return filepath.Join(testenv.RepoRoot(t), "..", "shared", "fixtures")
+	return testenv.FixtureDir(t)
 }
 
 func mustFixture(t testing.TB, name string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(fixturesDir(t), name))
-	if err != nil {
-		t.Fatalf("read fixture: %v", err)
-	}
-	return b
+	return testenv.Fixture(t, name)
 }
 
 func mustKeys(t testing.TB, secrets ...string) webhook.Keys {

@@ -12,18 +12,16 @@ import (
 	"reflect"
 	"strings"
 	"testing"
-)
 
-// sharedFixtures is where the team's Functions host payloads live; the seeds below repeat the
-// bodies they carry, so the fuzz target has them even where that folder is absent.
-const sharedFixtures = "/work/shared/fixtures"
+	"github.com/entra-revoke/entra-revoke/internal/testenv"
+)
 
 // fixtureBodies returns the request bodies inside the host payload fixtures: the body of the raw
 // HTTP request, each queue message (decoded twice, as the host double-encodes it) and, for signed
 // envelopes, the signed body inside.
 func fixtureBodies(tb testing.TB) [][]byte {
 	tb.Helper()
-	paths, _ := filepath.Glob(filepath.Join(sharedFixtures, "*"))
+	paths, _ := filepath.Glob(filepath.Join(testenv.FixtureDir(tb), "*"))
 	var out [][]byte
 	for _, p := range paths {
 		raw, err := os.ReadFile(p)
@@ -71,7 +69,7 @@ func TestFixtureBodiesDecode(t *testing.T) {
 	t.Parallel()
 	bodies := fixtureBodies(t)
 	if len(bodies) == 0 {
-		t.Skipf("no fixtures in %s", sharedFixtures)
+		t.Fatal("no fixtures in testdata/host")
 	}
 	val := NewValidator()
 	accepted := 0
@@ -87,7 +85,7 @@ func TestFixtureBodiesDecode(t *testing.T) {
 }
 
 // FuzzDecode checks that Decode never panics, fails only with *Error, and that whatever it accepts
-// satisfies SPEC §3 on its own terms: it re-validates, its users are UPNs or object IDs, and it
+// satisfies the request contract on its own terms: it re-validates, its users are UPNs or object IDs, and it
 // survives a JSON round trip unchanged.
 func FuzzDecode(f *testing.F) {
 	seeds := []string{

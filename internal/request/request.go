@@ -1,8 +1,8 @@
-// Package request is the revocation request model of SPEC §3: strict decoding of the JSON body and
+// Package request is the revocation request model of the request contract: strict decoding of the JSON body and
 // its validation, including Entra ID's user principal name rules.
 package request
 
-// MaxBodyBytes is the largest request body accepted (SPEC §3).
+// MaxBodyBytes is the largest request body accepted (request contract).
 const MaxBodyBytes = 64 << 10
 
 // MaxUsers is the largest number of users in one request.

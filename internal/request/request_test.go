@@ -43,7 +43,7 @@ func TestDecodeAccepts(t *testing.T) {
 		want Body
 	}{
 		{
-			name: "SPEC example",
+			name: "documented example",
 			body: `{ "upn": "alice@contoso.com", "ticket": "INC0012345", "reason": "Lost phone", "requestedBy": "analyst@contoso.com", "dryRun": false }`,
 			want: Body{UPN: "alice@contoso.com", Ticket: "INC0012345", Reason: "Lost phone", RequestedBy: "analyst@contoso.com"},
 		},

@@ -39,7 +39,7 @@ type Validator struct {
 	v *validator.Validate
 }
 
-// NewValidator builds a validator with the SPEC's custom rules registered.
+// NewValidator builds a validator with the contract's custom rules registered.
 func NewValidator() *Validator {
 	v := validator.New(validator.WithRequiredStructEnabled())
 	v.RegisterTagNameFunc(func(f reflect.StructField) string {
@@ -76,7 +76,7 @@ func (val *Validator) Decode(body []byte) (Body, error) {
 		}
 	}
 	if named&(fieldUPN|fieldUPNs) == fieldUPN|fieldUPNs {
-		// SPEC §3: exactly one of them, even when one is empty or null; Validate alone would let
+		// the request contract: exactly one of them, even when one is empty or null; Validate alone would let
 		// {"upn":"","upns":[…]} through, since an empty upn looks absent once decoded.
 		return Body{}, &Error{Message: "invalid request", Details: []Detail{{Field: "upns", Message: "upn and upns are mutually exclusive"}}}
 	}
@@ -87,7 +87,7 @@ func (val *Validator) Decode(body []byte) (Body, error) {
 	return b, nil
 }
 
-// Validate applies the field rules of SPEC §3 to an already decoded body.
+// Validate applies the field rules of the request contract to an already decoded body.
 func (val *Validator) Validate(b Body) error {
 	var details []Detail
 	switch {

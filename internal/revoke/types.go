@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-// Status is the outcome for one user (SPEC §3 "Per-user status"), or the shared top-level status.
+// Status is the outcome for one user (request contract), or the shared top-level status.
 type Status string
 
 // Per-user outcomes and the top-level "partial".

@@ -10,7 +10,7 @@ import (
 	"github.com/entra-revoke/entra-revoke/internal/request"
 )
 
-// Error codes of SPEC §3 "Request-level errors".
+// Error codes of the request contract "Request-level errors".
 const (
 	codeInvalidRequest   = "invalid_request"
 	codeUnauthorized     = "unauthorized"
@@ -52,7 +52,7 @@ func writeJSON(w http.ResponseWriter, status int, body []byte) {
 	_, _ = w.Write(body)
 }
 
-// errorBody builds the SPEC error body.
+// errorBody builds the contract error body.
 func errorBody(code, message string, details ...request.Detail) apiError {
 	return apiError{Error: apiErrorBody{Code: code, Message: message, Details: details}}
 }

@@ -35,7 +35,7 @@ func reply(w http.ResponseWriter, status int, logs ...string) {
 	encode(w, status, hostReply{Outputs: map[string]any{}, Logs: logs})
 }
 
-// handleQueue serves POST /revoke-queue, the queue trigger's invocation (SPEC §4). It answers 200
+// handleQueue serves POST /revoke-queue, the queue trigger's invocation (queue contract). It answers 200
 // when the message is finished, whatever the users' outcomes, and non-2xx only while a retry could
 // still change an outcome, so that the host delivers the message again.
 func handleQueue(d Deps, progress *attempts) http.Handler {

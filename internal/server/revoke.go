@@ -17,7 +17,7 @@ import (
 	"github.com/entra-revoke/entra-revoke/internal/webhook"
 )
 
-// userStatusHTTP maps a single user's status to the HTTP status of SPEC §3.
+// userStatusHTTP maps a single user's status to the HTTP status of the request contract.
 var userStatusHTTP = map[revoke.Status]int{
 	revoke.StatusRevoked:    http.StatusOK,
 	revoke.StatusDryRun:     http.StatusOK,
@@ -30,7 +30,7 @@ var userStatusHTTP = map[revoke.Status]int{
 	revoke.StatusFailed:     http.StatusServiceUnavailable,
 }
 
-// httpStatus is the response status for a job's result (SPEC §3 "Response").
+// httpStatus is the response status for a job's result (request contract).
 func httpStatus(res revoke.Result) int {
 	if len(res.Results) == 1 {
 		if s, ok := userStatusHTTP[res.Results[0].Status]; ok {

@@ -3,7 +3,7 @@ package server
 import "net/http"
 
 // addRoutes is the only place routes are registered. Method-less patterns for the same paths turn
-// a wrong method into the SPEC's JSON 405, and "/" into its JSON 404.
+// a wrong method into the contract's JSON 405, and "/" into its JSON 404.
 func addRoutes(mux *http.ServeMux, d Deps) {
 	progress := newAttempts()
 	mux.Handle("GET /{$}", handleReady())

@@ -77,7 +77,7 @@ func workContext(r *http.Request, d Deps, budget time.Duration) (context.Context
 	return ctx, func() { stop(); cancel() }
 }
 
-// httpBudget bounds one HTTP request's Graph work (SPEC §3): callers such as Logic Apps time out
+// httpBudget bounds one HTTP request's Graph work (request contract): callers such as Logic Apps time out
 // after a minute or two, and a request that cannot finish in time is better queued.
 const httpBudget = 25 * time.Second
 

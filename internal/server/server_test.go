@@ -9,8 +9,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -22,6 +20,7 @@ import (
 	"github.com/entra-revoke/entra-revoke/internal/revoke"
 	"github.com/entra-revoke/entra-revoke/internal/server"
 	"github.com/entra-revoke/entra-revoke/internal/telemetry"
+	"github.com/entra-revoke/entra-revoke/internal/testenv"
 	"github.com/entra-revoke/entra-revoke/internal/webhook"
 )
 
@@ -298,10 +297,7 @@ func TestHostRoutes(t *testing.T) {
 // The host forwards the caller's raw request; the fixture is one as the host sends it.
 func TestFixtureRequestIsRevoked(t *testing.T) {
 	t.Parallel()
-	raw, err := os.ReadFile(filepath.Join("..", "..", "..", "shared", "fixtures", "http-revoke-signed.txt"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	raw := testenv.Fixture(t, "http-revoke-signed.txt")
 	r, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(raw)))
 	if err != nil {
 		t.Fatal(err)

@@ -1,4 +1,4 @@
-// Package settings reads and validates the handler's configuration (SPEC §2) from the environment,
+// Package settings reads and validates the handler's configuration (documented settings) from the environment,
 // which on Azure Functions is the Function App's application settings.
 package settings
 
@@ -18,15 +18,15 @@ import (
 	"github.com/entra-revoke/entra-revoke/internal/webhook"
 )
 
-// Setting describes one application setting of SPEC §2.
+// Setting describes one application setting of the documented settings.
 type Setting struct {
 	Name    string
 	Default string
 	Secret  bool // never printed
 }
 
-// Table lists every setting of SPEC §2 in the SPEC's order. Infrastructure templates are checked
-// against it, so a setting added here must be added to the SPEC and the templates too.
+// Table lists every setting of the documented settings in the contract's order. Infrastructure templates are checked
+// against it, so a setting added here must be added to the contract and the templates too.
 var Table = []Setting{
 	{Name: "WEBHOOK_SECRETS", Secret: true},
 	{Name: "WEBHOOK_TOLERANCE", Default: "5m"},
@@ -85,7 +85,7 @@ type Settings struct {
 	AppInsightsConnectionString string
 	TelemetryRedactUPN          bool
 
-	// Hosting, from the Functions host and App Service rather than SPEC §2.
+	// Hosting, from the Functions host and App Service rather than the documented settings.
 	Addr         string // listen address
 	SiteName     string // WEBSITE_SITE_NAME
 	InstanceName string // WEBSITE_INSTANCE_ID
@@ -222,7 +222,7 @@ func (p *parser) fail(name, msg string) {
 
 func (p *parser) failed(name string) bool { return p.bad[name] }
 
-// str returns the trimmed value, or the SPEC default when unset or blank.
+// str returns the trimmed value, or the contract default when unset or blank.
 func (p *parser) str(name string) string {
 	v := strings.TrimSpace(p.getenv(name))
 	if v != "" {

@@ -59,7 +59,7 @@ func (d dependencyData) appendBase(b []byte) []byte {
 	return append(b, '}')
 }
 
-// Event names (SPEC §5).
+// Event names (telemetry contract).
 const (
 	eventRevocation = "SessionRevocation"
 	eventRejected   = "WebhookRejected"

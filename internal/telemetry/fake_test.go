@@ -93,7 +93,7 @@ func (it gotItem) prop(k string) string {
 	return ""
 }
 
-// Properties and measurements each event may carry (SPEC §5).
+// Properties and measurements each event may carry (telemetry contract).
 var (
 	allowedProps = map[string][]string{
 		eventRevocation: {"status", "upn", "upnHash", "userId", "trigger", "requestId", "invocationId", "caller",

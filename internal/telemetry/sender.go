@@ -374,7 +374,7 @@ func retryableItem(code int) bool {
 	return false
 }
 
-// retryableBatch reports whether a whole-batch status is transient. Beyond SPEC's list, 502 and
+// retryableBatch reports whether a whole-batch status is transient. Beyond the contract's list, 502 and
 // 504 come from gateways in front of the endpoint; with AAD, 401 and 403 also happen for minutes
 // after a role assignment, until it propagates.
 func retryableBatch(code int, aad bool) bool {

@@ -272,7 +272,7 @@ func (t *Telemetry) operation(ctx context.Context, invocationID, requestID strin
 	return op
 }
 
-// outcomeFields lists an outcome's properties in the order of SPEC §5, redacted when configured.
+// outcomeFields lists an outcome's properties in the order of the telemetry contract, redacted when configured.
 func (t *Telemetry) outcomeFields(o revoke.Outcome, op Operation) []field {
 	upn := field{"upn", o.UPN}
 	userID := o.UserID

@@ -641,7 +641,7 @@ func TestSIGTERMFlushes(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("SIGTERM not delivered")
 	}
-	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second) // SPEC §1 budget
+	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second) // the hosting contract budget
 	defer cancel()
 	if err := tel.Close(shutdown); err != nil {
 		t.Fatalf("Close = %v", err)

@@ -140,3 +140,20 @@ func runNode(t testing.TB, dir string, stdin []byte, script string, args ...stri
 	err = cmd.Run()
 	return out.Bytes(), errOut.Bytes(), err
 }
+
+// FixtureDir returns testdata/host: the Functions host's invocations and a forwarded HTTP request,
+// shaped as the host really sends them (see testdata/host/README.md).
+func FixtureDir(t testing.TB) string {
+	t.Helper()
+	return filepath.Join(RepoRoot(t), "testdata", "host")
+}
+
+// Fixture returns the contents of one file of testdata/host.
+func Fixture(t testing.TB, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(FixtureDir(t), name))
+	if err != nil {
+		t.Fatalf("read fixture: %v", err)
+	}
+	return b
+}

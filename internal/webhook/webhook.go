@@ -23,7 +23,7 @@ const (
 	HeaderSignature = standardwebhooks.HeaderWebhookSignature
 )
 
-// Reasons a message is refused; they double as the WebhookRejected reasons of SPEC §5.
+// Reasons a message is refused; they double as the WebhookRejected reasons of the telemetry contract.
 var (
 	ErrMissing   = errors.New("missing_signature")
 	ErrSignature = errors.New("bad_signature")

@@ -10,10 +10,13 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/entra-revoke/entra-revoke/internal/testenv"
 )
 
 // The signed request of the team's fixture http-revoke-signed.txt, verified independently with
@@ -24,7 +27,7 @@ const (
 	fixtureTimestamp = 1763769541
 	fixtureSignature = "v1,dg+lKABM6NEPDv8Fe+/aXedTej4w5pAInXyC0omiDrE="
 	fixtureBody      = `{"upn":"alice@contoso.com","ticket":"INC0012345","reason":"Lost phone"}`
-	fixtureFile      = "/work/shared/fixtures/http-revoke-signed.txt"
+	fixtureFile      = "http-revoke-signed.txt"
 
 	otherSecret = "whsec_c2Vjb25kLXNlY3JldC1mb3Itcm90YXRpb24=" // "second-secret-for-rotation"
 )
@@ -62,7 +65,7 @@ func fixtureHeaders() http.Header {
 // The constants above must be the fixture's: read it as the host forwards it.
 func TestFixtureVector(t *testing.T) {
 	t.Parallel()
-	raw, err := os.ReadFile(fixtureFile)
+	raw, err := os.ReadFile(filepath.Join(testenv.FixtureDir(t), fixtureFile))
 	if err != nil {
 		t.Skipf("fixture not at hand: %v", err)
 	}
