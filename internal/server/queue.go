@@ -40,7 +40,7 @@ func reply(w http.ResponseWriter, status int, logs ...string) {
 // still change an outcome, so that the host delivers the message again.
 func handleQueue(d Deps, progress *attempts) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		inv, err := queue.DecodeInvocation(http.MaxBytesReader(w, r.Body, maxInvocationBytes))
+		inv, err := decodeQueueInvocation(http.MaxBytesReader(w, r.Body, maxInvocationBytes))
 		if err != nil {
 			// Without the message text there is nothing to poison; the host retries and then
 			// poisons it itself.
@@ -107,7 +107,7 @@ func handleQueue(d Deps, progress *attempts) http.Handler {
 
 // openMessage verifies a message's signature (or accepts it unsigned when allowed) and returns the
 // §3 body, or the reason it can never succeed.
-func openMessage(d Deps, inv queue.Invocation) (body []byte, meta revoke.Meta, reason string) {
+func openMessage(d Deps, inv queueInvocation) (body []byte, meta revoke.Meta, reason string) {
 	meta.RequestID = inv.ID
 	env, signed, err := queue.ParseMessage(inv.Message)
 	if err != nil {
@@ -136,7 +136,7 @@ func openMessage(d Deps, inv queue.Invocation) (body []byte, meta revoke.Meta, r
 
 // poison copies a message that can never succeed to <queue>-poison, records why (the
 // WebhookRejected event is the log line), and completes it. If the copy fails the invocation fails, so the host retries and poisons it itself.
-func poison(ctx context.Context, w http.ResponseWriter, d Deps, inv queue.Invocation, requestID, reason string) {
+func poison(ctx context.Context, w http.ResponseWriter, d Deps, inv queueInvocation, requestID, reason string) {
 	d.Audit.Rejected(ctx, telemetry.Rejection{Reason: reason, Trigger: revoke.TriggerQueue, RequestID: requestID})
 	if d.Poison == nil {
 		reply(w, http.StatusOK, "message rejected ("+reason+"); no storage configured to keep a copy")
