@@ -108,8 +108,9 @@ type Job struct {
 	// WaitForRate makes the job wait for the rate guard (within ctx) instead of failing at once:
 	// a queue drains at the guard's pace rather than burning its deliveries on refusals.
 	WaitForRate bool
-	// Prior holds outcomes of an earlier delivery of the same message, by input index; users with
-	// a prior outcome are not processed again.
+	// Prior holds outcomes of an earlier attempt at the same request (a redelivered message, a
+	// caller's retry). They are matched to Users by the user as requested, case-insensitively,
+	// never by position; only final outcomes count, and a user with one is not processed again.
 	Prior []UserResult
 }
 
@@ -186,20 +187,16 @@ func (e *Engine) Run(ctx context.Context, job Job) (Result, error) {
 		job.Defer = DeferNever
 	}
 	res := Result{ID: job.RequestID, DryRun: job.DryRun, Results: make([]UserResult, len(job.Users))}
+	done := priorFor(job)
 
-	todo := 0
-	for i := range job.Users {
-		if !e.hasPrior(job, i) {
-			todo++
-		}
-	}
+	todo := len(job.Users) - len(done)
 	var reserved int
 	if !job.DryRun && job.Defer != DeferAll && todo > 0 {
 		if wait, ok := e.reserve(ctx, job, todo); !ok {
 			if !job.LastDelivery {
 				return Result{}, &RateLimitedError{RetryAfter: wait}
 			}
-			return e.finishRateLimited(ctx, job, res, wait), nil
+			return e.finishRateLimited(ctx, job, done, res, wait), nil
 		}
 		reserved = todo
 	}
@@ -217,8 +214,8 @@ func (e *Engine) Run(ctx context.Context, job Job) (Result, error) {
 		// the Graph SDK's deep call chain needs; a fresh goroutine would grow and copy its stack
 		// on every request.
 		for i := range job.Users {
-			if e.hasPrior(job, i) {
-				res.Results[i] = job.Prior[i]
+			if r, ok := done[i]; ok {
+				res.Results[i] = r
 			} else {
 				one(i)
 			}
@@ -226,8 +223,8 @@ func (e *Engine) Run(ctx context.Context, job Job) (Result, error) {
 	} else {
 		var wg sync.WaitGroup
 		for i := range job.Users {
-			if e.hasPrior(job, i) {
-				res.Results[i] = job.Prior[i]
+			if r, ok := done[i]; ok {
+				res.Results[i] = r
 				continue
 			}
 			wg.Go(func() { one(i) })
@@ -239,11 +236,11 @@ func (e *Engine) Run(ctx context.Context, job Job) (Result, error) {
 		e.guard.refund(refund)
 	}
 
-	e.deferUsers(ctx, job, &res)
+	e.deferUsers(ctx, job, done, &res)
 	res.Status = overall(res.Results)
 
 	for i := range res.Results {
-		if e.hasPrior(job, i) {
+		if _, ok := done[i]; ok {
 			continue
 		}
 		r := res.Results[i]
@@ -276,8 +273,28 @@ func (e *Engine) reserve(ctx context.Context, job Job, n int) (time.Duration, bo
 	}
 }
 
-func (e *Engine) hasPrior(job Job, i int) bool {
-	return i < len(job.Prior) && job.Prior[i].Status != ""
+// priorFor maps the index of each of job's users that an earlier attempt finished to that
+// outcome. The match is by user, case-insensitively (UPNs and object IDs both compare so): a prior
+// outcome about someone else, or one a retry could still change, is never applied.
+func priorFor(job Job) map[int]UserResult {
+	if len(job.Prior) == 0 {
+		return nil
+	}
+	byUser := make(map[string]UserResult, len(job.Prior))
+	for _, r := range job.Prior {
+		if r.Status == "" || r.Status == StatusQueued || r.Status.Retryable() {
+			continue
+		}
+		byUser[strings.ToLower(r.UPN)] = r
+	}
+	done := map[int]UserResult{}
+	for i, u := range job.Users {
+		if r, ok := byUser[strings.ToLower(u)]; ok {
+			r.UPN = u // the spelling of this request, which the caller sees
+			done[i] = r
+		}
+	}
+	return done
 }
 
 func countTrue(bs []bool) int {
@@ -291,11 +308,11 @@ func countTrue(bs []bool) int {
 }
 
 // finishRateLimited records a last delivery refused by the rate guard as throttled.
-func (e *Engine) finishRateLimited(ctx context.Context, job Job, res Result, wait time.Duration) Result {
+func (e *Engine) finishRateLimited(ctx context.Context, job Job, done map[int]UserResult, res Result, wait time.Duration) Result {
 	now := e.cfg.Now()
 	for i, u := range job.Users {
-		if e.hasPrior(job, i) {
-			res.Results[i] = job.Prior[i]
+		if r, ok := done[i]; ok {
+			res.Results[i] = r
 			continue
 		}
 		res.Results[i] = UserResult{UPN: u, Status: StatusThrottled, RetryAfter: wait,
@@ -427,19 +444,17 @@ func (e *Engine) lookupGuard(u User, r *UserResult) (UserResult, bool) {
 	return *r, false
 }
 
-// lookupFailure fails closed: a user we could not identify is never revoked.
+// lookupFailure fails closed — a user we could not identify is never revoked — but says why, as
+// a revocation would: a refused lookup (401/403) is denied and a missing user not_found, both
+// final; throttling and outages are throttled or failed, which a retry may change, so they are
+// deferred and retried like any transient failure instead of becoming a permanent refusal.
 func (e *Engine) lookupFailure(r UserResult, err error) UserResult {
-	var ge *GraphError
-	if errors.As(err, &ge) && ge.Status == StatusNotFound {
-		r = failure(r, err)
-		r.Guard = "lookup_not_found"
-		return r
-	}
 	r = failure(r, err)
-	r.Status, r.Guard, r.RetryAfter = StatusDenied, "lookup_failed", 0
-	if r.Error == nil || r.Error.Code == "" {
-		r.Error = &ErrorInfo{Code: "lookup_failed", Message: "the user could not be looked up to apply the guard rails"}
+	var ge *GraphError
+	if errors.As(err, &ge) && (ge.HTTPStatus == 401 || ge.HTTPStatus == 403) {
+		r.Status, r.RetryAfter = StatusDenied, 0
 	}
+	r.Guard = "lookup_" + string(r.Status)
 	return r
 }
 
@@ -496,13 +511,13 @@ func failure(r UserResult, err error) UserResult {
 
 // deferUsers hands retryable (or, with DeferAll, queued) users to the queue as one message. If the
 // queue is unavailable they are reported failed: never a silent drop.
-func (e *Engine) deferUsers(ctx context.Context, job Job, res *Result) {
+func (e *Engine) deferUsers(ctx context.Context, job Job, done map[int]UserResult, res *Result) {
 	if job.Defer == DeferNever {
 		return
 	}
 	var idx []int
 	for i, r := range res.Results {
-		if e.hasPrior(job, i) {
+		if _, ok := done[i]; ok {
 			continue
 		}
 		if r.Status == StatusQueued || (job.Defer == DeferOnFailure && r.Status.Retryable()) {
