@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -237,7 +238,7 @@ func (e *Engine) Run(ctx context.Context, job Job) (Result, error) {
 	}
 
 	e.deferUsers(ctx, job, done, &res)
-	res.Status = overall(res.Results)
+	res.Status = Overall(res.Results)
 
 	for i := range res.Results {
 		if _, ok := done[i]; ok {
@@ -319,7 +320,7 @@ func (e *Engine) finishRateLimited(ctx context.Context, job Job, done map[int]Us
 			Error: &ErrorInfo{Code: "rate_limited", Message: "the per-instance revocation rate limit was reached"}}
 		e.record(ctx, job, res.Results[i], now)
 	}
-	res.Status = overall(res.Results)
+	res.Status = Overall(res.Results)
 	return res
 }
 
@@ -531,6 +532,11 @@ func (e *Engine) deferUsers(ctx context.Context, job Job, done map[int]UserResul
 	for _, i := range idx {
 		d.Users = append(d.Users, job.Users[i])
 	}
+	d.Request = Result{ID: res.ID, DryRun: res.DryRun, Results: slices.Clone(res.Results)}
+	for _, i := range idx {
+		d.Request.Results[i].Status, d.Request.Results[i].RetryAfter = StatusQueued, 0
+	}
+	d.Request.Status = Overall(d.Request.Results)
 	// The job's own budget may be spent (a slow Graph is a reason to defer): the enqueue gets a
 	// short budget of its own, so that "queued" does not depend on time Graph already used.
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), deferBudget)
@@ -569,8 +575,8 @@ func (e *Engine) record(ctx context.Context, job Job, r UserResult, started time
 	e.cfg.Sink.Outcome(ctx, o)
 }
 
-// overall is the top-level status: the users' shared status, else partial.
-func overall(rs []UserResult) Status {
+// Overall is the top-level status of a result: the users' shared status, else partial.
+func Overall(rs []UserResult) Status {
 	if len(rs) == 0 {
 		return StatusPartial
 	}
