@@ -28,9 +28,11 @@ type config struct {
 	Storage   bool
 }
 
-// loadConfig parses all settings and reports every problem at once as a usage error on one line.
-func loadConfig(getenv func(string) string) (config, error) {
-	s, err := settings.Load(getenv)
+// loadConfig parses all settings for a command run in mode and reports every problem at once as a
+// usage error on one line.
+func loadConfig(env Env, mode settings.Mode) (config, error) {
+	getenv := env.Getenv
+	s, err := settings.LoadWith(getenv, settings.Options{Mode: mode, AppRoot: env.AppRoot})
 	errs := []error{err}
 	conn, err := telemetry.ParseConnectionString(s.AppInsightsConnectionString)
 	if err != nil {

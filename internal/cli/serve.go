@@ -13,6 +13,7 @@ import (
 	"github.com/entra-revoke/entra-revoke/internal/idempotency"
 	"github.com/entra-revoke/entra-revoke/internal/request"
 	"github.com/entra-revoke/entra-revoke/internal/server"
+	"github.com/entra-revoke/entra-revoke/internal/settings"
 )
 
 // shutdownBudget is how long in-flight work and the telemetry flush get after SIGTERM (hosting contract);
@@ -32,11 +33,14 @@ func serve(ctx context.Context, env Env, args []string) error {
 	if fs.NArg() > 0 {
 		return usagef("serve takes no arguments")
 	}
-	cfg, err := loadConfig(env.Getenv)
+	cfg, err := loadConfig(env, settings.Server)
 	if err != nil {
 		return err
 	}
 	logger := slog.New(slog.NewJSONHandler(env.Stdout, nil))
+	for _, w := range cfg.Warnings {
+		logger.Warn("setting", "problem", w)
+	}
 
 	cred, err := graph.ManagedIdentity(cfg.AzureClientID)
 	if err != nil {

@@ -169,7 +169,7 @@ func TestAzurite(t *testing.T) {
 				t.Parallel()
 				name := "deferrer-" + string(rune('a'+i))
 				now := time.Now().Truncate(time.Second)
-				keys := mustKeys(t, fixtureSecret, "whsec_c2Vjb25kIHNlY3JldA==")
+				keys := mustKeys(t, fixtureSecret, "whsec_c2Vjb25kLXNlY3JldC1mb3Itcm90YXRpb24=")
 				d := &queue.Deferrer{Client: mustClient(t, a.ConnectionString, name), Keys: keys, Now: func() time.Time { return now }}
 				if err := d.Defer(mustContext(t), tt.deferral); err != nil {
 					t.Fatalf("Defer(%+v) = %v", tt.deferral, err)

@@ -32,7 +32,7 @@ func TestSealMatchesFixture(t *testing.T) {
 
 func TestSealParseVerify(t *testing.T) {
 	t.Parallel()
-	keys := mustKeys(t, fixtureSecret, "whsec_c2Vjb25kIHNlY3JldA==")
+	keys := mustKeys(t, fixtureSecret, "whsec_c2Vjb25kLXNlY3JldC1mb3Itcm90YXRpb24=")
 	bodies := []string{
 		`{"upn":"alice@contoso.com"}`,
 		`{"reason":"<b>&amp;</b> \"quoted\" \\ \u2028 ü"}`, // characters JSON and HTML escaping treat specially
