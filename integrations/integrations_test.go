@@ -29,7 +29,6 @@ import (
 
 	"github.com/entra-revoke/entra-revoke/internal/entraauth"
 	"github.com/entra-revoke/entra-revoke/internal/entraauth/entratest"
-	"github.com/entra-revoke/entra-revoke/internal/idempotency"
 	"github.com/entra-revoke/entra-revoke/internal/request"
 	"github.com/entra-revoke/entra-revoke/internal/revoke"
 	"github.com/entra-revoke/entra-revoke/internal/server"
@@ -129,14 +128,13 @@ func mustHandler(t *testing.T, secrets []string, withEntra bool) *handler {
 	}
 	h := &handler{Engine: &fakeEngine{}, Audit: &recordingAuditor{}}
 	deps := server.Deps{
-		Logger:      slog.New(slog.DiscardHandler),
-		Engine:      h.Engine,
-		Validator:   request.NewValidator(),
-		Idempotency: idempotency.New(10*time.Minute, nil),
-		Audit:       h.Audit,
-		Keys:        keys,
-		Tolerance:   5 * time.Minute,
-		Version:     "test",
+		Logger:    slog.New(slog.DiscardHandler),
+		Engine:    h.Engine,
+		Validator: request.NewValidator(),
+		Audit:     h.Audit,
+		Keys:      keys,
+		Tolerance: 5 * time.Minute,
+		Version:   "test",
 	}
 	if withEntra {
 		h.Issuer = entratest.NewIssuer(t, tenantID)

@@ -10,7 +10,6 @@ import (
 
 	"github.com/entra-revoke/entra-revoke/internal/entraauth"
 	"github.com/entra-revoke/entra-revoke/internal/graph"
-	"github.com/entra-revoke/entra-revoke/internal/idempotency"
 	"github.com/entra-revoke/entra-revoke/internal/request"
 	"github.com/entra-revoke/entra-revoke/internal/server"
 	"github.com/entra-revoke/entra-revoke/internal/settings"
@@ -62,9 +61,9 @@ func serve(ctx context.Context, env Env, args []string) error {
 	deps := server.Deps{
 		Drain:  drain,
 		Logger: logger, Engine: a.engine, Validator: request.NewValidator(),
-		Idempotency: idempotency.New(cfg.IdempotencyTTL, nil), Audit: a.telemetry,
+		State: a.state, IdempotencyTTL: cfg.IdempotencyTTL, PublicBaseURL: cfg.PublicBaseURL, Audit: a.telemetry,
 		Keys: cfg.Keys, Tolerance: cfg.WebhookTolerance,
-		Storage: a.queue != nil, AllowUnsigned: cfg.QueueAllowUnsigned,
+		Storage: a.queue != nil && cfg.Keys.Len() > 0, AllowUnsigned: cfg.QueueAllowUnsigned,
 		QueueMaxAge: cfg.QueueSignatureMaxAge, MaxDequeueCount: cfg.MaxDequeueCount,
 		Version: readBuildInfo(env).Version,
 	}

@@ -32,30 +32,42 @@ type deferredBody struct {
 	Origin *Origin `json:"deferred"`
 }
 
-// Defer queues d's users as a new message (its own "msg_…" webhook-id). The request keeps its
-// identity through the queue inside what is signed: its request id, its caller and its status
-// handle travel in the body's origin member. A request id that cannot be carried (empty, too
-// long, not printable ASCII) is replaced by a new one, since a message its own reader refuses
-// would be lost.
+// Defer queues def's users as a new message (Message, enqueued).
 func (d *Deferrer) Defer(ctx context.Context, def revoke.Deferral) error {
+	if d.Client == nil {
+		return fmt.Errorf("defer %d users: no queue client", len(def.Users))
+	}
+	text, err := d.Message(def)
+	if err != nil {
+		return err
+	}
+	if err := d.Client.Enqueue(ctx, text); err != nil {
+		return fmt.Errorf("defer %d users: %w", len(def.Users), err)
+	}
+	return nil
+}
+
+// Message returns the text of the message that queues def's users: a new message with its own
+// "msg_…" webhook-id, signed with the first secret. The request keeps its identity through the
+// queue inside what is signed: its request id, its caller and its status handle travel in the
+// body's origin member. A request id that cannot be carried (empty, too long, not printable
+// ASCII) is replaced by a new one, since a message its own reader refuses would be lost.
+func (d *Deferrer) Message(def revoke.Deferral) ([]byte, error) {
 	n := len(def.Users)
 	if n == 0 {
-		return errors.New("defer: no users")
+		return nil, errors.New("defer: no users")
 	}
 	// The queue trigger validates the body as a request; one it refuses would be poisoned and
 	// the users never revoked, so refuse here, where the caller can still report a failure.
 	if n > request.MaxUsers {
-		return fmt.Errorf("defer %d users: at most %d fit in one request", n, request.MaxUsers)
-	}
-	if d.Client == nil {
-		return fmt.Errorf("defer %d users: no queue client", n)
+		return nil, fmt.Errorf("defer %d users: at most %d fit in one request", n, request.MaxUsers)
 	}
 	origin := Origin{RequestID: def.Meta.RequestID, Caller: def.Meta.Caller, StatusHandle: def.Meta.StatusHandle}
 	if !webhook.ValidID(origin.RequestID) {
 		origin.RequestID = NewMessageID()
 	}
 	if err := origin.validate(); err != nil {
-		return fmt.Errorf("defer %d users: %w", n, err)
+		return nil, fmt.Errorf("defer %d users: %w", n, err)
 	}
 	b := deferredBody{
 		Body:   request.Body{Ticket: def.Ticket, Reason: def.Reason, RequestedBy: def.RequestedBy, DryRun: def.DryRun},
@@ -70,7 +82,7 @@ func (d *Deferrer) Defer(ctx context.Context, def revoke.Deferral) error {
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
 	if err := enc.Encode(b); err != nil {
-		return fmt.Errorf("defer %d users: %w", n, err)
+		return nil, fmt.Errorf("defer %d users: %w", n, err)
 	}
 	body := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 
@@ -80,12 +92,9 @@ func (d *Deferrer) Defer(ctx context.Context, def revoke.Deferral) error {
 	}
 	text, err := Seal(d.Keys, NewMessageID(), now(), body)
 	if err != nil {
-		return fmt.Errorf("defer %d users: %w", n, err)
+		return nil, fmt.Errorf("defer %d users: %w", n, err)
 	}
-	if err := d.Client.Enqueue(ctx, text); err != nil {
-		return fmt.Errorf("defer %d users: %w", n, err)
-	}
-	return nil
+	return text, nil
 }
 
 // NewMessageID returns a new random webhook-id in the "msg_" style of Standard Webhooks.

@@ -43,17 +43,32 @@ type Config struct {
 	DryRun         bool     // DRY_RUN: every request is a dry run
 	Verify         bool     // VERIFY_REVOCATION
 
-	Concurrency   int // Graph calls in flight per instance
-	RatePerMinute int // revocations per minute per instance; 0 = unlimited
-	Now           func() time.Time
+	Concurrency int       // Graph calls in flight per instance
+	RateGuard   RateGuard // MAX_REVOCATIONS_PER_MINUTE; nil = unlimited
+	Now         func() time.Time
 }
 
+// RateGuard holds revocations to MAX_REVOCATIONS_PER_MINUTE against a runaway or compromised
+// caller: across all instances when the handler's state is shared, else per process.
+type RateGuard interface {
+	// Take reserves n revocations, or reports how long until they would be available. A job
+	// larger than the whole limit is let through on a full bucket: slowed, never refused forever.
+	Take(ctx context.Context, n int) (wait time.Duration, ok bool)
+	// Refund returns tokens for revocations that did not reach Graph.
+	Refund(n int)
+}
+
+// unlimited is the RateGuard of an engine configured without one.
+type unlimited struct{}
+
+func (unlimited) Take(context.Context, int) (time.Duration, bool) { return 0, true }
+func (unlimited) Refund(int)                                      {}
+
 // Engine runs revocation jobs. One Engine serves every request of a process, so its concurrency
-// limit and rate guard are per instance.
+// limit is per instance.
 type Engine struct {
 	cfg     Config
 	sem     chan struct{}
-	guard   *rateGuard
 	protUPN map[string]bool
 	protID  map[string]bool
 	domains map[string]bool
@@ -70,10 +85,12 @@ func New(cfg Config) *Engine {
 	if cfg.Concurrency < 1 {
 		cfg.Concurrency = 1
 	}
+	if cfg.RateGuard == nil {
+		cfg.RateGuard = unlimited{}
+	}
 	e := &Engine{
 		cfg:     cfg,
 		sem:     make(chan struct{}, cfg.Concurrency),
-		guard:   newRateGuard(cfg.RatePerMinute, cfg.Now),
 		protUPN: map[string]bool{},
 		protID:  map[string]bool{},
 		domains: map[string]bool{},
@@ -234,7 +251,7 @@ func (e *Engine) Run(ctx context.Context, job Job) (Result, error) {
 	}
 
 	if refund := reserved - countTrue(usedCount); refund > 0 {
-		e.guard.refund(refund)
+		e.cfg.RateGuard.Refund(refund)
 	}
 
 	e.deferUsers(ctx, job, done, &res)
@@ -257,7 +274,7 @@ func (e *Engine) Run(ctx context.Context, job Job) (Result, error) {
 // the time.
 func (e *Engine) reserve(ctx context.Context, job Job, n int) (time.Duration, bool) {
 	for {
-		wait, ok := e.guard.reserve(n)
+		wait, ok := e.cfg.RateGuard.Take(ctx, n)
 		if ok || !job.WaitForRate {
 			return wait, ok
 		}
@@ -317,7 +334,7 @@ func (e *Engine) finishRateLimited(ctx context.Context, job Job, done map[int]Us
 			continue
 		}
 		res.Results[i] = UserResult{UPN: u, Status: StatusThrottled, RetryAfter: wait,
-			Error: &ErrorInfo{Code: "rate_limited", Message: "the per-instance revocation rate limit was reached"}}
+			Error: &ErrorInfo{Code: "rate_limited", Message: "the revocation rate limit (MAX_REVOCATIONS_PER_MINUTE) was reached"}}
 		e.record(ctx, job, res.Results[i], now)
 	}
 	res.Status = Overall(res.Results)

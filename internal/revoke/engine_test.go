@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/entra-revoke/entra-revoke/internal/revoke"
+	"github.com/entra-revoke/entra-revoke/internal/state"
 )
 
 // fakeGraph is a function-field fake of the engine's Graph seams; tests of the real client run
@@ -565,7 +566,8 @@ func TestRateGuard(t *testing.T) {
 
 	g := &fakeGraph{}
 	e, sink := newEngine(t, g, func(c *revoke.Config) {
-		c.RatePerMinute, c.Now, c.ProtectedUsers = 3, clock, []string{"breakglass@contoso.com"}
+		c.Now, c.ProtectedUsers = clock, []string{"breakglass@contoso.com"}
+		c.RateGuard = state.NewMemory(state.MemoryConfig{RatePerMinute: 3, Now: clock})
 	})
 	mustRun(t, e, job("a@contoso.com", "b@contoso.com"))
 	// Guard rails that stop a user before Graph give the token back.
@@ -711,7 +713,7 @@ func TestQueueJobsWaitForTheRateGuard(t *testing.T) {
 	t.Parallel()
 	g := &fakeGraph{}
 	// 120 per minute: a token every 500 ms once the bucket is empty.
-	e, _ := newEngine(t, g, func(c *revoke.Config) { c.RatePerMinute = 120 })
+	e, _ := newEngine(t, g, func(c *revoke.Config) { c.RateGuard = state.NewMemory(state.MemoryConfig{RatePerMinute: 120}) })
 	users := make([]string, 120)
 	for i := range users {
 		users[i] = fmt.Sprintf("u%d@contoso.com", i)

@@ -165,3 +165,39 @@ func printableASCII(s string) bool {
 	}
 	return true
 }
+
+// timerBinding is the timer trigger's binding name in state-cleanup/function.json.
+const timerBinding = "timer"
+
+// decodeTimerInvocation checks a timer-trigger invocation: {"Data": {"timer": …}, "Metadata": {…}},
+// where the host sends the schedule status either as a JSON object or serialised once more into a
+// JSON string. The handler needs none of it; the check only keeps anything else posted to the route
+// from running as if it were the timer. The caller bounds r.
+func decodeTimerInvocation(r io.Reader) error {
+	var raw struct {
+		Data     map[string]json.RawMessage `json:"Data"`
+		Metadata json.RawMessage            `json:"Metadata"`
+	}
+	dec := json.NewDecoder(r)
+	if err := dec.Decode(&raw); err != nil {
+		return fmt.Errorf("%w: not a JSON object: %w", errInvocation, err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return fmt.Errorf("%w: data after the JSON object", errInvocation)
+	}
+	timer, ok := raw.Data[timerBinding]
+	if !ok {
+		return fmt.Errorf("%w: no Data.%s", errInvocation, timerBinding)
+	}
+	if s, err := jsonString(timer); err == nil {
+		timer = json.RawMessage(s)
+	}
+	var status map[string]json.RawMessage
+	if err := json.Unmarshal(timer, &status); err != nil || status == nil {
+		return fmt.Errorf("%w: Data.%s is not a schedule status", errInvocation, timerBinding)
+	}
+	if m := bytes.TrimSpace(raw.Metadata); len(m) > 0 && m[0] != '{' && !bytes.Equal(m, []byte("null")) {
+		return fmt.Errorf("%w: Metadata is not an object", errInvocation)
+	}
+	return nil
+}
