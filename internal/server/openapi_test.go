@@ -192,6 +192,8 @@ func conformanceCases() []conformanceCase {
 			request: signedBody("msg_404", alice), want: 404, wantBody: "not_found"},
 		{name: "409 conflict", before: func(h *harness) { h.do(h.signed("msg_409", alice)) },
 			request: signedBody("msg_409", `{"upn":"bob@contoso.com"}`), want: 409, wantBody: "conflict"},
+		{name: "409 in progress", before: func(h *harness) { holdClaim(h, "webhook", "msg_409b", alice) },
+			request: signedBody("msg_409b", alice), want: 409, wantBody: "in_progress"},
 		{name: "413 too large", request: signedBody("msg_413", `{"upn":"alice@contoso.com","reason":"`+strings.Repeat("x", request.MaxBodyBytes)+`"}`), want: 413, wantBody: "payload_too_large"},
 		{name: "415 media type", request: func(h *harness) *http.Request {
 			r := h.signed("msg_415", alice)

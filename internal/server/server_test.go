@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -167,7 +168,8 @@ type harness struct {
 }
 
 type options struct {
-	rate          int // MAX_REVOCATIONS_PER_MINUTE; 0 = unlimited
+	rate          int      // MAX_REVOCATIONS_PER_MINUTE; 0 = unlimited
+	publicBase    *url.URL // PUBLIC_BASE_URL
 	storage       bool
 	tokens        server.TokenValidator
 	engine        func(*revoke.Config)
@@ -196,7 +198,7 @@ func newHarness(t *testing.T, o options) *harness {
 	}
 	d := server.Deps{
 		Engine: revoke.New(cfg), Validator: request.NewValidator(),
-		State: h.state, Audit: h.audit, IdempotencyTTL: time.Hour,
+		State: h.state, Audit: h.audit, IdempotencyTTL: time.Hour, PublicBaseURL: o.publicBase,
 		Keys: keys, Tolerance: 5 * time.Minute, Tokens: o.tokens,
 		Storage: o.storage, AllowUnsigned: o.allowUnsigned, QueueMaxAge: 24 * time.Hour, MaxDequeueCount: 5,
 		Version: "test", Now: func() time.Time { return fixtureTime.Add(30 * time.Second) },
