@@ -79,7 +79,9 @@ func startProxy(t *testing.T, target string) *proxy {
 }
 
 // endpoint is the proxy's address as a table endpoint of the development account.
-func (p *proxy) endpoint() string { return "http://" + p.ln.Addr().String() + "/" + testenv.AzuriteAccount }
+func (p *proxy) endpoint() string {
+	return "http://" + p.ln.Addr().String() + "/" + testenv.AzuriteAccount
+}
 
 func (p *proxy) set(mode string) {
 	p.mu.Lock()
