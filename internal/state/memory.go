@@ -369,3 +369,69 @@ func (c *cache[K, V]) remove(el *list.Element) {
 	delete(c.items, it.key)
 	c.bytes -= it.size
 }
+
+// What *Shared needs of its Memory beyond the Store: to consult what it remembered during an
+// outage, to keep what the table could not take, and to forget what the table holds again.
+
+// peekRequest reports what memory knows of key without claiming it: a final response (replay),
+// a conflicting body, a live lease, or progress of an unfinished attempt.
+func (m *Memory) peekRequest(key RequestKey, bodyHash string) (replay *Response, progress []byte, err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.now()
+	r, ok := m.requests.get(key, now)
+	switch {
+	case !ok:
+		return nil, nil, nil
+	case r.bodyHash != bodyHash:
+		return nil, nil, ErrConflict
+	case r.resp != nil:
+		resp := cloneResponse(*r.resp)
+		return &resp, nil, nil
+	case r.lease != "" && now.Before(r.leaseUntil):
+		return nil, nil, inProgress(r.leaseUntil.Sub(now))
+	}
+	return nil, clone(r.progress), nil
+}
+
+// keepRequest remembers a final response (resp non-nil, for ttl) or progress of key without a
+// lease: the table held the lease but could not take the outcome.
+func (m *Memory) keepRequest(key RequestKey, bodyHash string, resp *Response, progress []byte, ttl time.Duration) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.now()
+	r := &request{bodyHash: bodyHash, progress: clone(progress)}
+	expires := now.Add(unfinishedTTL)
+	if resp != nil {
+		c := cloneResponse(*resp)
+		r.resp, r.progress, expires = &c, nil, now.Add(ttl)
+	}
+	m.requests.put(key, r, requestSize(key, r), expires, now)
+}
+
+// forgetRequest drops key unless an attempt in memory holds a live lease on it.
+func (m *Memory) forgetRequest(key RequestKey) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.now()
+	if r, ok := m.requests.get(key, now); ok && !(r.lease != "" && now.Before(r.leaseUntil)) {
+		m.requests.remove(m.requests.items[key])
+	}
+}
+
+// peekMessage returns the progress memory holds for key, if any.
+func (m *Memory) peekMessage(key MessageKey) (progress []byte, done, ok bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	msg, ok := m.messages.get(key, m.now())
+	return clone(msg.progress), msg.done, ok
+}
+
+// forgetMessage drops key's progress.
+func (m *Memory) forgetMessage(key MessageKey) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if el, ok := m.messages.items[key]; ok {
+		m.messages.remove(el)
+	}
+}
