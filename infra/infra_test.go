@@ -24,7 +24,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/entra-revoke/entra-revoke/internal/queue"
 	"github.com/entra-revoke/entra-revoke/internal/revoke"
 	"github.com/entra-revoke/entra-revoke/internal/settings"
 	"github.com/entra-revoke/entra-revoke/internal/telemetry"
@@ -517,9 +516,8 @@ func TestDeployTemplateSettingsLoad(t *testing.T) {
 			if err != nil || !cs.AAD || !cs.Enabled() {
 				t.Errorf("APPLICATIONINSIGHTS_CONNECTION_STRING = %q: %+v, %v; want Authorization=AAD (local auth is disabled)", s.AppInsightsConnectionString, cs, err)
 			}
-			qc, configured, err := queue.FromEnv(func(k string) string { return env[k] }, s.RevokeQueue)
-			if err != nil || !configured || qc.ConnectionString != "" || !strings.HasPrefix(qc.ServiceURL, "https://st") {
-				t.Errorf("queue.FromEnv = %+v, %v, %v; want an identity-based queue service URL", qc, configured, err)
+			if st := s.Storage; !st.IdentityBased() || !strings.HasPrefix(st.QueueServiceURL, "https://st") || !strings.HasPrefix(st.TableServiceURL, "https://st") {
+				t.Errorf("settings.Load(%v).Storage = %+v; want identity-based queue and table service URLs", env, st)
 			}
 		})
 	}

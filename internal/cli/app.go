@@ -20,37 +20,19 @@ import (
 	"github.com/entra-revoke/entra-revoke/internal/telemetry"
 )
 
-// config is every setting parsed and validated, including those whose formats belong to the
-// telemetry and queue packages.
+// config is every setting parsed and validated.
 type config struct {
 	settings.Settings
-	Telemetry telemetry.ConnectionString
-	Queue     queue.Config
-	Storage   bool
 }
 
 // loadConfig parses all settings for a command run in mode and reports every problem at once as a
 // usage error on one line.
 func loadConfig(env Env, mode settings.Mode) (config, error) {
-	getenv := env.Getenv
-	s, err := settings.LoadWith(getenv, settings.Options{Mode: mode, AppRoot: env.AppRoot})
-	errs := []error{err}
-	conn, err := telemetry.ParseConnectionString(s.AppInsightsConnectionString)
+	s, err := settings.LoadWith(env.Getenv, settings.Options{Mode: mode, AppRoot: env.AppRoot})
 	if err != nil {
-		errs = append(errs, fmt.Errorf("APPLICATIONINSIGHTS_CONNECTION_STRING: %w", err))
-	}
-	var q queue.Config
-	var storage bool
-	if s.RevokeQueue != "" {
-		q, storage, err = queue.FromEnv(getenv, s.RevokeQueue)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("AzureWebJobsStorage: %w", err))
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
 		return config{}, usagef("invalid settings: %s", strings.ReplaceAll(err.Error(), "\n", "; "))
 	}
-	return config{Settings: s, Telemetry: conn, Queue: q, Storage: storage}, nil
+	return config{Settings: s}, nil
 }
 
 // app is the engine with its adapters, shared by `serve` and `revoke`.
@@ -77,7 +59,7 @@ func newApp(cfg config, cred azcore.TokenCredential, stdout io.Writer, logger *s
 	}
 	tel, err := telemetry.New(telemetry.Config{
 		Connection: cfg.Telemetry, Role: role, RoleInstance: instance, Credential: cred,
-		RedactUPN: cfg.TelemetryRedactUPN, Stdout: stdout, Logger: logger,
+		RedactUPN: cfg.TelemetryRedactUPN, Salt: cfg.TelemetryUPNSalt, Stdout: stdout, Logger: logger,
 	})
 	if errors.Is(err, telemetry.ErrNoSalt) || errors.Is(err, telemetry.ErrNoCredential) {
 		return nil, usagef("invalid settings: TELEMETRY_REDACT_UPN: %v", err)
@@ -95,8 +77,8 @@ func newApp(cfg config, cred azcore.TokenCredential, stdout io.Writer, logger *s
 	a := &app{cfg: cfg, logger: logger, telemetry: tel, graph: gc}
 
 	var deferrer revoke.Deferrer
-	if cfg.Storage && withDeferral {
-		qcfg := cfg.Queue
+	if cfg.Storage.Configured() && withDeferral {
+		qcfg := queue.ConfigFor(cfg.Storage, cfg.RevokeQueue)
 		qcfg.Credential = cred
 		if qcfg.ServiceURL != "" && qcfg.ClientID != "" {
 			// The host's storage identity may be a different user-assigned identity than Graph's.

@@ -126,10 +126,24 @@ func printSettings(w io.Writer, cfg config) {
 	} else {
 		row("rate guard", "%d revocations/minute", cfg.MaxRevocationsPerMinute)
 	}
-	if cfg.Storage {
-		row("queue", "%s (storage configured)", cfg.Queue.Queue)
+	if cfg.Storage.Configured() {
+		auth := "key or SAS"
+		if cfg.Storage.IdentityBased() {
+			auth = "managed identity"
+		}
+		row("queue", "%s (storage configured, %s; last delivery %d)", cfg.RevokeQueue, auth, cfg.MaxDequeueCount)
 	} else {
 		row("queue", "no storage: throttled and failed users are not deferred")
+	}
+	if cfg.StateStore == settings.StateTable {
+		row("state", "table %s (shared by all instances)", cfg.StateTable)
+	} else {
+		row("state", "memory (this instance only)")
+	}
+	if cfg.PublicBaseURL != nil {
+		row("status links", "%s/api/revoke/status/…", cfg.PublicBaseURL)
+	} else {
+		row("status links", "on the request's host")
 	}
 	if cfg.Telemetry.Enabled() {
 		host := cfg.Telemetry.IngestionEndpoint
@@ -140,7 +154,11 @@ func printSettings(w io.Writer, cfg config) {
 		if cfg.Telemetry.AAD {
 			auth = ", Entra ID auth"
 		}
-		row("telemetry", "Application Insights via %s%s", host, auth)
+		redact := ""
+		if cfg.TelemetryRedactUPN {
+			redact = ", UPNs as upnHash"
+		}
+		row("telemetry", "Application Insights via %s%s%s", host, auth, redact)
 	} else {
 		row("telemetry", "stdout only")
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/entra-revoke/entra-revoke/internal/queue"
 	"github.com/entra-revoke/entra-revoke/internal/revoke"
+	"github.com/entra-revoke/entra-revoke/internal/settings"
 	"github.com/entra-revoke/entra-revoke/internal/testenv"
 )
 
@@ -265,19 +266,14 @@ func mustContext(t *testing.T) context.Context {
 	return ctx
 }
 
-// mustClient builds a Client the way the handler does: through FromEnv and New.
+// mustClient builds a Client the way the handler does: through the settings, ConfigFor and New.
 func mustClient(t *testing.T, conn, name string) *queue.Client {
 	t.Helper()
-	cfg, ok, err := queue.FromEnv(func(k string) string {
-		if k == queue.EnvConnection {
-			return conn
-		}
-		return ""
-	}, name)
-	if err != nil || !ok {
-		t.Fatalf("FromEnv(%s) = %v, %v", name, ok, err)
+	st, err := settings.ParseStorageConnectionString(conn)
+	if err != nil {
+		t.Fatalf("ParseStorageConnectionString(%s) = %v", name, err)
 	}
-	c, err := queue.New(cfg)
+	c, err := queue.New(queue.ConfigFor(st, name))
 	if err != nil {
 		t.Fatalf("New(%s) = %v", name, err)
 	}

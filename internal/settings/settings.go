@@ -16,6 +16,7 @@ import (
 
 	"github.com/entra-revoke/entra-revoke/internal/endpoint"
 	"github.com/entra-revoke/entra-revoke/internal/request"
+	"github.com/entra-revoke/entra-revoke/internal/telemetry"
 	"github.com/entra-revoke/entra-revoke/internal/webhook"
 )
 
@@ -150,13 +151,16 @@ type Settings struct {
 	StateTable    string   // STATE_TABLE
 	PublicBaseURL *url.URL // PUBLIC_BASE_URL without a trailing slash; nil: status links use the request's host
 
+	// Storage is the AzureWebJobsStorage account of the request queue and the state table.
+	Storage              Storage
 	RevokeQueue          string
 	QueueAllowUnsigned   bool
 	QueueSignatureMaxAge time.Duration
 	// MaxDequeueCount is the host's own maxDequeueCount: the delivery that is a message's last.
 	MaxDequeueCount int
 
-	AppInsightsConnectionString string
+	AppInsightsConnectionString string                     // a secret
+	Telemetry                   telemetry.ConnectionString // AppInsightsConnectionString parsed; zero when unset
 	TelemetryRedactUPN          bool
 	TelemetryUPNSalt            string // TELEMETRY_UPN_SALT, the key of upnHash; a secret
 
@@ -192,6 +196,8 @@ func (s Settings) LogValue() slog.Value {
 		slog.String("stateStore", s.StateStore),
 		slog.String("stateTable", s.StateTable),
 		slog.String("publicBaseUrl", urlString(s.PublicBaseURL)),
+		slog.Bool("storage", s.Storage.Configured()),
+		slog.Bool("storageIdentity", s.Storage.IdentityBased()),
 		slog.String("revokeQueue", s.RevokeQueue),
 		slog.Int("maxDequeueCount", s.MaxDequeueCount),
 		slog.Bool("telemetry", s.AppInsightsConnectionString != ""),
@@ -282,11 +288,17 @@ func LoadWith(getenv func(string) string, opts Options) (Settings, error) {
 		}
 		s.AllowedDomains = append(s.AllowedDomains, strings.ToLower(d))
 	}
-	if s.RevokeQueue != "" && !queueName.MatchString(s.RevokeQueue) {
+	if s.RevokeQueue != "" && (!queueName.MatchString(s.RevokeQueue) || len(s.RevokeQueue) < 3 || len(s.RevokeQueue) > 56) {
 		p.fail("REVOKE_QUEUE", "must be a storage queue name: 3-56 lowercase letters, digits and single hyphens (\"-poison\" is appended for the poison queue)")
 	}
 
-	s.StateStore = p.stateStore(storageSet(getenv))
+	s.Storage = p.storage()
+	s.StateStore = p.stateStore(s.Storage)
+	if cs, err := telemetry.ParseConnectionString(s.AppInsightsConnectionString); err != nil {
+		p.fail("APPLICATIONINSIGHTS_CONNECTION_STRING", err.Error())
+	} else {
+		s.Telemetry = cs
+	}
 	if s.StateTable != "" && !tableName.MatchString(s.StateTable) || strings.EqualFold(s.StateTable, "tables") {
 		p.fail("STATE_TABLE", "must be an Azure table name: a letter, then 2-62 letters and digits (not \"tables\")")
 	}
@@ -316,20 +328,19 @@ func LoadWith(getenv func(string) string, opts Options) (Settings, error) {
 	return s, errors.Join(p.errs...)
 }
 
-// storageSet reports whether any form of the AzureWebJobsStorage connection is set.
-func storageSet(getenv func(string) string) bool {
-	for _, name := range []string{EnvStorage, EnvStorageQueueServiceURI, EnvStorageTableServiceURI, EnvStorageAccountName} {
-		if strings.TrimSpace(getenv(name)) != "" {
-			return true
-		}
+// stateStore resolves STATE_STORE: auto is the table whenever the storage account has one.
+func (p *parser) stateStore(st Storage) string {
+	storage := st.Configured() || p.failed(EnvStorage) // a broken connection is reported once
+	noTable := "names no table endpoint: add TableEndpoint=… to " + EnvStorage
+	if st.IdentityBased() {
+		noTable = "has no table service URI and the queue service URI does not name the account: set " + EnvStorageTableServiceURI
 	}
-	return false
-}
-
-// stateStore resolves STATE_STORE: auto is the table whenever storage is configured.
-func (p *parser) stateStore(storage bool) string {
 	switch v := strings.ToLower(p.str("STATE_STORE")); v {
 	case "auto":
+		if storage && st.TableServiceURL == "" && !p.failed(EnvStorage) && !p.failed(EnvStorageTableServiceURI) {
+			p.warn(fmt.Sprintf("STATE_STORE is auto but the storage account %s; state is kept in this instance's memory", noTable))
+			return StateMemory
+		}
 		if storage {
 			return StateTable
 		}
@@ -337,8 +348,11 @@ func (p *parser) stateStore(storage bool) string {
 	case StateMemory:
 		return StateMemory
 	case StateTable:
-		if !storage {
+		switch {
+		case !storage:
 			p.fail("STATE_STORE", "table needs AzureWebJobsStorage (a connection string or the identity-based AzureWebJobsStorage__tableServiceUri / __accountName)")
+		case st.TableServiceURL == "" && !p.failed(EnvStorage) && !p.failed(EnvStorageTableServiceURI):
+			p.fail("STATE_STORE", "table, but the storage account "+noTable)
 		}
 		return StateTable
 	default:
@@ -362,7 +376,7 @@ func (p *parser) upnSalt(redact bool, salt string) {
 var tableName = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9]{2,62}$`)
 
 // queueName is Azure Storage's queue naming rule, with room for the "-poison" suffix.
-var queueName = regexp.MustCompile(`^[a-z0-9](?:[a-z0-9]|-[a-z0-9]){2,55}$`)
+var queueName = regexp.MustCompile(`^[a-z0-9]+(?:-[a-z0-9]+)*$`)
 
 type parser struct {
 	getenv   func(string) string

@@ -426,6 +426,7 @@ func TestLoadGoodValues(t *testing.T) {
 		{"MAX_REVOCATIONS_PER_MINUTE", "0"},
 		{"GRAPH_CONCURRENCY", "1"},
 		{"REVOKE_QUEUE", "abc"},
+		{"REVOKE_QUEUE", "q-1"},
 		{"REVOKE_QUEUE", strings.Repeat("q", 56)},
 		{"ALLOWED_DOMAINS", "@contoso.com"},
 		{"PROTECTED_USERS", "jane_fabrikam.com#EXT#@contoso.onmicrosoft.com"},
