@@ -93,7 +93,7 @@ type drainConfig struct {
 	Handler string // handler URL
 	Graph   *graphFake
 	Storage *storageFake
-	Stdout  *lineCounter
+	Stdout  *process // the handler, whose revoked outcome lines are counted
 	Pid     int
 	Report  func(format string, a ...any)
 }
@@ -266,7 +266,7 @@ func runDrain(cfg drainConfig) (drainResult, error) {
 	}
 	res.GraphRequests, res.Graph429 = cfg.Graph.requests.Load(), cfg.Graph.throttled.Load()
 	res.HandlerPoisoned = cfg.Storage.poisoned.Load()
-	_, res.OutcomeLines = cfg.Stdout.Counts()
+	res.OutcomeLines = cfg.Stdout.revoked.Load()
 	res.LimitRate = float64(cfg.Limit) / cfg.Window.Seconds()
 	res.Rate = float64(res.Revoked) / res.Elapsed.Seconds()
 	res.OfLimit = res.Rate / res.LimitRate

@@ -23,7 +23,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
@@ -32,6 +31,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/entra-revoke/entra-revoke/internal/testenv"
 	"github.com/entra-revoke/entra-revoke/internal/webhook"
 )
 
@@ -174,7 +174,7 @@ func run(args []string, stdout io.Writer) error {
 		return errors.New("-drain-batch must be 1 to 100")
 	}
 
-	repo, err := repoRoot()
+	repo, err := testenv.FindRepoRoot()
 	if err != nil {
 		return err
 	}
@@ -186,11 +186,8 @@ func run(args []string, stdout io.Writer) error {
 	if o.handler == "" {
 		o.handler = filepath.Join(tmp, "handler")
 		fmt.Fprintln(stdout, "building the handler (go build -trimpath -ldflags '-s -w')...")
-		build := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", o.handler, ".")
-		build.Dir = repo
-		build.Stdout, build.Stderr = os.Stderr, os.Stderr
-		if err := build.Run(); err != nil {
-			return fmt.Errorf("build handler: %w", err)
+		if err := testenv.BuildHandler(repo, o.handler, "-trimpath", "-ldflags", "-s -w"); err != nil {
+			return err
 		}
 	}
 	self, err := os.Executable()
@@ -317,10 +314,9 @@ func (e *environment) close() {
 // handlerEnv is the Function App's settings, pointed at the fakes: every feature on the request path
 // is enabled (webhook signatures, guard rails, the rate guard, storage for deferral, Application
 // Insights), as in production.
-func (e *environment) handlerEnv(port string, ratePerMinute, graphConcurrency int) []string {
+func (e *environment) handlerEnv(ratePerMinute, graphConcurrency int) []string {
 	env := []string{
 		"HOME=" + os.TempDir(),
-		"FUNCTIONS_CUSTOMHANDLER_PORT=" + port,
 		"WEBHOOK_SECRETS=" + benchSecret,
 		"GRAPH_BASE_URL=" + e.urls["graph"] + "/v1.0",
 		"IDENTITY_ENDPOINT=" + e.urls["identity"] + "/msi/token",
@@ -344,42 +340,24 @@ func (e *environment) handlerEnv(port string, ratePerMinute, graphConcurrency in
 }
 
 // startHandler starts the handler; graphConcurrency 0 leaves GRAPH_CONCURRENCY at its default.
-func (e *environment) startHandler(bin, port string, ratePerMinute, graphConcurrency int) (*process, error) {
-	return startProcess(bin, nil, e.handlerEnv(port, ratePerMinute, graphConcurrency), port)
+func (e *environment) startHandler(bin string, ratePerMinute, graphConcurrency int) (*process, error) {
+	return startChild(bin, nil, e.handlerEnv(ratePerMinute, graphConcurrency))
 }
 
-func (e *environment) startBaseline(self, port string) (*process, error) {
-	return startProcess(self, []string{"baseline", "-listen", "127.0.0.1:" + port, "-graph", e.urls["graph"] + "/v1.0", "-token", e.identity.token}, []string{"HOME=" + os.TempDir()}, port)
+func (e *environment) startBaseline(self string) (*process, error) {
+	return startChild(self, []string{"baseline", "-graph", e.urls["graph"] + "/v1.0", "-token", e.identity.token}, []string{"HOME=" + os.TempDir()})
 }
 
-// startReady starts a server on a free port and waits for its first 200 on GET /.
-func startReady(start func(port string) (*process, error)) (*process, error) {
-	port, err := freePort()
+// ready waits for a server just started to answer its first 200 on GET /.
+func ready(p *process, err error) (*process, error) {
 	if err != nil {
 		return nil, err
 	}
-	t0 := time.Now()
-	p, err := start(port)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := p.waitReady(t0, 15*time.Second); err != nil {
-		_ = p.stop(time.Second)
+	if _, err := p.WaitReady(readyWithin, time.Millisecond); err != nil {
+		p.Kill()
 		return nil, err
 	}
 	return p, nil
-}
-
-func repoRoot() (string, error) {
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		return "", fmt.Errorf("go env GOMOD: %w", err)
-	}
-	mod := strings.TrimSpace(string(out))
-	if mod == "" || mod == os.DevNull {
-		return "", errors.New("run bench from inside the entra-revoke module")
-	}
-	return filepath.Dir(mod), nil
 }
 
 // machine describes where the numbers were taken.
@@ -492,10 +470,10 @@ func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/float
 func (r *report) coldStarts(o options, env *environment, self, repo, tmp string) error {
 	r.printf("\ncold start: process start to the first 200 on GET / (%d starts each, after one unmeasured start)", o.coldStarts)
 	launchers := []launcher{
-		{name: "handler", start: func(port string) (*process, error) { return env.startHandler(o.handler, port, 600, 0) }},
-		{name: "bare Go net/http server", start: func(port string) (*process, error) { return env.startBaseline(self, port) }},
+		{name: "handler", start: func() (*process, error) { return env.startHandler(o.handler, 600, 0) }},
+		{name: "bare Go net/http server", start: func() (*process, error) { return env.startBaseline(self) }},
 	}
-	if l, ok := nodeLauncher(repo, tmp, func(port string) []string { return env.handlerEnv(port, 600, 0) }); ok {
+	if l, ok := nodeLauncher(repo, tmp, env.handlerEnv(600, 0)); ok {
 		launchers = append(launchers, l)
 	} else {
 		r.printf("  (node or testdata/node/node_modules missing: no Node.js comparison; run make node-tools)")
@@ -520,18 +498,16 @@ func (r *report) throughput(o options, env *environment, self string, keys webho
 		o.concurrency, o.rounds, o.duration, o.warmup, o.graphConcurrency(o.concurrency))
 	// The rate guard and the Graph concurrency limit stay on, set above the load, so that their
 	// bookkeeping is measured but not their throttling (-graph-concurrency 8 measures the default).
-	h, err := startReady(func(port string) (*process, error) {
-		return env.startHandler(o.handler, port, 1_000_000, o.graphConcurrency(o.concurrency))
-	})
+	h, err := ready(env.startHandler(o.handler, 1_000_000, o.graphConcurrency(o.concurrency)))
 	if err != nil {
 		return fmt.Errorf("start handler: %w", err)
 	}
-	defer h.stop(12 * time.Second)
-	b, err := startReady(func(port string) (*process, error) { return env.startBaseline(self, port) })
+	defer h.stop()
+	b, err := ready(env.startBaseline(self))
 	if err != nil {
 		return fmt.Errorf("start baseline: %w", err)
 	}
-	defer b.stop(12 * time.Second)
+	defer b.stop()
 
 	client := &http.Client{Transport: &http.Transport{MaxIdleConns: 4 * o.concurrency, MaxIdleConnsPerHost: 2 * o.concurrency}}
 	baselineOK := func(status int, _ []byte) bool { return status == http.StatusOK }
@@ -594,10 +570,10 @@ func (r *report) throughput(o options, env *environment, self string, keys webho
 
 	// Reconcile: every successful request is one Graph revocation, one stdout outcome line and, once
 	// the handler has flushed at SIGTERM, one SessionRevocation event; nothing was deferred.
-	if err := h.stop(12 * time.Second); err != nil {
+	if err := h.stop(); err != nil {
 		s.Accounting = append(s.Accounting, fmt.Sprintf("handler exit after SIGTERM: %v", err))
 	}
-	_, lines := h.Stdout.Counts()
+	lines := h.revoked.Load()
 	if lines != int64(handlerSucceeded) {
 		s.Accounting = append(s.Accounting, fmt.Sprintf("%d revoked outcome lines on stdout for %d successful requests", lines, handlerSucceeded))
 	}
@@ -641,12 +617,12 @@ func (r *report) bulkDrain(o options) error {
 		return err
 	}
 	defer env.close()
-	h, err := startReady(func(port string) (*process, error) { return env.startHandler(o.handler, port, d.Guard, 0) })
+	h, err := ready(env.startHandler(o.handler, d.Guard, 0))
 	if err != nil {
 		return fmt.Errorf("start handler: %w", err)
 	}
-	defer h.stop(12 * time.Second)
-	d.Handler, d.Graph, d.Storage, d.Stdout, d.Pid = h.URL, env.graph, env.storage, h.Stdout, h.pid()
+	defer h.stop()
+	d.Handler, d.Graph, d.Storage, d.Stdout, d.Pid = h.URL, env.graph, env.storage, h, h.Pid()
 	d.Report = r.printf
 	res, err := runDrain(d)
 	if err != nil {
@@ -675,13 +651,13 @@ type sweepRow struct {
 
 // measure runs one load against p and fills in its CPU and memory figures.
 func measure(client *http.Client, p *process, conc int, d time.Duration, q requester, ok func(int, []byte) bool) loadResult {
-	cpu0, _ := cpuTime(p.pid())
+	cpu0, _ := cpuTime(p.Pid())
 	self0, _ := cpuTime(os.Getpid())
-	sampler := sampleRSS(p.pid(), 100*time.Millisecond)
+	sampler := sampleRSS(p.Pid(), 100*time.Millisecond)
 	res := runLoad(client, p.URL+"/api/revoke", conc, d, q, ok)
 	res.RSSMaxKiB = sampler.finish()
-	_, res.HWMKiB, _ = memory(p.pid())
-	cpu1, _ := cpuTime(p.pid())
+	_, res.HWMKiB, _ = memory(p.Pid())
+	cpu1, _ := cpuTime(p.Pid())
 	self1, _ := cpuTime(os.Getpid())
 	if res.Requests > 0 {
 		res.CPUPerReq = (cpu1 - cpu0) / time.Duration(res.Requests)
@@ -700,18 +676,16 @@ func handlerRevoked(status int, body []byte) bool {
 // callers, for the handler and the baseline.
 func (r *report) concurrencySweep(o options, env *environment, self string, keys webhook.Keys) error {
 	r.printf("\nconcurrency sweep: %s per run, handler then baseline at each caller count", o.short)
-	h, err := startReady(func(port string) (*process, error) {
-		return env.startHandler(o.handler, port, 1_000_000, o.graphConcurrency(slices.Max(o.sweep)))
-	})
+	h, err := ready(env.startHandler(o.handler, 1_000_000, o.graphConcurrency(slices.Max(o.sweep))))
 	if err != nil {
 		return fmt.Errorf("start handler: %w", err)
 	}
-	defer h.stop(12 * time.Second)
-	b, err := startReady(func(port string) (*process, error) { return env.startBaseline(self, port) })
+	defer h.stop()
+	b, err := ready(env.startBaseline(self))
 	if err != nil {
 		return fmt.Errorf("start baseline: %w", err)
 	}
-	defer b.stop(12 * time.Second)
+	defer b.stop()
 	baselineOK := func(status int, _ []byte) bool { return status == http.StatusOK }
 	client := &http.Client{Transport: &http.Transport{MaxIdleConns: 256, MaxIdleConnsPerHost: 128}}
 	q := requester{keys: keys, round: "sweep-warmup", users: 1000}
@@ -739,11 +713,11 @@ func (r *report) bulkSizes(o options, env *environment, keys webhook.Keys) error
 	const callers = 4
 	r.printf("\nbulk size: %d callers, %s per run, users per request %v", callers, o.short, o.bulkSizes)
 	// GRAPH_CONCURRENCY stays at its default: a bulk request's fan-out is what it is for.
-	h, err := startReady(func(port string) (*process, error) { return env.startHandler(o.handler, port, 1_000_000, 0) })
+	h, err := ready(env.startHandler(o.handler, 1_000_000, 0))
 	if err != nil {
 		return fmt.Errorf("start handler: %w", err)
 	}
-	defer h.stop(12 * time.Second)
+	defer h.stop()
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 2 * callers}}
 	runLoad(client, h.URL+"/api/revoke", callers, time.Second, requester{keys: keys, round: "bulk-warmup", users: 1000}, handlerRevoked)
 	r.printf("  %6s | %10s %10s %10s %10s %12s %8s", "users", "requests/s", "users/s", "p50", "p99", "CPU/user", "errors")
