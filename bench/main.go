@@ -31,8 +31,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/entra-revoke/entra-revoke/internal/graph/graphtest"
 	"github.com/entra-revoke/entra-revoke/internal/testenv"
 	"github.com/entra-revoke/entra-revoke/internal/webhook"
+	"github.com/google/uuid"
 )
 
 // benchSecret signs the load test's requests. It is a public, bench-only value.
@@ -205,7 +207,7 @@ func run(args []string, stdout io.Writer) error {
 	if len(o.set) > 0 {
 		rep.printf("handler settings overridden: %s", o.set.String())
 	}
-	env, err := startEnvironment(false, 0, 0, o.set)
+	env, err := startEnvironment(directory(loadUsers), 0, 0, o.set)
 	if err != nil {
 		return err
 	}
@@ -257,8 +259,7 @@ func run(args []string, stdout io.Writer) error {
 
 // environment is the set of fakes a handler is pointed at.
 type environment struct {
-	identity  *identityFake
-	graph     *graphFake
+	tenant    *graphtest.Tenant
 	ingestion *ingestionFake
 	storage   *storageFake
 	servers   []*server
@@ -266,22 +267,21 @@ type environment struct {
 	set       []string
 }
 
-// startEnvironment starts the identity endpoint, Graph (limited to limit per window when limit > 0,
-// tracking each user's revocations when track is set), Application Insights ingestion and Storage.
-func startEnvironment(track bool, limit int, window time.Duration, set []string) (*environment, error) {
+// startEnvironment starts the tenant (the identity endpoint and Graph, whose directory holds
+// users; limited to limit revocations per window when limit > 0), Application Insights ingestion
+// and Storage.
+func startEnvironment(users []string, limit int, window time.Duration, set []string) (*environment, error) {
 	e := &environment{
 		set:       set,
-		identity:  &identityFake{secret: "bench-identity-header", token: "bench-graph-token"},
+		tenant:    graphtest.StartTenant(graphtest.TenantOptions{WriteLimit: limit, WriteWindow: window}),
 		ingestion: &ingestionFake{},
 		storage:   &storageFake{},
 		urls:      map[string]string{},
 	}
-	var limiter *slidingWindow
-	if limit > 0 {
-		limiter = newSlidingWindow(limit, window)
+	for _, upn := range users {
+		e.tenant.Graph.AddUser(graphtest.User{ID: uuid.NewSHA1(uuid.NameSpaceOID, []byte(upn)).String(), UPN: upn})
 	}
-	e.graph = newGraphFake(e.identity.token, limiter, track)
-	for name, h := range map[string]http.Handler{"identity": e.identity, "graph": e.graph, "ingestion": e.ingestion, "storage": e.storage} {
+	for name, h := range map[string]http.Handler{"ingestion": e.ingestion, "storage": e.storage} {
 		s, err := startServer(h)
 		if err != nil {
 			e.close()
@@ -291,6 +291,18 @@ func startEnvironment(track bool, limit int, window time.Duration, set []string)
 		e.urls[name] = s.URL()
 	}
 	return e, nil
+}
+
+// loadUsers is the size of the directory the load phases pick users from.
+const loadUsers = 1000
+
+// directory is the users the load phases revoke: user0@contoso.com to user<n-1>@contoso.com.
+func directory(n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = "user" + strconv.Itoa(i) + "@contoso.com"
+	}
+	return out
 }
 
 // exporting reports whether the handler exports to Application Insights (not switched off with
@@ -309,6 +321,7 @@ func (e *environment) close() {
 	for _, s := range e.servers {
 		s.Close()
 	}
+	e.tenant.Close()
 }
 
 // handlerEnv is the Function App's settings, pointed at the fakes: every feature on the request path
@@ -318,9 +331,9 @@ func (e *environment) handlerEnv(ratePerMinute, graphConcurrency int) []string {
 	env := []string{
 		"HOME=" + os.TempDir(),
 		"WEBHOOK_SECRETS=" + benchSecret,
-		"GRAPH_BASE_URL=" + e.urls["graph"] + "/v1.0",
-		"IDENTITY_ENDPOINT=" + e.urls["identity"] + "/msi/token",
-		"IDENTITY_HEADER=" + e.identity.secret,
+		"GRAPH_BASE_URL=" + e.tenant.Graph.URL(),
+		"IDENTITY_ENDPOINT=" + e.tenant.Identity.URL(),
+		"IDENTITY_HEADER=" + e.tenant.Identity.Secret(),
 		"APPLICATIONINSIGHTS_CONNECTION_STRING=InstrumentationKey=00000000-1111-2222-3333-444444444444;IngestionEndpoint=" + e.urls["ingestion"] + "/",
 		"AzureWebJobsStorage=DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=" + azuriteKey + ";QueueEndpoint=" + e.urls["storage"] + "/devstoreaccount1;",
 		"PROTECTED_USERS=breakglass@contoso.com",
@@ -345,7 +358,7 @@ func (e *environment) startHandler(bin string, ratePerMinute, graphConcurrency i
 }
 
 func (e *environment) startBaseline(self string) (*process, error) {
-	return startChild(self, []string{"baseline", "-graph", e.urls["graph"] + "/v1.0", "-token", e.identity.token}, []string{"HOME=" + os.TempDir()})
+	return startChild(self, []string{"baseline", "-graph", e.tenant.Graph.URL(), "-token", e.tenant.Identity.Token()}, []string{"HOME=" + os.TempDir()})
 }
 
 // ready waits for a server just started to answer its first 200 on GET /.
@@ -519,7 +532,7 @@ func (r *report) throughput(o options, env *environment, self string, keys webho
 
 	handlerSucceeded, baselineSucceeded := 0, 0
 	for _, t := range targets {
-		w := runLoad(client, t.p.URL+"/api/revoke", o.concurrency, o.warmup, requester{keys: keys, round: "warmup", users: 1000}, t.ok)
+		w := runLoad(client, t.p.URL+"/api/revoke", o.concurrency, o.warmup, requester{keys: keys, round: "warmup", users: loadUsers}, t.ok)
 		if t.name == "handler" {
 			handlerSucceeded += w.Requests - w.Errors
 		} else {
@@ -538,7 +551,7 @@ func (r *report) throughput(o options, env *environment, self string, keys webho
 			}{targets[1], targets[0]}
 		}
 		for _, t := range order {
-			res := measure(client, t.p, o.concurrency, o.duration, requester{keys: keys, round: strconv.Itoa(round), users: 1000}, t.ok)
+			res := measure(client, t.p, o.concurrency, o.duration, requester{keys: keys, round: strconv.Itoa(round), users: loadUsers}, t.ok)
 			res.Target = t.name
 			r.Rounds = append(r.Rounds, res)
 			r.printf("  round %d %-8s %7.0f req/s  p50 %s  p90 %s  p99 %s  max %s  errors %d  CPU/req %4.0f µs (callers+fakes %4.0f µs, %.2f CPUs busy)  RSS max %.1f MiB  (load %.2f)",
@@ -580,7 +593,7 @@ func (r *report) throughput(o options, env *environment, self string, keys webho
 	if n := env.ingestion.outcomes.Load(); env.exporting() && n != int64(handlerSucceeded) {
 		s.Accounting = append(s.Accounting, fmt.Sprintf("%d SessionRevocation events ingested for %d successful requests", n, handlerSucceeded))
 	}
-	if n := env.graph.revocations.Load(); n != int64(handlerSucceeded+baselineSucceeded) {
+	if n := env.tenant.Stats().Revocations; n != handlerSucceeded+baselineSucceeded {
 		s.Accounting = append(s.Accounting, fmt.Sprintf("Graph fake counted %d revocations for %d successful requests", n, handlerSucceeded+baselineSucceeded))
 	}
 	if n := env.storage.enqueued.Load(); n != 0 {
@@ -612,7 +625,7 @@ func (r *report) bulkDrain(o options) error {
 	r.printf("\nbulk drain: %d users in %d-user messages; Graph fake allows %d requests per %s (%.1f/s); MAX_REVOCATIONS_PER_MINUTE %d; host: batch %d, new batch at %d in flight, visibility timeout %s, max dequeue count %d",
 		d.Users, d.Batch, d.Limit, d.Window, float64(d.Limit)/d.Window.Seconds(), d.Guard,
 		d.Host.BatchSize, d.Host.NewBatchThreshold, d.Host.VisibilityTimeout, d.Host.MaxDequeueCount)
-	env, err := startEnvironment(true, d.Limit, d.Window, o.set)
+	env, err := startEnvironment(drainUsers(d.Users), d.Limit, d.Window, o.set)
 	if err != nil {
 		return err
 	}
@@ -622,7 +635,7 @@ func (r *report) bulkDrain(o options) error {
 		return fmt.Errorf("start handler: %w", err)
 	}
 	defer h.stop()
-	d.Handler, d.Graph, d.Storage, d.Stdout, d.Pid = h.URL, env.graph, env.storage, h, h.Pid()
+	d.Handler, d.Tenant, d.Storage, d.Stdout, d.Pid = h.URL, env.tenant, env.storage, h, h.Pid()
 	d.Report = r.printf
 	res, err := runDrain(d)
 	if err != nil {
@@ -688,12 +701,12 @@ func (r *report) concurrencySweep(o options, env *environment, self string, keys
 	defer b.stop()
 	baselineOK := func(status int, _ []byte) bool { return status == http.StatusOK }
 	client := &http.Client{Transport: &http.Transport{MaxIdleConns: 256, MaxIdleConnsPerHost: 128}}
-	q := requester{keys: keys, round: "sweep-warmup", users: 1000}
+	q := requester{keys: keys, round: "sweep-warmup", users: loadUsers}
 	runLoad(client, h.URL+"/api/revoke", 8, time.Second, q, handlerRevoked)
 	runLoad(client, b.URL+"/api/revoke", 8, time.Second, q, baselineOK)
 	r.printf("  %7s | %9s %9s %9s %9s %8s | %9s %9s %9s %9s | %6s", "callers", "handler/s", "p50", "p99", "CPU/req", "errors", "base/s", "p50", "p99", "CPU/req", "ratio")
 	for _, c := range o.sweep {
-		q := requester{keys: keys, round: "sweep" + strconv.Itoa(c), users: 1000}
+		q := requester{keys: keys, round: "sweep" + strconv.Itoa(c), users: loadUsers}
 		row := sweepRow{Callers: c}
 		row.Handler = measure(client, h, c, o.short, q, handlerRevoked)
 		row.Handler.Target = "handler"
@@ -719,10 +732,10 @@ func (r *report) bulkSizes(o options, env *environment, keys webhook.Keys) error
 	}
 	defer h.stop()
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 2 * callers}}
-	runLoad(client, h.URL+"/api/revoke", callers, time.Second, requester{keys: keys, round: "bulk-warmup", users: 1000}, handlerRevoked)
+	runLoad(client, h.URL+"/api/revoke", callers, time.Second, requester{keys: keys, round: "bulk-warmup", users: loadUsers}, handlerRevoked)
 	r.printf("  %6s | %10s %10s %10s %10s %12s %8s", "users", "requests/s", "users/s", "p50", "p99", "CPU/user", "errors")
 	for _, n := range o.bulkSizes {
-		q := requester{keys: keys, round: "bulk" + strconv.Itoa(n), users: 1000, perRequest: n}
+		q := requester{keys: keys, round: "bulk" + strconv.Itoa(n), users: loadUsers, perRequest: n}
 		res := measure(client, h, callers, o.short, q, handlerRevoked)
 		res.Target = fmt.Sprintf("handler, %d users per request", n)
 		r.Bulk = append(r.Bulk, res)
