@@ -86,6 +86,12 @@ type Graph struct {
 	token         string // required bearer token, "" = any
 	requests      []Request
 	revocations   map[*User]int
+
+	// Added for load tests (tenant.go): an index so that a directory of thousands answers at
+	// once, and a switch that keeps no Request records, which a load test would pile up by the
+	// hundred thousand.
+	index       map[string]*User // by lower-case ID and UPN; the first user added keeps a key
+	forgetsReqs bool
 }
 
 // NewGraph starts an empty Graph fake. Its URL() is the GRAPH_BASE_URL to use.
@@ -109,6 +115,7 @@ func (g *Graph) AddUser(users ...User) {
 	defer g.mu.Unlock()
 	for _, u := range users {
 		g.users = append(g.users, &u)
+		g.indexUser(&u)
 	}
 }
 
@@ -176,6 +183,9 @@ func (g *Graph) Requests() []Request {
 
 // find returns the user named by ref; g.mu must be held.
 func (g *Graph) find(ref string) *User {
+	if u := g.index[strings.ToLower(ref)]; u != nil {
+		return u
+	}
 	for _, u := range g.users {
 		if strings.EqualFold(u.ID, ref) || strings.EqualFold(u.UPN, ref) {
 			return u
@@ -228,7 +238,9 @@ func (g *Graph) serve(w http.ResponseWriter, r *http.Request) {
 
 	g.mu.Lock()
 	idx := len(g.requests)
-	g.requests = append(g.requests, rec)
+	if !g.forgetsReqs {
+		g.requests = append(g.requests, rec)
+	}
 	latency, token, refuse := g.latency, g.token, g.refuseLookups
 	dirUser := g.find(user)
 	scripted, isScripted := Response{}, false
@@ -239,7 +251,9 @@ func (g *Graph) serve(w http.ResponseWriter, r *http.Request) {
 
 	status := func(code int) {
 		g.mu.Lock()
-		g.requests[idx].Status = code
+		if idx < len(g.requests) {
+			g.requests[idx].Status = code
+		}
 		g.mu.Unlock()
 	}
 	reply := func(code int, body []byte) {
