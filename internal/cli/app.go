@@ -59,7 +59,7 @@ func newApp(cfg config, cred azcore.TokenCredential, stdout io.Writer, logger *s
 	}
 	tel, err := telemetry.New(telemetry.Config{
 		Connection: cfg.Telemetry, Role: role, RoleInstance: instance, Credential: cred,
-		RedactUPN: cfg.TelemetryRedactUPN, Salt: cfg.TelemetryUPNSalt, Stdout: stdout, Logger: logger,
+		RedactUPN: cfg.TelemetryRedactUPN, UPNSalt: cfg.TelemetryUPNSalt, Stdout: stdout, Logger: logger,
 	})
 	if errors.Is(err, telemetry.ErrNoSalt) || errors.Is(err, telemetry.ErrNoCredential) {
 		return nil, usagef("invalid settings: TELEMETRY_REDACT_UPN: %v", err)
@@ -96,7 +96,8 @@ func newApp(cfg config, cred azcore.TokenCredential, stdout io.Writer, logger *s
 			logger.Warn("deferral disabled: WEBHOOK_SECRETS is needed to sign queued requests")
 		}
 	}
-	if a.state, deferrer, err = wireState(cfg, logger, deferrer, withDeferral); err != nil {
+	fallback := func(op string, err error) { tel.StateFallback(context.Background(), op, err) }
+	if a.state, deferrer, err = wireState(cfg, cred, logger, fallback, deferrer, withDeferral); err != nil {
 		return nil, err
 	}
 	a.engine = revoke.New(revoke.Config{
