@@ -375,7 +375,7 @@ func TestStateTableOutage(t *testing.T) {
 	if status != http.StatusOK || hdr.Get("Idempotent-Replayed") != "true" {
 		t.Errorf("repeat during the outage = %d replayed %q; want a replay from memory", status, hdr.Get("Idempotent-Replayed"))
 	}
-	if got := lines(p.Stdout.String(), "state fallback"); len(got) == 0 {
+	if got := linesSoon(p.Stdout.String, 1, "state fallback"); len(got) == 0 {
 		t.Errorf("no state fallback recorded on stdout:\n%s", p.Stdout)
 	}
 }
@@ -389,6 +389,19 @@ func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) 
 			t.Fatalf("timed out after %v waiting for %s", within, what)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// linesSoon is lines over out() once it holds want lines with the fragments, or after a few
+// seconds: a child's stdout reaches the test through a pipe, a moment after its answer.
+func linesSoon(out func() string, want int, fragments ...string) []string {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		got := lines(out(), fragments...)
+		if len(got) >= want || time.Now().After(deadline) {
+			return got
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 
