@@ -13,6 +13,7 @@ import (
 
 	"github.com/entra-revoke/entra-revoke/internal/server"
 	"github.com/entra-revoke/entra-revoke/internal/state"
+	"github.com/entra-revoke/entra-revoke/internal/testenv"
 )
 
 // timerStatus is the schedule status the host sends a timer-triggered custom handler.
@@ -47,7 +48,7 @@ func TestStateCleanupRoute(t *testing.T) {
 		wantLog string
 		runs    int
 	}{
-		{"timer as an object", `{"Data":{"timer":` + timerStatus + `},"Metadata":{"sys":{"MethodName":"state-cleanup","UtcNow":"2025-11-22T03:30:00.0153271Z"}}}`, nil, 200, "deleted 7 expired entries", 1},
+		{"the host's invocation", string(testenv.Fixture(t, "timer-state-cleanup.json")), nil, 200, "deleted 7 expired entries", 1},
 		{"timer as a JSON-encoded string", `{"Data":{"timer":` + string(asString) + `},"Metadata":{}}`, nil, 200, "deleted 7 expired entries", 1},
 		{"budget ran out", `{"Data":{"timer":` + timerStatus + `},"Metadata":{}}`, context.DeadlineExceeded, 200, "the rest at the next run", 1},
 		{"store failed", `{"Data":{"timer":` + timerStatus + `},"Metadata":{}}`, errTable, 500, "failed after deleting 7", 1},

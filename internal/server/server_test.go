@@ -25,7 +25,7 @@ import (
 	"github.com/entra-revoke/entra-revoke/internal/webhook"
 )
 
-// fixtureSecret signs the files in shared/fixtures at fixtureTime.
+// fixtureSecret signs the files of testdata/host at fixtureTime.
 const fixtureSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
 var fixtureTime = time.Unix(1763769541, 0)
