@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -15,7 +14,6 @@ import (
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
-	"github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue/v2"
 
 	"github.com/entra-revoke/entra-revoke/internal/graph/graphtest"
 	"github.com/entra-revoke/entra-revoke/internal/testenv"
@@ -403,26 +401,4 @@ func linesSoon(out func() string, want int, fragments ...string) []string {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-}
-
-// peekQueue returns the texts of the messages in queue without taking them.
-func peekQueue(t *testing.T, conn, queue string) []string {
-	t.Helper()
-	svc, err := azqueue.NewServiceClientFromConnectionString(conn, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := int32(32)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	resp, err := svc.NewQueueClient(queue).PeekMessages(ctx, &azqueue.PeekMessagesOptions{NumberOfMessages: &n})
-	if err != nil {
-		return nil
-	}
-	var out []string
-	for _, m := range resp.Messages {
-		b, _ := base64.StdEncoding.DecodeString(*m.MessageText)
-		out = append(out, string(b))
-	}
-	return out
 }
