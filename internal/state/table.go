@@ -504,6 +504,10 @@ func (t *Table) Claim(ctx context.Context, key RequestKey, bodyHash string, leas
 			return Claim{Replay: &Response{Status: int(cur.int(propStatus)), Body: data}}, nil
 		}
 		if heldUntil := time.UnixMilli(cur.int(propLeaseUntil)); cur.int(propLeaseUntil) != 0 && now.Before(heldUntil) {
+			if cur.str(propLease) == token {
+				// Our own insert, retried by the client after a try that landed unanswered.
+				return Claim{Lease: joinLease(token, cur.etag), Progress: data}, nil
+			}
 			return Claim{}, inProgress(heldUntil.Sub(now))
 		}
 		// Released, or its attempt died: take it over, keeping the progress.
