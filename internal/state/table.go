@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	mathrand "math/rand/v2"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -504,6 +505,10 @@ func (t *Table) Claim(ctx context.Context, key RequestKey, bodyHash string, leas
 			return Claim{Replay: &Response{Status: int(cur.int(propStatus)), Body: data}}, nil
 		}
 		if heldUntil := time.UnixMilli(cur.int(propLeaseUntil)); cur.int(propLeaseUntil) != 0 && now.Before(heldUntil) {
+			if cur.str(propLease) == token {
+				// Our own insert, retried by the client after a try that landed unanswered.
+				return Claim{Lease: joinLease(token, cur.etag), Progress: data}, nil
+			}
 			return Claim{}, inProgress(heldUntil.Sub(now))
 		}
 		// Released, or its attempt died: take it over, keeping the progress.
@@ -662,7 +667,10 @@ func (t *Table) UpdateStatus(ctx context.Context, handle string, ttl time.Durati
 	ctx, cancel := t.opContext(ctx)
 	defer cancel()
 	k := statusKey(handle)
-	for range maxUpdateAttempts {
+	for attempt := 0; ; attempt++ {
+		if err := backoff(ctx, attempt); err != nil {
+			return fmt.Errorf("update status: conflicting writes until %w", err)
+		}
 		cur, ok, err := t.getLive(ctx, k)
 		if err != nil {
 			return fmt.Errorf("update status: %w", err)
@@ -692,7 +700,22 @@ func (t *Table) UpdateStatus(ctx context.Context, handle string, ttl time.Durati
 			return fmt.Errorf("update status: %w", err)
 		}
 	}
-	return errors.New("update status: too many conflicting writes")
+}
+
+// backoff waits before the attempt-th try of a conditional write that lost to another writer: a
+// random few milliseconds, growing with attempt, so that writers contending for one entity spread
+// out instead of colliding again. The first attempt does not wait.
+func backoff(ctx context.Context, attempt int) error {
+	if attempt == 0 {
+		return ctx.Err()
+	}
+	d := time.Duration(mathrand.Int64N(int64(5*time.Millisecond) << min(attempt, 5)))
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(d):
+		return nil
+	}
 }
 
 // Take implements Store with the bucket shared by all instances (see sharedGuard). When the table
@@ -860,7 +883,10 @@ func (g *sharedGuard) take(ctx context.Context, t *Table, n int) (time.Duration,
 	}
 	need := float64(n) - g.local
 	extra := min(g.maxChunk(), g.thisWin+g.prevWi)
-	for range maxUpdateAttempts {
+	for attempt := range maxUpdateAttempts {
+		if err := backoff(ctx, attempt); err != nil {
+			return 0, false, err
+		}
 		if !g.known {
 			if err := g.read(ctx, t, now); err != nil {
 				return 0, false, err
