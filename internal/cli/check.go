@@ -32,11 +32,26 @@ var (
 	delegatedAll      = "Directory.AccessAsUser.All"
 )
 
+const checkAbout = `Validates every setting as 'handler serve' would (a terminal needs no caller method), prints
+what is configured (never a secret), gets a Microsoft Graph token with DefaultAzureCredential and
+lists the Graph roles it holds, naming any that is missing. Nothing in the tenant is read or
+changed. Exit 0 when the permissions suffice or the token does not list them (an opaque token),
+1 when one is missing or no token can be had, 2 when a setting is invalid.
+
+settings that drive it (all others are validated; docs/settings.md):
+  GRAPH_BASE_URL                  the token's scope: its scheme and host with /.default
+  VERIFY_REVOCATION, PROTECTED_USERS, ALLOWED_DOMAINS
+                                  need User.Read.All besides User.RevokeSessions.All
+  AZURE_CLIENT_ID                 a user-assigned managed identity
+  AZURE_TENANT_ID, AZURE_CLIENT_SECRET, AZURE_TOKEN_CREDENTIALS, IDENTITY_ENDPOINT, ...
+                                  read by DefaultAzureCredential (or sign in with az login)
+`
+
 // check validates the settings, gets a Graph token and reads the permissions it carries. It calls
 // nothing but the credential's token endpoint: nothing in the tenant is read or changed.
 func check(ctx context.Context, env Env, args []string) error {
-	fs := newFlags(env, "check", "check")
-	if err := parseFlags(fs, args); err != nil {
+	fs := newCommand(env, "check", "check", checkAbout)
+	if err := fs.parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {

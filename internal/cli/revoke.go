@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -37,10 +36,21 @@ const preflightBudget = 60 * time.Second
 // closeBudget bounds the telemetry flush at exit (the hosting contract gives the server 10 s as well).
 const closeBudget = 10 * time.Second
 
+const revokeAbout = `Revokes with the webhook's engine and guard rails, signed in with DefaultAzureCredential
+(az login, a managed identity, ...). Exit 0 when every user is revoked or dry_run, 1 otherwise,
+2 on usage errors (an invalid UPN is one).
+
+settings that drive it (docs/settings.md):
+  PROTECTED_USERS, ALLOWED_DOMAINS, DRY_RUN, VERIFY_REVOCATION, GRAPH_BASE_URL,
+  GRAPH_CONCURRENCY, MAX_REVOCATIONS_PER_MINUTE, AZURE_CLIENT_ID
+  APPLICATIONINSIGHTS_CONNECTION_STRING   outcomes recorded with trigger "cli"
+  TELEMETRY_REDACT_UPN, TELEMETRY_UPN_SALT
+`
+
 // revokeCmd runs the engine from a terminal: the same settings, guard rails and Graph client as
 // the webhook, signed in with DefaultAzureCredential instead of the Function App's identity.
 func revokeCmd(ctx context.Context, env Env, args []string) error {
-	fs := newFlags(env, "revoke", "revoke [--dry-run] [--ticket T] [--reason R] [--json] [--verbose] UPN|objectID...")
+	fs := newCommand(env, "revoke", "revoke [--dry-run] [--ticket T] [--reason R] [--json] [--verbose] UPN|objectID...", revokeAbout)
 	dryRun := fs.Bool("dry-run", false, "apply the guard rails but revoke nothing")
 	ticket := fs.String("ticket", "", "ticket number recorded with each outcome (≤ 256 printable characters)")
 	reason := fs.String("reason", "", "reason recorded with each outcome (≤ 1024 characters)")
@@ -137,10 +147,10 @@ func revokeCmd(ctx context.Context, env Env, args []string) error {
 // parseInterspersed parses flags placed before, between or after the users, as operators type
 // `handler revoke alice@contoso.com --dry-run`; the flag package alone stops at the first user.
 // Everything after "--" is a user.
-func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+func parseInterspersed(fs *command, args []string) ([]string, error) {
 	var users []string
 	for {
-		if err := parseFlags(fs, args); err != nil {
+		if err := fs.parse(args); err != nil {
 			return nil, err
 		}
 		rest := fs.Args()
