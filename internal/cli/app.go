@@ -57,7 +57,7 @@ func newApp(cfg config, cred azcore.TokenCredential, stdout io.Writer, logger *s
 	}
 	tel, err := telemetry.New(telemetry.Config{
 		Connection: cfg.Telemetry, Role: role, RoleInstance: instance, Credential: cred,
-		RedactUPN: cfg.TelemetryRedactUPN, Salt: cfg.TelemetryUPNSalt, Stdout: stdout, Logger: logger,
+		RedactUPN: cfg.TelemetryRedactUPN, UPNSalt: cfg.TelemetryUPNSalt, Stdout: stdout, Logger: logger,
 	})
 	if errors.Is(err, telemetry.ErrNoSalt) || errors.Is(err, telemetry.ErrNoCredential) {
 		return nil, usagef("invalid settings: TELEMETRY_REDACT_UPN: %v", err)

@@ -101,7 +101,7 @@ const (
 
 // MinUPNSaltLength is the shortest TELEMETRY_UPN_SALT accepted: upnHash must not be reversible by
 // guessing the salt.
-const MinUPNSaltLength = 16
+const MinUPNSaltLength = telemetry.MinUPNSaltLen
 
 // Mode says which command the settings are loaded for.
 type Mode int
