@@ -26,6 +26,7 @@ const (
 type Env struct {
 	Args    []string
 	Getenv  func(string) string
+	Environ []string // "NAME=value" entries, as os.Environ gives them; used to spot misspelt settings
 	Stdin   io.Reader
 	Stdout  io.Writer
 	Stderr  io.Writer
