@@ -180,6 +180,14 @@ type Settings struct {
 // WebhookEnabled reports whether Standard Webhooks callers are accepted.
 func (s Settings) WebhookEnabled() bool { return s.Keys.Len() > 0 }
 
+// NeedsUserLookups reports whether the handler may read users from Graph, and so needs
+// User.Read.All besides User.RevokeSessions.All: VERIFY_REVOCATION reads every user back, and a
+// guard rail looks a user up whenever the request names the user in the other form (an object ID
+// against UPNs in PROTECTED_USERS or against ALLOWED_DOMAINS, a UPN against a protected object ID).
+func (s Settings) NeedsUserLookups() bool {
+	return s.VerifyRevocation || len(s.ProtectedUsers) > 0 || len(s.AllowedDomains) > 0
+}
+
 // EntraEnabled reports whether Entra ID bearer tokens are accepted.
 func (s Settings) EntraEnabled() bool { return s.EntraTenantID != "" }
 
