@@ -106,6 +106,8 @@ func Run(ctx context.Context, env Env) int {
 		err = sign(env, args)
 	case "check":
 		err = check(ctx, env, args)
+	case "status":
+		err = statusCmd(ctx, env, args)
 	case "hash-upn":
 		err = hashUPN(env, args)
 	case "version":
