@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/user"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -18,6 +17,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/google/uuid"
 
+	"github.com/entra-revoke/entra-revoke/internal/graph"
 	"github.com/entra-revoke/entra-revoke/internal/request"
 	"github.com/entra-revoke/entra-revoke/internal/revoke"
 	"github.com/entra-revoke/entra-revoke/internal/settings"
@@ -94,22 +94,29 @@ func revokeCmd(ctx context.Context, env Env, args []string) error {
 		}
 	}()
 
-	if !*dryRun && !cfg.DryRun {
-		// Fail fast with the credential's own explanation (az login missing, wrong tenant…)
-		// instead of one "failed" row per user.
-		pctx, cancel := context.WithTimeout(ctx, preflightBudget)
-		err := a.graph.CheckToken(pctx)
-		cancel()
-		if err != nil {
-			return fmt.Errorf("sign-in failed, nothing was revoked (run 'handler check' for details): %w", err)
-		}
+	// Sign in first: the audit names who signed in ("cli:<UPN or object ID>", read from the
+	// token's claims, never the token), and a revocation fails fast with the credential's own
+	// explanation (az login missing, wrong tenant…) instead of one "failed" row per user. A dry
+	// run goes on without a token; only its lookups would need one.
+	pctx, cancel := context.WithTimeout(ctx, preflightBudget)
+	who, err := graph.SignedIn(pctx, cred, graphScope(cfg.GraphBaseURL))
+	cancel()
+	if err != nil && !*dryRun && !cfg.DryRun {
+		return fmt.Errorf("sign-in failed, nothing was revoked (run 'handler check' for details): %w", err)
+	}
+	caller := "cli:unknown"
+	if who.Name != "" {
+		caller = "cli:" + who.Name
+	}
+	if *verbose {
+		logger.Debug("signed in", "caller", caller)
 	}
 
 	job := revoke.Job{
 		Meta: revoke.Meta{
 			Trigger:   revoke.TriggerCLI,
 			RequestID: uuid.NewString(),
-			Caller:    "cli:" + osUser(env.Getenv),
+			Caller:    caller,
 		},
 		Users: users, Ticket: *ticket, Reason: *reason, DryRun: *dryRun,
 		Defer: revoke.DeferNever, Final: true,
@@ -212,32 +219,6 @@ func defaultCredential() (azcore.TokenCredential, error) {
 		return nil, fmt.Errorf("default azure credential: %w", err)
 	}
 	return cred, nil
-}
-
-// osUser names the operator for audit ("cli:<user>"), cleaned so that it cannot break a log line.
-func osUser(getenv func(string) string) string {
-	name := ""
-	if u, err := user.Current(); err == nil {
-		name = u.Username
-	}
-	for _, k := range []string{"USER", "USERNAME"} {
-		if name == "" {
-			name = getenv(k)
-		}
-	}
-	name = strings.Map(func(r rune) rune {
-		if r > 0x20 && r < 0x7f {
-			return r
-		}
-		return -1
-	}, name)
-	if len(name) > 64 {
-		name = name[:64]
-	}
-	if name == "" {
-		return "unknown"
-	}
-	return name
 }
 
 // jobRunner runs revocation jobs; *revoke.Engine is one.
