@@ -39,7 +39,7 @@ func main() {
 	otel.SetTracerProvider(noop.NewTracerProvider())
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := cli.Run(ctx, cli.Env{
-		Args: os.Args[1:], Getenv: os.Getenv,
+		Args: os.Args[1:], Getenv: os.Getenv, Environ: os.Environ(),
 		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
 		Version: version, Commit: commit, AppRoot: appRoot(),
 	})

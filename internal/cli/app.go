@@ -28,7 +28,12 @@ type config struct {
 // loadConfig parses all settings for a command run in mode and reports every problem at once as a
 // usage error on one line.
 func loadConfig(env Env, mode settings.Mode) (config, error) {
-	s, err := settings.LoadWith(env.Getenv, settings.Options{Mode: mode, AppRoot: env.AppRoot})
+	names := make([]string, 0, len(env.Environ))
+	for _, kv := range env.Environ {
+		name, _, _ := strings.Cut(kv, "=")
+		names = append(names, name)
+	}
+	s, err := settings.LoadWith(env.Getenv, settings.Options{Mode: mode, AppRoot: env.AppRoot, Names: names})
 	if err != nil {
 		return config{}, usagef("invalid settings: %s", strings.ReplaceAll(err.Error(), "\n", "; "))
 	}

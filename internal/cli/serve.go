@@ -3,9 +3,11 @@ package cli
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/entra-revoke/entra-revoke/internal/entraauth"
@@ -23,10 +25,44 @@ const shutdownBudget = 10 * time.Second
 // them) and flushing telemetry.
 const drainMargin = 3 * time.Second
 
+// serveAbout is serve's help: what it serves and every setting that drives it.
+func serveAbout() string {
+	var b strings.Builder
+	b.WriteString(`Runs the Azure Functions custom handler: POST /api/revoke, GET /api/revoke/status/{handle},
+GET /api/health, and the host's queue and timer invocations. Under the Functions host it listens
+on 127.0.0.1:$FUNCTIONS_CUSTOMHANDLER_PORT, else on :$PORT (8080) on every interface. SIGTERM
+finishes the work in flight and flushes telemetry within 10 s. Settings that do not parse stop
+it with exit code 2.
+
+settings (docs/settings.md describes each):
+`)
+	row := func(s settings.Setting) {
+		var note []string
+		switch {
+		case s.Retired:
+			note = append(note, "retired")
+		case s.Default != "":
+			note = append(note, "default "+s.Default)
+		}
+		if s.Secret {
+			note = append(note, "secret")
+		}
+		fmt.Fprintf(&b, "%s\n", strings.TrimRight(fmt.Sprintf("  %-38s %s", s.Name, strings.Join(note, ", ")), " "))
+	}
+	for _, s := range settings.Table {
+		row(s)
+	}
+	b.WriteString("\nfrom the platform:\n")
+	for _, s := range settings.Platform {
+		row(s)
+	}
+	return b.String()
+}
+
 // serve runs the custom handler until ctx is cancelled (SIGTERM/SIGINT).
 func serve(ctx context.Context, env Env, args []string) error {
-	fs := newFlags(env, "serve", "serve")
-	if err := parseFlags(fs, args); err != nil {
+	fs := newCommand(env, "serve", "serve", serveAbout())
+	if err := fs.parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {

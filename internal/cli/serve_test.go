@@ -1,6 +1,7 @@
 package cli_test
 
 import (
+	"encoding/json"
 	"io"
 	"os"
 	"path/filepath"
@@ -53,5 +54,59 @@ func TestServeReadsHostJSONBesideTheExecutable(t *testing.T) {
 	}
 	if strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
 		t.Errorf("stderr has several lines; want one\n%s", r)
+	}
+}
+
+// A setting the platform could not resolve from Key Vault stops the start with one line that
+// says so and names it (the deployment skipped the secret, or the identity cannot read it).
+func TestServeRefusesAnUnresolvedKeyVaultReference(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{
+		"WEBHOOK_SECRETS":              "@Microsoft.KeyVault(VaultName=kv-revoke;SecretName=webhook-secret)",
+		"FUNCTIONS_CUSTOMHANDLER_PORT": "0",
+	}
+	r := mustRun(t, env, "", "serve")
+	if r.code != 2 {
+		t.Fatalf("exit %d; want 2\n%s", r.code, r)
+	}
+	stderr := strings.TrimSpace(r.stderr)
+	if !strings.Contains(stderr, "WEBHOOK_SECRETS: is still a Key Vault reference") || !strings.Contains(stderr, "could not resolve it") ||
+		strings.Contains(stderr, "whsec_") || strings.Contains(stderr, "no caller can authenticate") || strings.Count(stderr, "\n") != 0 {
+		t.Errorf("stderr = %q; want one line naming WEBHOOK_SECRETS as an unresolved Key Vault reference, nothing else", stderr)
+	}
+}
+
+// A misspelt setting is named at start, with the setting it probably meant: serve logs it,
+// check prints it.
+func TestMisspeltSettingWarnings(t *testing.T) {
+	t.Parallel()
+	f := mustFakes(t)
+	r := mustRun(t, f.with("DRYRUN", "true", "WEBHOOK_SECRET", signSecret), "", "check")
+	if r.code != 0 {
+		t.Fatalf("check: exit %d; want 0\n%s", r.code, r)
+	}
+	for _, want := range []string{
+		"warning: DRYRUN is not a setting and is ignored: did you mean DRY_RUN?",
+		"warning: WEBHOOK_SECRET is not a setting and is ignored: did you mean WEBHOOK_SECRETS?",
+	} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("check stdout lacks %q\n%s", want, r)
+		}
+	}
+	if strings.Contains(r.stdout+r.stderr, strings.TrimPrefix(signSecret, "whsec_")) {
+		t.Errorf("check printed the misspelt setting's value\n%s", r)
+	}
+
+	_, stdout := mustServeLogged(t, map[string]string{"WEBHOOK_SECRETS": signSecret, "ENTRA_AUDIENCES": "api://x"})
+	var found bool
+	for line := range strings.SplitSeq(stdout.String(), "\n") {
+		var entry struct{ Level, Msg, Problem string }
+		if json.Unmarshal([]byte(line), &entry) == nil && entry.Level == "WARN" &&
+			strings.HasPrefix(entry.Problem, "ENTRA_AUDIENCES is not a setting and is ignored: did you mean ENTRA_AUDIENCE?") {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("serve logged no warning naming ENTRA_AUDIENCES and ENTRA_AUDIENCE:\n%s", stdout)
 	}
 }

@@ -72,19 +72,11 @@ func Roles(ctx context.Context, cred azcore.TokenCredential, scope string) (role
 // permission has no roles claim at all; it is told apart from a token that does not list its
 // permissions by idtyp "app", which Entra puts in app-only tokens.
 func tokenRoles(token string) ([]string, bool) {
-	parts := strings.Split(token, ".")
-	if len(parts) != 3 {
-		return nil, false
-	}
-	payload, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[1], "="))
-	if err != nil {
-		return nil, false
-	}
 	var claims struct {
 		Roles  *[]string `json:"roles"`
 		IDType string    `json:"idtyp"`
 	}
-	if err := json.Unmarshal(payload, &claims); err != nil {
+	if !tokenClaims(token, &claims) {
 		return nil, false
 	}
 	switch {
@@ -94,6 +86,20 @@ func tokenRoles(token string) ([]string, bool) {
 		return []string{}, true
 	}
 	return nil, false
+}
+
+// tokenClaims decodes a JWT's payload into claims without verifying it (see Roles); false for a
+// token that is not a JWT with a JSON payload.
+func tokenClaims(token string, claims any) bool {
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return false
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[1], "="))
+	if err != nil {
+		return false
+	}
+	return json.Unmarshal(payload, claims) == nil
 }
 
 // Permissions judges roles: PermissionOK when they allow revocation, and reading users too when

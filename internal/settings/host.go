@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 )
 
 // hostJSONLimit bounds how much of host.json is read; the real file is about a kilobyte.
@@ -25,7 +24,7 @@ func (p *parser) maxDequeueCount(appRoot string) int {
 	if !ok {
 		return 0
 	}
-	retired := strings.TrimSpace(p.getenv("MAX_DEQUEUE_COUNT"))
+	retired := p.str("MAX_DEQUEUE_COUNT")
 	if retired == "" {
 		return n
 	}
@@ -39,7 +38,7 @@ func (p *parser) maxDequeueCount(appRoot string) int {
 
 // hostMaxDequeueCount returns the host's maxDequeueCount and where it comes from.
 func (p *parser) hostMaxDequeueCount(appRoot string) (n int, source string, ok bool) {
-	if v := strings.TrimSpace(p.getenv(EnvHostMaxDequeueCount)); v != "" {
+	if v := p.str(EnvHostMaxDequeueCount); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 {
 			p.fail(EnvHostMaxDequeueCount, fmt.Sprintf("%q is not a whole number of at least 1", v))

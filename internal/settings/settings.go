@@ -101,7 +101,7 @@ const (
 
 // MinUPNSaltLength is the shortest TELEMETRY_UPN_SALT accepted: upnHash must not be reversible by
 // guessing the salt.
-const MinUPNSaltLength = 16
+const MinUPNSaltLength = telemetry.MinUPNSaltLen
 
 // Mode says which command the settings are loaded for.
 type Mode int
@@ -121,6 +121,9 @@ type Options struct {
 	// AppRoot is the directory of the app's host.json (the executable's directory: the host runs
 	// defaultExecutablePath from the app root). Empty reads no host.json.
 	AppRoot string
+	// Names are the names of every environment variable, to warn about misspelt settings;
+	// nil checks none.
+	Names []string
 }
 
 // Settings is the parsed configuration.
@@ -177,6 +180,14 @@ type Settings struct {
 // WebhookEnabled reports whether Standard Webhooks callers are accepted.
 func (s Settings) WebhookEnabled() bool { return s.Keys.Len() > 0 }
 
+// NeedsUserLookups reports whether the handler may read users from Graph, and so needs
+// User.Read.All besides User.RevokeSessions.All: VERIFY_REVOCATION reads every user back, and a
+// guard rail looks a user up whenever the request names the user in the other form (an object ID
+// against UPNs in PROTECTED_USERS or against ALLOWED_DOMAINS, a UPN against a protected object ID).
+func (s Settings) NeedsUserLookups() bool {
+	return s.VerifyRevocation || len(s.ProtectedUsers) > 0 || len(s.AllowedDomains) > 0
+}
+
 // EntraEnabled reports whether Entra ID bearer tokens are accepted.
 func (s Settings) EntraEnabled() bool { return s.EntraTenantID != "" }
 
@@ -215,6 +226,13 @@ func Load(getenv func(string) string) (Settings, error) {
 // fixes them in one go. No error message contains a secret's value.
 func LoadWith(getenv func(string) string, opts Options) (Settings, error) {
 	p := parser{getenv: getenv}
+	// Every setting is checked for an unresolved Key Vault reference, even one this configuration
+	// does not read.
+	for _, list := range [][]Setting{Table, Platform} {
+		for _, s := range list {
+			p.str(s.Name)
+		}
+	}
 	s := Settings{
 		WebhookTolerance:            p.duration("WEBHOOK_TOLERANCE"),
 		EntraTenantID:               p.str("ENTRA_TENANT_ID"),
@@ -234,8 +252,8 @@ func LoadWith(getenv func(string) string, opts Options) (Settings, error) {
 		AppInsightsConnectionString: p.str("APPLICATIONINSIGHTS_CONNECTION_STRING"),
 		TelemetryRedactUPN:          p.boolean("TELEMETRY_REDACT_UPN"),
 		TelemetryUPNSalt:            p.str("TELEMETRY_UPN_SALT"),
-		SiteName:                    strings.TrimSpace(getenv("WEBSITE_SITE_NAME")),
-		InstanceName:                strings.TrimSpace(getenv("WEBSITE_INSTANCE_ID")),
+		SiteName:                    p.str("WEBSITE_SITE_NAME"),
+		InstanceName:                p.str("WEBSITE_INSTANCE_ID"),
 	}
 
 	if raw := p.str("WEBHOOK_SECRETS"); raw != "" {
@@ -320,11 +338,11 @@ func LoadWith(getenv func(string) string, opts Options) (Settings, error) {
 		}
 		// Off the Functions host the handler listens on every interface, where an unsigned queue
 		// message would be anyone's revocation request.
-		if s.QueueAllowUnsigned && strings.TrimSpace(getenv("FUNCTIONS_CUSTOMHANDLER_PORT")) == "" {
+		if s.QueueAllowUnsigned && p.str("FUNCTIONS_CUSTOMHANDLER_PORT") == "" {
 			p.fail("QUEUE_ALLOW_UNSIGNED", "true is refused outside the Functions host (FUNCTIONS_CUSTOMHANDLER_PORT unset): the handler then listens beyond loopback and unsigned messages would let anyone in")
 		}
 	}
-	s.Warnings = p.warnings
+	s.Warnings = append(p.warnings, misspellings(opts.Names)...)
 	return s, errors.Join(p.errs...)
 }
 
@@ -383,11 +401,16 @@ type parser struct {
 	errs     []error
 	bad      map[string]bool
 	warnings []string
+	// unresolved are settings whose value is a Key Vault reference.
+	unresolved map[string]bool
 }
 
 func (p *parser) warn(msg string) { p.warnings = append(p.warnings, msg) }
 
 func (p *parser) fail(name, msg string) {
+	if p.unresolved[name] {
+		return // the unresolved Key Vault reference is the one problem worth reporting
+	}
 	if p.bad == nil {
 		p.bad = map[string]bool{}
 	}
@@ -397,9 +420,21 @@ func (p *parser) fail(name, msg string) {
 
 func (p *parser) failed(name string) bool { return p.bad[name] }
 
-// str returns the trimmed value, or the documented default when unset or blank.
+// str returns the trimmed value, or the documented default when unset or blank. A value that is
+// still a Key Vault reference is reported and counts as unset, so that no other problem is
+// reported about it.
 func (p *parser) str(name string) string {
 	v := strings.TrimSpace(p.getenv(name))
+	if isKeyVaultReference(v) {
+		if !p.unresolved[name] {
+			p.fail(name, keyVaultProblem)
+			if p.unresolved == nil {
+				p.unresolved = map[string]bool{}
+			}
+			p.unresolved[name] = true
+		}
+		v = ""
+	}
 	if v != "" {
 		return v
 	}
@@ -463,17 +498,14 @@ func (p *parser) endpoint(name, raw string) *url.URL {
 	return u
 }
 func (p *parser) listenAddr() string {
-	if v := strings.TrimSpace(p.getenv("FUNCTIONS_CUSTOMHANDLER_PORT")); v != "" {
+	if v := p.str("FUNCTIONS_CUSTOMHANDLER_PORT"); v != "" {
 		if !validPort(v) {
 			p.fail("FUNCTIONS_CUSTOMHANDLER_PORT", fmt.Sprintf("%q is not a port", v))
 		}
 		// The host forwards from the same machine: never expose the handler beyond loopback.
 		return net.JoinHostPort("127.0.0.1", v)
 	}
-	port := strings.TrimSpace(p.getenv("PORT"))
-	if port == "" {
-		port = "8080"
-	}
+	port := p.str("PORT")
 	if !validPort(port) {
 		p.fail("PORT", fmt.Sprintf("%q is not a port", port))
 	}

@@ -108,7 +108,7 @@ func TestTableMatchesTheDocumentedSettings(t *testing.T) {
 	for heading, table := range map[string][]Setting{"The handler's settings": Table, "Set by the platform": Platform} {
 		var got []docSetting
 		for _, s := range table {
-			got = append(got, docSetting{s.Name, s.Default, s.Secret, s.Retired})
+			got = append(got, docSetting(s))
 		}
 		if want := docs[heading]; !reflect.DeepEqual(got, want) {
 			t.Errorf("settings = %+v;\nwant the table under %q in docs/settings.md: %+v", got, heading, want)
