@@ -157,3 +157,40 @@ func TestLineFunc(t *testing.T) {
 		t.Errorf("lines = %q; want %q (the unfinished \"e\" kept back)", got, want)
 	}
 }
+
+func TestLaunchAzurite(t *testing.T) {
+	t.Parallel()
+	a, err := testenv.LaunchAzurite(testenv.Node(t), t.TempDir(), 60*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(a.Kill)
+	client := &http.Client{Timeout: 5 * time.Second}
+	endpoints := map[string]string{"queue": a.QueueEndpoint + "?comp=list", "table": a.TableEndpoint + "/Tables", "blob": a.BlobEndpoint + "?comp=list"}
+	for svc, url := range endpoints {
+		if !strings.HasPrefix(url, "http://127.0.0.1:") || !strings.Contains(url, "/devstoreaccount1") {
+			t.Errorf("%s endpoint %q: want http://127.0.0.1:PORT/devstoreaccount1", svc, url)
+		}
+		resp, err := client.Get(url)
+		if err != nil {
+			t.Fatalf("GET %s: %v", url, err)
+		}
+		_ = resp.Body.Close()
+		// Unsigned requests are refused, which shows it is Azurite's storage API that answers.
+		if resp.StatusCode != http.StatusForbidden {
+			t.Errorf("GET %s without credentials = %d; want 403", url, resp.StatusCode)
+		}
+	}
+	for _, want := range []string{"QueueEndpoint=" + a.QueueEndpoint + ";", "TableEndpoint=" + a.TableEndpoint + ";", "AccountKey=" + testenv.AzuriteKey + ";"} {
+		if !strings.Contains(a.ConnectionString(), want) {
+			t.Errorf("ConnectionString() = %q; want %s in it", a.ConnectionString(), want)
+		}
+	}
+	if err := a.Stop(10 * time.Second); err != nil {
+		t.Logf("Stop: %v (Azurite may exit non-zero on SIGTERM)", err)
+	}
+	if resp, err := client.Get(endpoints["queue"]); err == nil {
+		_ = resp.Body.Close()
+		t.Errorf("GET %s after Stop = %d; want the connection refused", endpoints["queue"], resp.StatusCode)
+	}
+}
