@@ -294,8 +294,7 @@ func (s *schemaSet) schemaEnvelope(t *testing.T, file, key string) []string {
 	tmpl := s.docs["2019-04-01/deploymentTemplate.json"]
 	defs := tmpl["definitions"].(map[string]any)
 	var allowed []string
-	var collect func(node map[string]any)
-	collect = func(node map[string]any) {
+	collect := func(node map[string]any) {
 		for name := range node["properties"].(map[string]any) {
 			allowed = append(allowed, name)
 		}
