@@ -50,6 +50,7 @@ const (
 	logicAppPath   = "logic-apps/azuredeploy.json"
 	signScript     = "ticketing/sign.sh"
 	sendScript     = "ticketing/send.sh"
+	statusScript   = "ticketing/status.sh"
 	serviceNowPath = "ticketing/servicenow/EntraRevoke.js"
 )
 
@@ -854,7 +855,7 @@ func postSigned(t *testing.T, url string, h http.Header, body []byte) int {
 func TestShellcheck(t *testing.T) {
 	t.Parallel()
 	mustTool(t, "shellcheck", "apt-get install shellcheck; make shellcheck")
-	for _, s := range []string{signScript, sendScript} {
+	for _, s := range []string{signScript, sendScript, statusScript} {
 		cmd := exec.Command("shellcheck", "--severity=style", s)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Errorf("shellcheck %s: %v\n%s", s, err, out)

@@ -320,10 +320,11 @@ type asyncServer struct {
 	*httptest.Server
 	asyncScript
 
-	mu    sync.Mutex
-	posts []*http.Request
-	upns  map[string]string // handle -> upn
-	polls map[string]int    // handle -> polls so far
+	mu          sync.Mutex
+	posts       []*http.Request
+	pollHeaders []http.Header     // the headers of every GET on a status link
+	upns        map[string]string // handle -> upn
+	polls       map[string]int    // handle -> polls so far
 }
 
 // asyncScript is what an asyncServer answers.
@@ -357,6 +358,7 @@ func newAsyncServer(t *testing.T, script asyncScript) *asyncServer {
 		upn, ok := s.upns[handle]
 		s.polls[handle]++
 		n := s.polls[handle]
+		s.pollHeaders = append(s.pollHeaders, r.Header.Clone())
 		s.mu.Unlock()
 		w.Header().Set("Cache-Control", "no-store")
 		if !ok {
