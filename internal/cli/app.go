@@ -16,6 +16,7 @@ import (
 	"github.com/entra-revoke/entra-revoke/internal/queue"
 	"github.com/entra-revoke/entra-revoke/internal/revoke"
 	"github.com/entra-revoke/entra-revoke/internal/settings"
+	"github.com/entra-revoke/entra-revoke/internal/state"
 	"github.com/entra-revoke/entra-revoke/internal/telemetry"
 )
 
@@ -28,9 +29,11 @@ type config struct {
 	Storage   bool
 }
 
-// loadConfig parses all settings and reports every problem at once as a usage error on one line.
-func loadConfig(getenv func(string) string) (config, error) {
-	s, err := settings.Load(getenv)
+// loadConfig parses all settings for a command run in mode and reports every problem at once as a
+// usage error on one line.
+func loadConfig(env Env, mode settings.Mode) (config, error) {
+	getenv := env.Getenv
+	s, err := settings.LoadWith(getenv, settings.Options{Mode: mode, AppRoot: env.AppRoot})
 	errs := []error{err}
 	conn, err := telemetry.ParseConnectionString(s.AppInsightsConnectionString)
 	if err != nil {
@@ -57,6 +60,7 @@ type app struct {
 	telemetry *telemetry.Telemetry
 	graph     *graph.Client
 	queue     *queue.Client // nil without storage
+	state     state.Store   // what the handler remembers across requests (wire.go)
 	engine    *revoke.Engine
 }
 
@@ -110,11 +114,14 @@ func newApp(cfg config, cred azcore.TokenCredential, stdout io.Writer, logger *s
 			logger.Warn("deferral disabled: WEBHOOK_SECRETS is needed to sign queued requests")
 		}
 	}
+	if a.state, deferrer, err = wireState(cfg, logger, deferrer, withDeferral); err != nil {
+		return nil, err
+	}
 	a.engine = revoke.New(revoke.Config{
 		Revoker: gc, Users: gc, Deferrer: deferrer, Sink: tel, Logger: logger,
 		ProtectedUsers: cfg.ProtectedUsers, AllowedDomains: cfg.AllowedDomains,
 		DryRun: cfg.DryRun, Verify: cfg.VerifyRevocation,
-		Concurrency: cfg.GraphConcurrency, RatePerMinute: cfg.MaxRevocationsPerMinute,
+		Concurrency: cfg.GraphConcurrency, RateGuard: a.state,
 	})
 	return a, nil
 }

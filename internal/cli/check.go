@@ -16,6 +16,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 
 	"github.com/entra-revoke/entra-revoke/internal/graph"
+	"github.com/entra-revoke/entra-revoke/internal/settings"
 )
 
 // checkBudget bounds the token requests of `check`: DefaultAzureCredential may probe IMDS and run
@@ -41,14 +42,17 @@ func check(ctx context.Context, env Env, args []string) error {
 	if fs.NArg() > 0 {
 		return usagef("check takes no arguments")
 	}
-	cfg, callers, err := loadOperatorConfig(env.Getenv)
+	cfg, err := loadConfig(env, settings.Operator)
 	if err != nil {
 		return err
 	}
 	out := env.Stdout
 	fmt.Fprintln(out, "settings: valid")
 	printSettings(out, cfg)
-	if !callers {
+	for _, w := range cfg.Warnings {
+		fmt.Fprintf(out, "warning: %s\n", w)
+	}
+	if !cfg.WebhookEnabled() && !cfg.EntraEnabled() {
 		fmt.Fprintln(out, "warning: no caller can authenticate, so `handler serve` would refuse to start: set WEBHOOK_SECRETS and/or ENTRA_TENANT_ID with ENTRA_AUDIENCE")
 	}
 

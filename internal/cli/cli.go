@@ -28,6 +28,8 @@ type Env struct {
 	Stderr  io.Writer
 	Version string // set by the linker; empty in `go build`
 	Commit  string
+	// AppRoot is the directory of the executable, where the host keeps host.json; empty reads none.
+	AppRoot string
 }
 
 // usageError is a problem with arguments or settings: exit 2.

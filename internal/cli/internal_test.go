@@ -14,6 +14,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 
 	"github.com/entra-revoke/entra-revoke/internal/revoke"
+	"github.com/entra-revoke/entra-revoke/internal/settings"
 )
 
 // mustJWT returns an unsigned JWT with claims, shaped like an Entra access token.
@@ -308,7 +309,9 @@ func TestOverallStatus(t *testing.T) {
 	}
 }
 
-func TestLoadOperatorConfig(t *testing.T) {
+// The operator commands load every setting as the server does, except that no caller needs to be
+// able to authenticate: nobody calls a terminal.
+func TestLoadConfigOperatorMode(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name        string
@@ -325,22 +328,18 @@ func TestLoadOperatorConfig(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			cfg, callers, err := loadOperatorConfig(func(k string) string { return tt.env[k] })
+			cfg, err := loadConfig(Env{Getenv: func(k string) string { return tt.env[k] }}, settings.Operator)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Errorf("loadOperatorConfig(%v) error = %v; want one naming %s", tt.env, err, tt.wantErr)
+					t.Errorf("loadConfig(%v, Operator) error = %v; want one naming %s", tt.env, err, tt.wantErr)
 				}
 				return
 			}
 			if err != nil {
-				t.Fatalf("loadOperatorConfig(%v) = %v", tt.env, err)
+				t.Fatalf("loadConfig(%v, Operator) = %v", tt.env, err)
 			}
-			if callers != tt.wantCallers {
-				t.Errorf("loadOperatorConfig(%v) callers = %v; want %v", tt.env, callers, tt.wantCallers)
-			}
-			// The placeholder secret never survives: nothing could sign with it.
-			if !tt.wantCallers && (cfg.Keys.Len() != 0 || len(cfg.WebhookSecrets) != 0) {
-				t.Errorf("loadOperatorConfig(%v) kept %d keys, %d secrets; want none", tt.env, cfg.Keys.Len(), len(cfg.WebhookSecrets))
+			if callers := cfg.WebhookEnabled() || cfg.EntraEnabled(); callers != tt.wantCallers {
+				t.Errorf("loadConfig(%v, Operator): some caller enabled = %v; want %v", tt.env, callers, tt.wantCallers)
 			}
 		})
 	}

@@ -65,9 +65,15 @@ func (r result) String() string {
 // developer's AZURE_* or az login) and stdin, and returns its exit code and output.
 func mustRun(t *testing.T, env map[string]string, stdin string, args ...string) result {
 	t.Helper()
+	return mustRunBinary(t, handlerBin, env, stdin, args...)
+}
+
+// mustRunBinary is mustRun with the binary at bin.
+func mustRunBinary(t *testing.T, bin string, env map[string]string, stdin string, args ...string) result {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), runTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, handlerBin, args...)
+	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Dir = t.TempDir()
 	cmd.Env = envList(env)
 	cmd.Stdin = strings.NewReader(stdin)

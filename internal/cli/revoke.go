@@ -2,8 +2,6 @@ package cli
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -23,7 +21,7 @@ import (
 
 	"github.com/entra-revoke/entra-revoke/internal/request"
 	"github.com/entra-revoke/entra-revoke/internal/revoke"
-	"github.com/entra-revoke/entra-revoke/internal/webhook"
+	"github.com/entra-revoke/entra-revoke/internal/settings"
 )
 
 // chunkBudget bounds one chunk of users (GRAPH_CONCURRENCY of them, processed in parallel). The
@@ -55,9 +53,12 @@ func revokeCmd(ctx context.Context, env Env, args []string) error {
 	if err := validateJob(users, *ticket, *reason); err != nil {
 		return err
 	}
-	cfg, _, err := loadOperatorConfig(env.Getenv)
+	cfg, err := loadConfig(env, settings.Operator)
 	if err != nil {
 		return err
+	}
+	for _, w := range cfg.Warnings {
+		fmt.Fprintf(env.Stderr, "warning: %s\n", w)
 	}
 
 	level := slog.LevelWarn
@@ -189,29 +190,6 @@ func validateJob(users []string, ticket, reason string) error {
 		return usagef("revoke: %v", err)
 	}
 	return nil
-}
-
-// loadOperatorConfig loads the settings as the server does, except for the rule that some caller
-// must be able to authenticate: an operator's terminal has neither WEBHOOK_SECRETS nor ENTRA_*,
-// and revoke and check accept no callers. callers reports whether `serve` would accept any.
-func loadOperatorConfig(getenv func(string) string) (cfg config, callers bool, err error) {
-	if strings.TrimSpace(getenv("WEBHOOK_SECRETS")) != "" || strings.TrimSpace(getenv("ENTRA_TENANT_ID")) != "" {
-		cfg, err = loadConfig(getenv)
-		return cfg, err == nil, err
-	}
-	// A random secret satisfies the rule and is dropped again at once: it never signs anything,
-	// and no one could guess it if it did.
-	key := make([]byte, 32)
-	_, _ = rand.Read(key) // crypto/rand.Read never fails (Go 1.24+)
-	placeholder := "whsec_" + base64.StdEncoding.EncodeToString(key)
-	cfg, err = loadConfig(func(name string) string {
-		if name == "WEBHOOK_SECRETS" {
-			return placeholder
-		}
-		return getenv(name)
-	})
-	cfg.WebhookSecrets, cfg.Keys = nil, webhook.Keys{}
-	return cfg, false, err
 }
 
 // defaultCredential is azidentity's DefaultAzureCredential: environment credentials, workload

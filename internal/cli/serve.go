@@ -10,9 +10,9 @@ import (
 
 	"github.com/entra-revoke/entra-revoke/internal/entraauth"
 	"github.com/entra-revoke/entra-revoke/internal/graph"
-	"github.com/entra-revoke/entra-revoke/internal/idempotency"
 	"github.com/entra-revoke/entra-revoke/internal/request"
 	"github.com/entra-revoke/entra-revoke/internal/server"
+	"github.com/entra-revoke/entra-revoke/internal/settings"
 )
 
 // shutdownBudget is how long in-flight work and the telemetry flush get after SIGTERM (hosting contract);
@@ -32,11 +32,14 @@ func serve(ctx context.Context, env Env, args []string) error {
 	if fs.NArg() > 0 {
 		return usagef("serve takes no arguments")
 	}
-	cfg, err := loadConfig(env.Getenv)
+	cfg, err := loadConfig(env, settings.Server)
 	if err != nil {
 		return err
 	}
 	logger := slog.New(slog.NewJSONHandler(env.Stdout, nil))
+	for _, w := range cfg.Warnings {
+		logger.Warn("setting", "problem", w)
+	}
 
 	cred, err := graph.ManagedIdentity(cfg.AzureClientID)
 	if err != nil {
@@ -58,9 +61,9 @@ func serve(ctx context.Context, env Env, args []string) error {
 	deps := server.Deps{
 		Drain:  drain,
 		Logger: logger, Engine: a.engine, Validator: request.NewValidator(),
-		Idempotency: idempotency.New(cfg.IdempotencyTTL, nil), Audit: a.telemetry,
+		State: a.state, IdempotencyTTL: cfg.IdempotencyTTL, PublicBaseURL: cfg.PublicBaseURL, Audit: a.telemetry,
 		Keys: cfg.Keys, Tolerance: cfg.WebhookTolerance,
-		Storage: a.queue != nil, AllowUnsigned: cfg.QueueAllowUnsigned,
+		Storage: a.queue != nil && cfg.Keys.Len() > 0, AllowUnsigned: cfg.QueueAllowUnsigned,
 		QueueMaxAge: cfg.QueueSignatureMaxAge, MaxDequeueCount: cfg.MaxDequeueCount,
 		Version: readBuildInfo(env).Version,
 	}
