@@ -32,6 +32,7 @@ import (
 	"github.com/entra-revoke/entra-revoke/internal/request"
 	"github.com/entra-revoke/entra-revoke/internal/revoke"
 	"github.com/entra-revoke/entra-revoke/internal/server"
+	"github.com/entra-revoke/entra-revoke/internal/state"
 	"github.com/entra-revoke/entra-revoke/internal/telemetry"
 	"github.com/entra-revoke/entra-revoke/internal/testenv"
 	"github.com/entra-revoke/entra-revoke/internal/webhook"
@@ -45,6 +46,7 @@ const (
 	testSecret     = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw" // the fixtures' public test secret
 	protectedUser  = "carol@contoso.com"
 	notFoundUser   = "ghost@contoso.com"
+	deferredUser   = "slow@contoso.com" // queued when the request allows deferral
 	sentinelPath   = "sentinel/azuredeploy.json"
 	logicAppPath   = "logic-apps/azuredeploy.json"
 	signScript     = "ticketing/sign.sh"
@@ -57,20 +59,30 @@ const (
 var specFields = []string{"upn", "upns", "ticket", "reason", "requestedBy", "dryRun"}
 
 // fakeEngine stands in for the revocation engine: every user is revoked (or a dry run), except
-// protectedUser (protected) and notFoundUser (not_found), and every job is recorded.
+// protectedUser (protected), notFoundUser (not_found) and deferredUser (queued, through deferrer,
+// as the real engine defers), and every job is recorded.
 type fakeEngine struct {
-	mu   sync.Mutex
-	jobs []revoke.Job
+	deferrer revoke.Deferrer
+
+	mu       sync.Mutex
+	jobs     []revoke.Job
+	deferred []revoke.Deferral
 }
 
 var _ server.Engine = (*fakeEngine)(nil)
 
-func (e *fakeEngine) Run(_ context.Context, job revoke.Job) (revoke.Result, error) {
+func (e *fakeEngine) Run(ctx context.Context, job revoke.Job) (revoke.Result, error) {
 	e.mu.Lock()
 	e.jobs = append(e.jobs, job)
 	e.mu.Unlock()
 	res := revoke.Result{ID: job.RequestID, DryRun: job.DryRun}
+	var queued []string
 	for _, u := range job.Users {
+		if strings.EqualFold(u, deferredUser) && job.Defer != revoke.DeferNever && e.deferrer != nil {
+			res.Results = append(res.Results, revoke.UserResult{UPN: u, Status: revoke.StatusQueued})
+			queued = append(queued, u)
+			continue
+		}
 		r := revoke.UserResult{UPN: u, Status: revoke.StatusRevoked, UserID: "uid-" + u, RevokedAt: "2026-11-21T23:59:01Z"}
 		switch {
 		case strings.EqualFold(u, protectedUser):
@@ -84,14 +96,24 @@ func (e *fakeEngine) Run(_ context.Context, job revoke.Job) (revoke.Result, erro
 		}
 		res.Results = append(res.Results, r)
 	}
-	res.Status = res.Results[0].Status
-	for _, r := range res.Results[1:] {
-		if r.Status != res.Status {
-			res.Status = revoke.StatusPartial
+	res.Status = revoke.Overall(res.Results)
+	if len(queued) > 0 {
+		d := revoke.Deferral{Meta: job.Meta, Users: queued, Ticket: job.Ticket, Reason: job.Reason,
+			RequestedBy: job.RequestedBy, DryRun: job.DryRun, Request: res}
+		if err := e.deferrer.Defer(ctx, d); err != nil {
+			return revoke.Result{}, err
 		}
+		e.mu.Lock()
+		e.deferred = append(e.deferred, d)
+		e.mu.Unlock()
 	}
 	return res, nil
 }
+
+// nopDeferrer stands in for the queue: the test finishes deferred users itself (finishDeferred).
+type nopDeferrer struct{}
+
+func (nopDeferrer) Defer(context.Context, revoke.Deferral) error { return nil }
 
 func (e *fakeEngine) Jobs() []revoke.Job {
 	e.mu.Lock()
@@ -121,6 +143,34 @@ type handler struct {
 	Engine *fakeEngine
 	Audit  *recordingAuditor
 	Issuer *entratest.Issuer // nil unless Entra tokens are accepted
+	State  *state.Memory     // the handler's state: idempotency and status records
+}
+
+// finishDeferred does what the queue trigger does when deferred users reach their final outcome:
+// every queued user of every deferred request becomes revoked in its status record.
+func (h *handler) finishDeferred(t *testing.T) {
+	t.Helper()
+	h.Engine.mu.Lock()
+	deferred := slices.Clone(h.Engine.deferred)
+	h.Engine.mu.Unlock()
+	for _, d := range deferred {
+		err := h.State.UpdateStatus(context.Background(), d.Meta.StatusHandle, 24*time.Hour, func(body []byte) ([]byte, error) {
+			var res revoke.Result
+			if err := json.Unmarshal(body, &res); err != nil {
+				return nil, err
+			}
+			for i, r := range res.Results {
+				if r.Status == revoke.StatusQueued {
+					res.Results[i] = revoke.UserResult{UPN: r.UPN, Status: revoke.StatusRevoked, UserID: "uid-" + r.UPN, RevokedAt: "2026-12-03T10:00:00Z"}
+				}
+			}
+			res.Status = revoke.Overall(res.Results)
+			return json.Marshal(res)
+		})
+		if err != nil {
+			t.Fatalf("finish deferred request %s: %v", d.Meta.RequestID, err)
+		}
+	}
 }
 
 // mustHandler starts the handler with webhook secrets and, when withEntra, Entra ID tokens for
@@ -131,11 +181,15 @@ func mustHandler(t *testing.T, secrets []string, withEntra bool) *handler {
 	if err != nil {
 		t.Fatalf("ParseSecrets: %v", err)
 	}
-	h := &handler{Engine: &fakeEngine{}, Audit: &recordingAuditor{}}
+	store := state.NewMemory(state.MemoryConfig{})
+	h := &handler{Audit: &recordingAuditor{}, State: store,
+		Engine: &fakeEngine{deferrer: &server.StatusDeferrer{Next: nopDeferrer{}, Status: store, TTL: 24 * time.Hour}}}
 	deps := server.Deps{
 		Logger:    slog.New(slog.DiscardHandler),
 		Engine:    h.Engine,
 		Validator: request.NewValidator(),
+		State:     store,
+		Storage:   true, // deferral possible: the fake engine queues deferredUser
 		Audit:     h.Audit,
 		Keys:      keys,
 		Tolerance: 5 * time.Minute,

@@ -241,3 +241,29 @@ func TestServiceNowStatus(t *testing.T) {
 		})
 	}
 }
+
+// TestTicketingRealStatusLink: against the real handler, send.sh gets a deferred user's 202 and
+// its status link; status.sh reads the handler's status route: still queued (exit 3), then,
+// once the queue's work is done, the final answer (exit 0).
+func TestTicketingRealStatusLink(t *testing.T) {
+	t.Parallel()
+	mustTool(t, "openssl", "apt-get install openssl")
+	mustTool(t, "curl", "apt-get install curl")
+	h := mustHandler(t, []string{testSecret}, false)
+	env := []string{"WEBHOOK_SECRET=" + testSecret, "FUNCTION_KEY=" + functionKey}
+	out, stderr, code := runScript(t, sendScript, env, []byte(`{"upn":"`+deferredUser+`","ticket":"INC7"}`), h.URL)
+	_, link, found := strings.Cut(strings.TrimSpace(stderr), "status link: ")
+	if code != 3 || !found || !strings.Contains(out, `"status":"queued"`) {
+		t.Fatalf("send.sh: exit %d, stdout %q, stderr %q; want exit 3, queued and the status link", code, out, stderr)
+	}
+	if out, _, code := runScript(t, statusScript, nil, nil, link); code != 3 || !strings.Contains(out, `"status":"queued"`) {
+		t.Errorf("status.sh before the queue finished: exit %d, %q; want 3 and queued", code, out)
+	}
+	h.finishDeferred(t)
+	if out, _, code := runScript(t, statusScript, nil, nil, "--wait", link); code != 0 || !strings.Contains(out, `"status":"revoked"`) {
+		t.Errorf("status.sh --wait after the queue finished: exit %d, %q; want 0 and revoked", code, out)
+	}
+	if out, _, code := runScript(t, statusScript, nil, nil, link+"x"); code != 1 || !strings.Contains(out, `"not_found"`) {
+		t.Errorf("status.sh on a forged link: exit %d, %q; want 1 and not_found", code, out)
+	}
+}

@@ -504,3 +504,76 @@ func TestLogicAppFollowsStatusLink(t *testing.T) {
 		})
 	}
 }
+
+// TestPlaybooksFollowRealStatusLink: against the real handler (server.NewServer with its state
+// store), a deferred user's 202 carries a status link; the playbook and the Logic App poll the
+// handler's own status route until the queue's work is done (finishDeferred, after the first
+// poll), and report the final outcome.
+func TestPlaybooksFollowRealStatusLink(t *testing.T) {
+	t.Parallel()
+	t.Run("sentinel playbook", func(t *testing.T) {
+		t.Parallel()
+		h := mustHandler(t, []string{testSecret}, true)
+		api := &sentinelAPI{}
+		run := sentinelRunOf(t, definitionOf(t, sentinelPath), h.URL, h.miToken, api,
+			incidentWith(t, upnAccount(deferredUser), upnAccount(protectedUser)))
+		run.beforePoll = func(_ string, n int) {
+			if n == 2 {
+				h.finishDeferred(t)
+			}
+		}
+		if st := run.run(); st != wfSucceeded {
+			t.Fatalf("run status = %s; want %s (actions: %s)", st, wfSucceeded, describeActions(run))
+		}
+		checkPolls(t, run, h, 2)
+		if len(api.comments) != 1 {
+			t.Fatalf("%d incident comments; want 1", len(api.comments))
+		}
+		msg := api.comments[0]["message"].(string)
+		for _, want := range []string{deferredUser + ": revoked", protectedUser + ": NOT revoked: HTTP 403 protected"} {
+			if !strings.Contains(msg, want) {
+				t.Errorf("comment %q\ndoes not contain %q", msg, want)
+			}
+		}
+	})
+	t.Run("logic app", func(t *testing.T) {
+		t.Parallel()
+		h := mustHandler(t, []string{testSecret}, true)
+		run := newWFRun(t, definitionOf(t, logicAppPath),
+			map[string]any{"RevokeUrl": h.URL, "FunctionKey": functionKey, "ApiAudience": apiAudience},
+			map[string]any{"headers": map[string]any{"Idempotency-Key": "CHG0100"}, "body": map[string]any{"upn": deferredUser}})
+		run.token = h.miToken
+		run.beforePoll = func(_ string, n int) {
+			if n == 3 {
+				h.finishDeferred(t)
+			}
+		}
+		if st := run.run(); st != wfSucceeded {
+			t.Fatalf("run status = %s; want %s (actions: %s)", st, wfSucceeded, describeActions(run))
+		}
+		checkPolls(t, run, h, 3)
+		body, _ := json.Marshal(run.response.Body)
+		if run.response.Status != http.StatusOK || !run.response.Async || !strings.Contains(string(body), `"status":"revoked"`) {
+			t.Errorf("response = %+v %s; want an asynchronous 200 with the user revoked", run.response, body)
+		}
+	})
+}
+
+// checkPolls: the run polled the handler's status route want times, waiting its Retry-After.
+func checkPolls(t *testing.T, run *wfRun, h *handler, want int) {
+	t.Helper()
+	if len(run.polls) != want {
+		t.Errorf("%d polls; want %d", len(run.polls), want)
+	}
+	base := strings.TrimSuffix(h.URL, "/api/revoke") + "/api/revoke/status/"
+	for _, p := range run.polls {
+		if !strings.HasPrefix(p.URL.String(), base) {
+			t.Errorf("polled %s; want the handler's status route %s…", p.URL, base)
+		}
+	}
+	for _, w := range run.waits {
+		if w <= 0 {
+			t.Errorf("waits = %v; want the handler's Retry-After before every poll", run.waits)
+		}
+	}
+}
