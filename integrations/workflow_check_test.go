@@ -13,9 +13,10 @@ package integrations_test
 //     (limit.timeout on HTTP-based actions), "Runtime configuration settings" and "Operation options";
 //   - error-exception-handling: retryPolicy lives inside inputs, its types, count 1–90 and
 //     intervals from PT5S to P1D (Consumption);
-//   - connectors-native-reqres / LogicAppsUX: the Response action's "Asynchronous response"
-//     setting is operationOptions "Asynchronous"; the Request trigger's "Schema validation"
-//     setting is operationOptions "EnableSchemaValidation".
+//   - two operation options missing from that reference's table are what the designer writes for
+//     its own settings: "Asynchronous" (the Response action's "Asynchronous response", which
+//     answers the caller 202 with a Location to poll) and "EnableSchemaValidation" (the Request
+//     trigger's "Schema validation", which answers 400 to a body that does not match).
 // A list here is deliberately no wider than what our workflows need from what is documented: a
 // member missing from it fails the test, and whoever adds it checks the documentation first.
 
