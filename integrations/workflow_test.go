@@ -8,7 +8,8 @@ package integrations_test
 //   - a definition is first held to the language's shape (checkDefinition): a member Logic Apps
 //     does not define, such as retryPolicy beside inputs, fails the test before anything runs;
 //   - every argument of a function is evaluated, including both branches of if() (Logic Apps
-//     does not promise to skip the branch not taken), and concat/toLower/replace refuse null and non-strings;
+//     does not promise to skip the branch not taken), and concat/toLower/replace refuse null and
+//     non-strings;
 //   - outputs() and body() of an action that has no outputs (skipped, or an HTTP call that got no
 //     answer) fail the expression, as Logic Apps does ("property 'outputs' doesn't exist");
 //     actions('x')?['outputs'] is the null-safe way;
