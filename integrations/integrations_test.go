@@ -32,6 +32,7 @@ import (
 	"github.com/entra-revoke/entra-revoke/internal/request"
 	"github.com/entra-revoke/entra-revoke/internal/revoke"
 	"github.com/entra-revoke/entra-revoke/internal/server"
+	"github.com/entra-revoke/entra-revoke/internal/state"
 	"github.com/entra-revoke/entra-revoke/internal/telemetry"
 	"github.com/entra-revoke/entra-revoke/internal/testenv"
 	"github.com/entra-revoke/entra-revoke/internal/webhook"
@@ -44,10 +45,13 @@ const (
 	functionKey    = "test-function-key-not-a-secret"
 	testSecret     = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw" // the fixtures' public test secret
 	protectedUser  = "carol@contoso.com"
+	notFoundUser   = "ghost@contoso.com"
+	deferredUser   = "slow@contoso.com" // queued when the request allows deferral
 	sentinelPath   = "sentinel/azuredeploy.json"
 	logicAppPath   = "logic-apps/azuredeploy.json"
 	signScript     = "ticketing/sign.sh"
 	sendScript     = "ticketing/send.sh"
+	statusScript   = "ticketing/status.sh"
 	serviceNowPath = "ticketing/servicenow/EntraRevoke.js"
 )
 
@@ -55,38 +59,61 @@ const (
 var specFields = []string{"upn", "upns", "ticket", "reason", "requestedBy", "dryRun"}
 
 // fakeEngine stands in for the revocation engine: every user is revoked (or a dry run), except
-// protectedUser, and every job is recorded.
+// protectedUser (protected), notFoundUser (not_found) and deferredUser (queued, through deferrer,
+// as the real engine defers), and every job is recorded.
 type fakeEngine struct {
-	mu   sync.Mutex
-	jobs []revoke.Job
+	deferrer revoke.Deferrer
+
+	mu       sync.Mutex
+	jobs     []revoke.Job
+	deferred []revoke.Deferral
 }
 
 var _ server.Engine = (*fakeEngine)(nil)
 
-func (e *fakeEngine) Run(_ context.Context, job revoke.Job) (revoke.Result, error) {
+func (e *fakeEngine) Run(ctx context.Context, job revoke.Job) (revoke.Result, error) {
 	e.mu.Lock()
 	e.jobs = append(e.jobs, job)
 	e.mu.Unlock()
 	res := revoke.Result{ID: job.RequestID, DryRun: job.DryRun}
+	var queued []string
 	for _, u := range job.Users {
+		if strings.EqualFold(u, deferredUser) && job.Defer != revoke.DeferNever && e.deferrer != nil {
+			res.Results = append(res.Results, revoke.UserResult{UPN: u, Status: revoke.StatusQueued})
+			queued = append(queued, u)
+			continue
+		}
 		r := revoke.UserResult{UPN: u, Status: revoke.StatusRevoked, UserID: "uid-" + u, RevokedAt: "2026-11-21T23:59:01Z"}
 		switch {
 		case strings.EqualFold(u, protectedUser):
 			r = revoke.UserResult{UPN: u, Status: revoke.StatusProtected,
 				Error: &revoke.ErrorInfo{Code: "protected", Message: "the user is on PROTECTED_USERS"}}
+		case strings.EqualFold(u, notFoundUser):
+			r = revoke.UserResult{UPN: u, Status: revoke.StatusNotFound,
+				Error: &revoke.ErrorInfo{Code: "Request_ResourceNotFound", Message: "Resource '" + u + "' does not exist"}}
 		case job.DryRun:
 			r.Status, r.RevokedAt = revoke.StatusDryRun, ""
 		}
 		res.Results = append(res.Results, r)
 	}
-	res.Status = res.Results[0].Status
-	for _, r := range res.Results[1:] {
-		if r.Status != res.Status {
-			res.Status = revoke.StatusPartial
+	res.Status = revoke.Overall(res.Results)
+	if len(queued) > 0 {
+		d := revoke.Deferral{Meta: job.Meta, Users: queued, Ticket: job.Ticket, Reason: job.Reason,
+			RequestedBy: job.RequestedBy, DryRun: job.DryRun, Request: res}
+		if err := e.deferrer.Defer(ctx, d); err != nil {
+			return revoke.Result{}, err
 		}
+		e.mu.Lock()
+		e.deferred = append(e.deferred, d)
+		e.mu.Unlock()
 	}
 	return res, nil
 }
+
+// nopDeferrer stands in for the queue: the test finishes deferred users itself (finishDeferred).
+type nopDeferrer struct{}
+
+func (nopDeferrer) Defer(context.Context, revoke.Deferral) error { return nil }
 
 func (e *fakeEngine) Jobs() []revoke.Job {
 	e.mu.Lock()
@@ -116,6 +143,34 @@ type handler struct {
 	Engine *fakeEngine
 	Audit  *recordingAuditor
 	Issuer *entratest.Issuer // nil unless Entra tokens are accepted
+	State  *state.Memory     // the handler's state: idempotency and status records
+}
+
+// finishDeferred does what the queue trigger does when deferred users reach their final outcome:
+// every queued user of every deferred request becomes revoked in its status record.
+func (h *handler) finishDeferred(t *testing.T) {
+	t.Helper()
+	h.Engine.mu.Lock()
+	deferred := slices.Clone(h.Engine.deferred)
+	h.Engine.mu.Unlock()
+	for _, d := range deferred {
+		err := h.State.UpdateStatus(context.Background(), d.Meta.StatusHandle, 24*time.Hour, func(body []byte) ([]byte, error) {
+			var res revoke.Result
+			if err := json.Unmarshal(body, &res); err != nil {
+				return nil, err
+			}
+			for i, r := range res.Results {
+				if r.Status == revoke.StatusQueued {
+					res.Results[i] = revoke.UserResult{UPN: r.UPN, Status: revoke.StatusRevoked, UserID: "uid-" + r.UPN, RevokedAt: "2026-12-03T10:00:00Z"}
+				}
+			}
+			res.Status = revoke.Overall(res.Results)
+			return json.Marshal(res)
+		})
+		if err != nil {
+			t.Fatalf("finish deferred request %s: %v", d.Meta.RequestID, err)
+		}
+	}
 }
 
 // mustHandler starts the handler with webhook secrets and, when withEntra, Entra ID tokens for
@@ -126,11 +181,15 @@ func mustHandler(t *testing.T, secrets []string, withEntra bool) *handler {
 	if err != nil {
 		t.Fatalf("ParseSecrets: %v", err)
 	}
-	h := &handler{Engine: &fakeEngine{}, Audit: &recordingAuditor{}}
+	store := state.NewMemory(state.MemoryConfig{})
+	h := &handler{Audit: &recordingAuditor{}, State: store,
+		Engine: &fakeEngine{deferrer: &server.StatusDeferrer{Next: nopDeferrer{}, Status: store, TTL: 24 * time.Hour}}}
 	deps := server.Deps{
 		Logger:    slog.New(slog.DiscardHandler),
 		Engine:    h.Engine,
 		Validator: request.NewValidator(),
+		State:     store,
+		Storage:   true, // deferral possible: the fake engine queues deferredUser
 		Audit:     h.Audit,
 		Keys:      keys,
 		Tolerance: 5 * time.Minute,
@@ -353,11 +412,106 @@ func TestWorkflowTemplates(t *testing.T) {
 				if !slices.Contains(toStrings(t, secure["properties"]), "inputs") {
 					t.Errorf("%s: %s does not hide its inputs (the function key) from run history", path, name)
 				}
+				// Retries are safe thanks to the Idempotency-Key, and the policy sits where Logic
+				// Apps reads it.
+				if _, ok := in["retryPolicy"].(map[string]any); !ok {
+					t.Errorf("%s: %s has no retryPolicy inside its inputs", path, name)
+				}
+				// The asynchronous pattern follows a deferred revocation to its final outcome; the
+				// wait covers the queue's whole retry budget.
+				if hasOperationOption(a, "DisableAsyncPattern") {
+					t.Errorf("%s: %s disables the asynchronous pattern: a deferred revocation would read as final at 202", path, name)
+				}
+				limit, _ := a["limit"].(map[string]any)
+				timeout, err := parseISODuration(fmt.Sprint(limit["timeout"]))
+				if budget := queueRetryBudget(t); err != nil || timeout < budget {
+					t.Errorf("%s: %s limit.timeout = %v (%v); want at least %s, the longest the queue keeps retrying", path, name, limit["timeout"], err, budget)
+				}
 			})
 			if httpActions != 1 {
 				t.Errorf("%s: %d HTTP actions; want 1", path, httpActions)
 			}
+			if problems := checkDefinition(def); len(problems) > 0 {
+				t.Errorf("%s: Logic Apps would refuse the workflow:\n  %s", path, strings.Join(problems, "\n  "))
+			}
 		})
+	}
+}
+
+// queueRetryBudget is the longest a deferred revocation can stay queued before its final
+// outcome, from host.json: every delivery may run for functionTimeout and then wait
+// visibilityTimeout, maxDequeueCount times.
+func queueRetryBudget(t *testing.T) time.Duration {
+	t.Helper()
+	host := mustReadJSON(t, "../host.json")
+	q := mustObject(t, mustObject(t, host["extensions"], "extensions")["queues"], "queues")
+	span := func(v any) time.Duration {
+		var h, m, s int
+		if _, err := fmt.Sscanf(fmt.Sprint(v), "%d:%d:%d", &h, &m, &s); err != nil {
+			t.Fatalf("host.json time span %v: %v", v, err)
+		}
+		return time.Duration(h)*time.Hour + time.Duration(m)*time.Minute + time.Duration(s)*time.Second
+	}
+	n, ok := q["maxDequeueCount"].(float64)
+	if !ok {
+		t.Fatalf("host.json extensions.queues.maxDequeueCount = %v", q["maxDequeueCount"])
+	}
+	return time.Duration(n) * (span(host["functionTimeout"]) + span(q["visibilityTimeout"]))
+}
+
+// TestSentinelContentConventions: the playbook carries the metadata Microsoft Sentinel's content
+// hub shows and the hidden tags that tie a deployed playbook to its template (as in
+// Azure/Azure-Sentinel's Block-AADUser).
+func TestSentinelContentConventions(t *testing.T) {
+	t.Parallel()
+	tmpl := mustReadJSON(t, sentinelPath)
+	md := mustObject(t, tmpl["metadata"], "metadata")
+	for _, k := range []string{"title", "description"} {
+		if s, _ := md[k].(string); s == "" {
+			t.Errorf("metadata.%s is empty", k)
+		}
+	}
+	if _, err := time.Parse(time.RFC3339, fmt.Sprint(md["lastUpdateTime"])); err != nil {
+		t.Errorf("metadata.lastUpdateTime = %v: %v", md["lastUpdateTime"], err)
+	}
+	for _, k := range []string{"prerequisites", "postDeployment", "entities", "tags"} {
+		list, ok := md[k].([]any)
+		if !ok || len(list) == 0 {
+			t.Errorf("metadata.%s = %v; want a non-empty list", k, md[k])
+		}
+		for _, v := range list {
+			if s, _ := v.(string); s == "" {
+				t.Errorf("metadata.%s has a non-string or empty entry %v", k, v)
+			}
+		}
+	}
+	// What to do before deploying and what after are separate lists.
+	pre, _ := json.Marshal(md["prerequisites"])
+	if strings.Contains(string(pre), "Sessions.Revoke app role") || strings.Contains(string(pre), "Responder") {
+		t.Errorf("metadata.prerequisites holds post-deployment steps: %s", pre)
+	}
+	post, _ := json.Marshal(md["postDeployment"])
+	for _, want := range []string{"Sessions.Revoke", "Microsoft Sentinel Responder", "rotated"} {
+		if !strings.Contains(string(post), want) {
+			t.Errorf("metadata.postDeployment %s does not mention %q", post, want)
+		}
+	}
+	if tier := mustObject(t, md["support"], "support")["tier"]; tier != "community" {
+		t.Errorf("metadata.support.tier = %v; want community", tier)
+	}
+	if name, _ := mustObject(t, md["author"], "author")["name"].(string); name == "" {
+		t.Errorf("metadata.author.name is empty")
+	}
+	resource, _ := workflowOf(t, tmpl)
+	tags := mustObject(t, resource["tags"], "workflow tags")
+	if tags["hidden-SentinelTemplateName"] != "entra-revoke-incident" || tags["hidden-SentinelTemplateVersion"] == nil || tags["LogicAppsCategory"] != "security" {
+		t.Errorf("workflow tags = %v; want LogicAppsCategory security and the hidden template name and version", tags)
+	}
+	// The version tag follows the newest release note.
+	notes := mustSlice(t, md["releaseNotes"], "releaseNotes")
+	latest := mustObject(t, notes[0], "release note")["version"]
+	if v := fmt.Sprint(tags["hidden-SentinelTemplateVersion"]); !strings.HasPrefix(fmt.Sprint(latest), v+".") {
+		t.Errorf("hidden-SentinelTemplateVersion %s does not match the newest release note %v", v, latest)
 	}
 }
 
@@ -422,16 +576,48 @@ func sentinelRun(t *testing.T, h *handler, api *sentinelAPI) (*wfRun, map[string
 	t.Helper()
 	_, def := workflowOf(t, mustReadJSON(t, sentinelPath))
 	incident := mustReadJSON(t, "testdata/sentinel-incident.json")
+	return sentinelRunOf(t, def, h.URL, h.miToken, api, incident), incident
+}
+
+// sentinelRunOf prepares a run of a playbook definition for incident against the webhook at url.
+func sentinelRunOf(t *testing.T, def map[string]any, url string, token func(string) string, api *sentinelAPI, incident map[string]any) *wfRun {
+	t.Helper()
 	run := newWFRun(t, def, map[string]any{
 		"$connections": map[string]any{"azuresentinel": map[string]any{"connectionId": "/subscriptions/x/connections/azuresentinel"}},
-		"RevokeUrl":    h.URL,
+		"RevokeUrl":    url,
 		"FunctionKey":  functionKey,
 		"ApiAudience":  apiAudience,
 	}, map[string]any{"headers": map[string]any{}, "body": incident})
 	run.name = "entra-revoke-incident"
-	run.token = h.miToken
+	run.token = token
 	run.api = api.call
-	return run, incident
+	return run
+}
+
+// incidentWith returns the testdata incident with its related entities replaced by accounts, each
+// given as the entity's properties (accountName, upnSuffix, aadUserId, …).
+func incidentWith(t *testing.T, accounts ...map[string]any) map[string]any {
+	t.Helper()
+	incident := mustReadJSON(t, "testdata/sentinel-incident.json")
+	props := mustObject(t, mustObject(t, incident["object"], "object")["properties"], "properties")
+	var entities []any
+	for i, a := range accounts {
+		entities = append(entities, map[string]any{
+			"id":         fmt.Sprintf("/entities/%d", i),
+			"name":       fmt.Sprintf("entity-%d", i),
+			"type":       "Microsoft.SecurityInsights/Entities",
+			"kind":       "Account",
+			"properties": a,
+		})
+	}
+	props["relatedEntities"] = orEmpty(entities)
+	return incident
+}
+
+// upnAccount is an account entity for a UPN.
+func upnAccount(upn string) map[string]any {
+	name, suffix, _ := strings.Cut(upn, "@")
+	return map[string]any{"accountName": name, "upnSuffix": suffix, "friendlyName": name}
 }
 
 // TestSentinelPlaybook runs the playbook on an incident with four account entities against the
@@ -721,7 +907,7 @@ func postSigned(t *testing.T, url string, h http.Header, body []byte) int {
 func TestShellcheck(t *testing.T) {
 	t.Parallel()
 	mustTool(t, "shellcheck", "apt-get install shellcheck; make shellcheck")
-	for _, s := range []string{signScript, sendScript} {
+	for _, s := range []string{signScript, sendScript, statusScript} {
 		cmd := exec.Command("shellcheck", "--severity=style", s)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Errorf("shellcheck %s: %v\n%s", s, err, out)

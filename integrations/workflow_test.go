@@ -5,14 +5,22 @@ package integrations_test
 //
 // It implements the part of the Workflow Definition Language the definitions use, with the
 // documented semantics, and is stricter than Logic Apps where that is cheap:
-//   - every argument of a function is evaluated, including both branches of if() (Logic Apps does
-//     not promise short-circuiting), and concat/toLower/replace refuse null and non-strings;
+//   - a definition is first held to the language's shape (checkDefinition): a member Logic Apps
+//     does not define, such as retryPolicy beside inputs, fails the test before anything runs;
+//   - every argument of a function is evaluated, including both branches of if() (Logic Apps
+//     does not promise to skip the branch not taken), and concat/toLower/replace refuse null and
+//     non-strings;
+//   - outputs() and body() of an action that has no outputs (skipped, or an HTTP call that got no
+//     answer) fail the expression, as Logic Apps does ("property 'outputs' doesn't exist");
+//     actions('x')?['outputs'] is the null-safe way;
 //   - an unknown function, action type or trigger accessor fails the test, so a definition cannot
 //     silently use something the tests do not cover.
 // Actions run in runAfter order inside each container (workflow, Scope, Foreach iteration, If
-// branch); loops run sequentially (the definitions set concurrency 1). A container fails when one
-// of its actions failed and no other action of the container runs after that failure; the
-// Foreach fails when an iteration fails. Retry policies are not simulated: one attempt each.
+// branch); loops run sequentially (the definitions set concurrency 1). A container's status
+// follows the documented rule (see containerStatus); the Foreach fails when an iteration fails.
+// HTTP actions follow the asynchronous request-reply pattern unless DisableAsyncPattern is set
+// (see runHTTP), on a virtual clock: the emulator records the waits instead of sleeping. Retry
+// policies are checked but not simulated: one attempt each.
 
 import (
 	"bytes"
@@ -30,6 +38,7 @@ import (
 	"testing"
 	"time"
 	"unicode"
+	"unicode/utf16"
 )
 
 // wfStatus values, as Logic Apps reports them.
@@ -53,6 +62,9 @@ type wfRun struct {
 	token func(audience string) string
 	// api answers ApiConnection actions (managed connectors): path, method and evaluated body.
 	api func(path, method string, body any) (status int, respBody any)
+	// beforePoll, when set, runs before each poll of an asynchronous HTTP action (n counts from
+	// 1), so a test can let the server make progress between polls.
+	beforePoll func(action string, n int)
 
 	vars       map[string]any
 	actions    map[string]*wfAction // the latest result of every action, by name
@@ -62,24 +74,31 @@ type wfRun struct {
 	terminated string // runStatus of a Terminate action
 	response   *wfResponse
 	http       *http.Client
+	waits      []time.Duration // the Retry-After waits of asynchronous polls, in order (virtual clock)
+	polls      []*http.Request // every poll request sent, in order
 }
 
 // wfAction is the result of one action run.
 type wfAction struct {
-	Name     string
-	Type     string
-	Status   string
-	Code     string
-	Inputs   any
-	Outputs  any
-	Error    map[string]any
-	Children []string // for Scope: the names of its direct actions, for result()
+	Name       string
+	Type       string
+	Status     string
+	Code       string
+	Inputs     any
+	Outputs    any
+	HasOutputs bool // false for skipped actions and HTTP calls that got no answer
+	Error      map[string]any
+	Children   []string // for Scope: the names of its direct actions, for result()
 }
 
 // wfResponse is what a Response action returned to the trigger's caller.
 type wfResponse struct {
-	Status int
-	Body   any
+	Status  int
+	Headers map[string]any
+	Body    any
+	// Async is the Response action's "Asynchronous response" setting: the caller got 202 with a
+	// Location at once and reads this response by polling it.
+	Async bool
 }
 
 // wfError is an expression or action error; it fails the action, as in Logic Apps.
@@ -100,9 +119,12 @@ func newWFRun(t testing.TB, definition map[string]any, params map[string]any, tr
 	}
 }
 
-// run executes the workflow's actions and returns the run status.
+// run checks the definition, executes its actions and returns the run status.
 func (r *wfRun) run() string {
 	r.t.Helper()
+	if problems := checkDefinition(r.definition); len(problems) > 0 {
+		r.t.Fatalf("Logic Apps would refuse this workflow:\n  %s", strings.Join(problems, "\n  "))
+	}
 	actions, _ := r.definition["actions"].(map[string]any)
 	st := r.runContainer(actions)
 	if r.terminated != "" {
@@ -156,19 +178,56 @@ func (r *wfRun) runContainer(actions map[string]any) string {
 			r.t.Fatalf("runAfter cycle or dangling dependency among %v", names)
 		}
 	}
-	// Failed unless every failure is handled by an action that runs after it on failure.
-	for name, st := range status {
-		if st != wfFailed && st != wfTimedOut {
-			continue
+	return containerStatus(r.t, actions, status)
+}
+
+// containerStatus applies Logic Apps' documented rule for the status of a run or of a scope
+// (learn.microsoft.com/azure/logic-apps/error-exception-handling, "Manage the run after
+// behavior"): "If this behavior happens for an action that has parallel branches, the Azure Logic
+// Apps engine follows the other branches to determine their completion statuses. For example, if
+// a branch ends with a Skipped action, that branch's completion status is based on that skipped
+// action's predecessor status. After the workflow run completes, the engine determines the entire
+// run's status by evaluating all the branch statuses. If any branch ends in failure, the entire
+// workflow run is marked Failed." The same page: a scope is checked "using the same criteria" as
+// a run. A branch ends in an action that no other action of the container runs after. A skipped
+// action with several predecessors takes the worst of theirs (the documentation names one
+// predecessor; the worst is the reading under which a passing test still passes in Azure).
+func containerStatus(t testing.TB, actions map[string]any, status map[string]string) string {
+	t.Helper()
+	followed := map[string]bool{}
+	for _, name := range slices.Sorted(maps.Keys(actions)) {
+		after, _ := mustObject(t, actions[name], name)["runAfter"].(map[string]any)
+		for dep := range after {
+			followed[dep] = true
 		}
-		handled := false
-		for other := range actions {
-			after, _ := mustObject(r.t, actions[other], other)["runAfter"].(map[string]any)
-			if allowed, ok := after[name]; ok && slices.Contains(toStrings(r.t, allowed), st) {
-				handled = true
+	}
+	var effective func(name string, seen map[string]bool) string
+	effective = func(name string, seen map[string]bool) string {
+		st, ran := status[name]
+		if !ran {
+			return wfSucceeded // not reached because a Terminate action ended the run
+		}
+		if st != wfSkipped {
+			return st
+		}
+		if seen[name] {
+			return wfSucceeded
+		}
+		seen[name] = true
+		worst := wfSucceeded
+		after, _ := mustObject(t, actions[name], name)["runAfter"].(map[string]any)
+		for _, dep := range slices.Sorted(maps.Keys(after)) {
+			if e := effective(dep, seen); e == wfFailed || e == wfTimedOut {
+				worst = wfFailed
 			}
 		}
-		if !handled {
+		return worst
+	}
+	for _, name := range slices.Sorted(maps.Keys(actions)) {
+		if followed[name] {
+			continue
+		}
+		if e := effective(name, map[string]bool{}); e == wfFailed || e == wfTimedOut {
 			return wfFailed
 		}
 	}
@@ -186,6 +245,7 @@ func (r *wfRun) runAction(name string, a map[string]any) string {
 		res.Error = map[string]any{"code": "ActionFailed", "message": err.Error()}
 		return wfFailed
 	}
+	setOutputs := func(v any) { res.Outputs, res.HasOutputs = v, true }
 	typ, _ := a["type"].(string)
 	switch typ {
 	case "InitializeVariable":
@@ -214,7 +274,7 @@ func (r *wfRun) runAction(name string, a map[string]any) string {
 		if err != nil {
 			return fail(err)
 		}
-		res.Outputs = out
+		setOutputs(out)
 	case "Scope":
 		inner := mustObject(r.t, a["actions"], name)
 		res.Children = slices.Sorted(maps.Keys(inner))
@@ -274,7 +334,7 @@ func (r *wfRun) runAction(name string, a map[string]any) string {
 		path, _ := m["path"].(string)
 		method, _ := m["method"].(string)
 		code, body := r.api(path, method, m["body"])
-		res.Outputs = map[string]any{"statusCode": float64(code), "body": body}
+		setOutputs(map[string]any{"statusCode": float64(code), "body": body})
 		if code < 200 || code > 299 {
 			res.Status = wfFailed
 			res.Code = strconv.Itoa(code)
@@ -286,8 +346,12 @@ func (r *wfRun) runAction(name string, a map[string]any) string {
 		if err != nil {
 			return fail(err)
 		}
+		fromList, ok := from.([]any)
+		if !ok {
+			return fail(wfErrorf("%s: from is %T, not an array", name, from))
+		}
 		var kept []any
-		for _, it := range mustSlice(r.t, from, name) {
+		for _, it := range fromList {
 			r.item, r.hasItem = it, true
 			keep, err := r.eval(in["where"])
 			r.item, r.hasItem = nil, false
@@ -298,15 +362,19 @@ func (r *wfRun) runAction(name string, a map[string]any) string {
 				kept = append(kept, it)
 			}
 		}
-		res.Outputs = map[string]any{"body": orEmpty(kept)}
+		setOutputs(map[string]any{"body": orEmpty(kept)})
 	case "Select":
 		in := mustObject(r.t, a["inputs"], name)
 		from, err := r.eval(in["from"])
 		if err != nil {
 			return fail(err)
 		}
+		fromList, ok := from.([]any)
+		if !ok {
+			return fail(wfErrorf("%s: from is %T, not an array", name, from))
+		}
 		var out []any
-		for _, it := range mustSlice(r.t, from, name) {
+		for _, it := range fromList {
 			r.item, r.hasItem = it, true
 			v, err := r.eval(in["select"])
 			r.item, r.hasItem = nil, false
@@ -315,7 +383,7 @@ func (r *wfRun) runAction(name string, a map[string]any) string {
 			}
 			out = append(out, v)
 		}
-		res.Outputs = map[string]any{"body": orEmpty(out)}
+		setOutputs(map[string]any{"body": orEmpty(out)})
 	case "Response":
 		in, err := r.eval(a["inputs"])
 		if err != nil {
@@ -326,7 +394,9 @@ func (r *wfRun) runAction(name string, a map[string]any) string {
 		if !ok {
 			return fail(wfErrorf("Response statusCode is %T, not a number", m["statusCode"]))
 		}
-		r.response = &wfResponse{Status: int(code), Body: m["body"]}
+		headers, _ := m["headers"].(map[string]any)
+		async := hasOperationOption(a, "Asynchronous")
+		r.response = &wfResponse{Status: int(code), Headers: headers, Body: m["body"], Async: async}
 	case "Terminate":
 		in := mustObject(r.t, a["inputs"], name)
 		r.terminated, _ = in["runStatus"].(string)
@@ -336,7 +406,31 @@ func (r *wfRun) runAction(name string, a map[string]any) string {
 	return res.Status
 }
 
-// runHTTP sends an Http action's request.
+// hasOperationOption reports whether an action's operationOptions list option.
+func hasOperationOption(a map[string]any, option string) bool {
+	s, _ := a["operationOptions"].(string)
+	for _, o := range strings.Split(s, ",") {
+		if strings.EqualFold(strings.TrimSpace(o), option) {
+			return true
+		}
+	}
+	return false
+}
+
+// wfMaxPolls bounds the polls of an asynchronous action without limit.timeout, so that a server
+// that never stops answering 202 fails the test instead of hanging it.
+const wfMaxPolls = 1000
+
+// runHTTP sends an Http action's request and, unless the action sets DisableAsyncPattern,
+// follows the asynchronous request-reply pattern as documented for the HTTP action
+// (learn.microsoft.com/azure/connectors/connectors-native-http, "Asynchronous request-response
+// behavior"): on 202 with a Location header, poll that URL with GET until the answer is not 202;
+// the last answer is the action's outputs. Each wait is the answer's Retry-After, on a virtual
+// clock; once the waits exceed the action's limit.timeout the action ends TimedOut with code
+// ActionTimedOut and no outputs ("Change asynchronous duration"). What Logic Apps sends with a
+// poll besides the URL is not documented, so the emulator sends nothing else: a status link must
+// be its own credential. A 202 without Location or without Retry-After fails the test (Logic Apps'
+// behaviour then is not documented; entra-revoke always sends both).
 func (r *wfRun) runHTTP(res *wfAction, a map[string]any) string {
 	r.t.Helper()
 	in, err := r.eval(a["inputs"])
@@ -360,9 +454,7 @@ func (r *wfRun) runHTTP(res *wfAction, a map[string]any) string {
 			body = bytes.NewReader(raw)
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, uri, body)
+	req, err := http.NewRequest(method, uri, body)
 	if err != nil {
 		r.t.Fatalf("%s: request: %v", res.Name, err)
 	}
@@ -382,34 +474,109 @@ func (r *wfRun) runHTTP(res *wfAction, a map[string]any) string {
 		audience, _ := auth["audience"].(string)
 		req.Header.Set("Authorization", "Bearer "+r.token(audience))
 	}
-	resp, err := r.http.Do(req)
-	if err != nil {
-		// No answer: Logic Apps reports the action failed without a status code.
-		res.Status, res.Outputs = wfFailed, map[string]any{}
+	noAnswer := func(err error) string {
+		// Logic Apps reports the action failed, without a status code or outputs.
+		res.Status, res.Outputs, res.HasOutputs = wfFailed, nil, false
 		res.Error = map[string]any{"code": "ServiceUnavailable", "message": "no response: " + err.Error()}
 		return wfFailed
 	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
+	status, headers, raw, err := r.send(req)
 	if err != nil {
-		r.t.Fatalf("%s: read response: %v", res.Name, err)
+		return noAnswer(err)
 	}
-	headers := map[string]any{}
-	for k := range resp.Header {
-		headers[k] = resp.Header.Get(k)
+
+	var timeout time.Duration
+	if l, ok := a["limit"].(map[string]any); ok {
+		timeout, _ = parseISODuration(fmt.Sprint(l["timeout"]))
+	}
+	var waited time.Duration
+	for n := 1; status == http.StatusAccepted && !hasOperationOption(a, "DisableAsyncPattern"); n++ {
+		loc := headers.Get("Location")
+		if loc == "" {
+			r.t.Fatalf("%s: 202 without Location: what Logic Apps does then is not documented", res.Name)
+		}
+		wait, err := retryAfter(headers.Get("Retry-After"))
+		if err != nil {
+			r.t.Fatalf("%s: 202 with Location but Retry-After %q: %v", res.Name, headers.Get("Retry-After"), err)
+		}
+		next, err := req.URL.Parse(loc)
+		if err != nil {
+			r.t.Fatalf("%s: Location %q: %v", res.Name, loc, err)
+		}
+		r.waits = append(r.waits, wait)
+		waited += wait
+		if timeout > 0 && waited > timeout {
+			res.Status, res.Code, res.Outputs, res.HasOutputs = wfTimedOut, "ActionTimedOut", nil, false
+			res.Error = map[string]any{"code": "ActionTimedOut", "message": fmt.Sprintf("the asynchronous operation did not finish within %s", timeout)}
+			return wfTimedOut
+		}
+		if timeout == 0 && n > wfMaxPolls {
+			r.t.Fatalf("%s: still 202 after %d polls and the action has no limit.timeout", res.Name, wfMaxPolls)
+		}
+		if r.beforePoll != nil {
+			r.beforePoll(res.Name, n)
+		}
+		req, err = http.NewRequest(http.MethodGet, next.String(), nil)
+		if err != nil {
+			r.t.Fatalf("%s: poll: %v", res.Name, err)
+		}
+		r.polls = append(r.polls, req)
+		status, headers, raw, err = r.send(req)
+		if err != nil {
+			return noAnswer(err)
+		}
+	}
+
+	hm := map[string]any{}
+	for k := range headers {
+		hm[k] = headers.Get(k)
 	}
 	var parsed any = string(raw)
-	if strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
+	switch {
+	case len(raw) == 0:
+		parsed = nil
+	case strings.HasPrefix(headers.Get("Content-Type"), "application/json"):
 		if err := json.Unmarshal(raw, &parsed); err != nil {
 			r.t.Fatalf("%s: response is not JSON: %v: %s", res.Name, err, raw)
 		}
 	}
-	res.Outputs = map[string]any{"statusCode": float64(resp.StatusCode), "headers": headers, "body": parsed}
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		res.Status, res.Code = wfFailed, strconv.Itoa(resp.StatusCode)
-		res.Error = map[string]any{"code": strconv.Itoa(resp.StatusCode), "message": string(raw)}
+	res.Outputs, res.HasOutputs = map[string]any{"statusCode": float64(status), "headers": hm, "body": parsed}, true
+	if status < 200 || status > 299 {
+		res.Status, res.Code = wfFailed, strconv.Itoa(status)
+		res.Error = map[string]any{"code": strconv.Itoa(status), "message": string(raw)}
 	}
 	return res.Status
+}
+
+// send does one HTTP exchange and reads the whole answer.
+func (r *wfRun) send(req *http.Request) (int, http.Header, []byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	resp, err := r.http.Do(req.WithContext(ctx))
+	if err != nil {
+		return 0, nil, nil, err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		r.t.Fatalf("%s %s: read response: %v", req.Method, req.URL, err)
+	}
+	return resp.StatusCode, resp.Header, raw, nil
+}
+
+// retryAfter reads a Retry-After header: delay seconds or an HTTP date.
+func retryAfter(v string) (time.Duration, error) {
+	if v == "" {
+		return 0, fmt.Errorf("missing")
+	}
+	if n, err := strconv.Atoi(v); err == nil && n >= 0 {
+		return time.Duration(n) * time.Second, nil
+	}
+	t, err := http.ParseTime(v)
+	if err != nil {
+		return 0, fmt.Errorf("neither seconds nor an HTTP date")
+	}
+	return max(time.Until(t), 0), nil
 }
 
 // condition evaluates an If action's expression: an object of and/or/not/equals/greater, or an
@@ -839,16 +1006,17 @@ func (r *wfRun) call(fn string, args []any) (any, error) {
 			return nil, wfErrorf("variable %q is not initialized", name)
 		}
 		return v, nil
-	case "outputs":
+	case "outputs", "body":
 		a, err := action()
 		if err != nil {
 			return nil, err
 		}
-		return a.Outputs, nil
-	case "body":
-		a, err := action()
-		if err != nil {
-			return nil, err
+		if !a.HasOutputs {
+			// Logic Apps: "… cannot be evaluated because property 'outputs' doesn't exist".
+			return nil, wfErrorf("%s(%q): the action (%s) has no outputs", fn, a.Name, a.Status)
+		}
+		if fn == "outputs" {
+			return a.Outputs, nil
 		}
 		switch a.Type {
 		case "Http", "ApiConnection", "Query", "Select":
@@ -856,6 +1024,12 @@ func (r *wfRun) call(fn string, args []any) (any, error) {
 			return m["body"], nil
 		}
 		return a.Outputs, nil
+	case "actions":
+		a, err := action()
+		if err != nil {
+			return nil, err
+		}
+		return actionResult(a), nil
 	case "result":
 		a, err := action()
 		if err != nil {
@@ -863,18 +1037,9 @@ func (r *wfRun) call(fn string, args []any) (any, error) {
 		}
 		var out []any
 		for _, child := range a.Children {
-			c, ok := r.actions[child]
-			if !ok {
-				continue
+			if c, ok := r.actions[child]; ok {
+				out = append(out, actionResult(c))
 			}
-			item := map[string]any{"name": c.Name, "status": c.Status}
-			if c.Code != "" {
-				item["code"] = c.Code
-			}
-			if c.Error != nil {
-				item["error"] = c.Error
-			}
-			out = append(out, item)
 		}
 		return orEmpty(out), nil
 	case "if":
@@ -952,6 +1117,8 @@ func (r *wfRun) call(fn string, args []any) (any, error) {
 			}
 		}
 		return nil, nil
+	case "createArray":
+		return slices.Clone(args), nil
 	case "string":
 		if err := want(1); err != nil {
 			return nil, err
@@ -968,17 +1135,100 @@ func (r *wfRun) call(fn string, args []any) (any, error) {
 			return nil, err
 		}
 		n, ok := args[1].(float64)
-		if !ok {
-			return nil, wfErrorf("take: count is %T", args[1])
+		if !ok || n < 0 || n != float64(int(n)) {
+			return nil, wfErrorf("take: count %v is not a non-negative whole number", args[1])
 		}
 		switch v := args[0].(type) {
 		case string:
-			rs := []rune(v)
-			return string(rs[:min(len(rs), int(n))]), nil
+			u := utf16.Encode([]rune(v))
+			return string(utf16.Decode(u[:min(len(u), int(n))])), nil
 		case []any:
 			return v[:min(len(v), int(n))], nil
 		}
 		return nil, wfErrorf("take: %T", args[0])
+	case "length":
+		if err := want(1); err != nil {
+			return nil, err
+		}
+		switch v := args[0].(type) {
+		case string:
+			return float64(len(utf16.Encode([]rune(v)))), nil // .NET counts UTF-16 code units
+		case []any:
+			return float64(len(v)), nil
+		}
+		return nil, wfErrorf("length: %T is neither a string nor an array", args[0])
+	case "lastIndexOf", "indexOf":
+		if err := want(2); err != nil {
+			return nil, err
+		}
+		s, err := str(0)
+		if err != nil {
+			return nil, err
+		}
+		sub, err := str(1)
+		if err != nil {
+			return nil, err
+		}
+		i := strings.Index(s, sub)
+		if fn == "lastIndexOf" {
+			i = strings.LastIndex(s, sub)
+		}
+		if i < 0 {
+			return float64(-1), nil
+		}
+		return float64(len(utf16.Encode([]rune(s[:i])))), nil
+	case "max", "min", "add", "sub":
+		if len(args) < 2 || (fn != "max" && fn != "min" && len(args) != 2) {
+			return nil, wfErrorf("%s: wrong number of arguments (%d)", fn, len(args))
+		}
+		nums := make([]float64, len(args))
+		for i, a := range args {
+			f, ok := a.(float64)
+			if !ok {
+				return nil, wfErrorf("%s: argument %d is %T, not a number", fn, i+1, a)
+			}
+			nums[i] = f
+		}
+		switch fn {
+		case "max":
+			return slices.Max(nums), nil
+		case "min":
+			return slices.Min(nums), nil
+		case "add":
+			return nums[0] + nums[1], nil
+		}
+		return nums[0] - nums[1], nil
+	case "less", "lessOrEquals", "greater", "greaterOrEquals":
+		if err := want(2); err != nil {
+			return nil, err
+		}
+		x, ok1 := args[0].(float64)
+		y, ok2 := args[1].(float64)
+		if !ok1 || !ok2 {
+			return nil, wfErrorf("%s needs two numbers, got %T and %T", fn, args[0], args[1])
+		}
+		switch fn {
+		case "less":
+			return x < y, nil
+		case "lessOrEquals":
+			return x <= y, nil
+		case "greater":
+			return x > y, nil
+		}
+		return x >= y, nil
+	case "startsWith":
+		if err := want(2); err != nil {
+			return nil, err
+		}
+		s, err := str(0)
+		if err != nil {
+			return nil, err
+		}
+		p, err := str(1)
+		if err != nil {
+			return nil, err
+		}
+		return strings.HasPrefix(strings.ToLower(s), strings.ToLower(p)), nil // case-insensitive, as documented
 	case "join":
 		if err := want(2); err != nil {
 			return nil, err
@@ -1038,6 +1288,22 @@ func (r *wfRun) call(fn string, args []any) (any, error) {
 	}
 	r.t.Fatalf("function %s() is not supported by the test interpreter", fn)
 	return nil, nil
+}
+
+// actionResult is an action's result as actions() and result() return it: name, status, code
+// and error, and outputs only when the action has them.
+func actionResult(a *wfAction) map[string]any {
+	item := map[string]any{"name": a.Name, "status": a.Status}
+	if a.Code != "" {
+		item["code"] = a.Code
+	}
+	if a.Error != nil {
+		item["error"] = a.Error
+	}
+	if a.HasOutputs {
+		item["outputs"] = a.Outputs
+	}
+	return item
 }
 
 func typeOf(a any) string {

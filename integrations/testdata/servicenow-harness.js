@@ -7,8 +7,12 @@
 //   sn_ws.RESTMessageV2 (recorded here instead of sent: the Go test sends it to the handler)
 //   Class.create (Prototype's class factory: the constructor calls initialize)
 //
-// usage: node servicenow-harness.js SCRIPT.js < {"properties": {...}, "args": [upn, ticket, reason, requestId]}
-// prints {"request": {endpoint, method, headers, body, timeoutMs}, "result": {...}}
+//   sn_ws.RESTMessageV2's response: getStatusCode, getBody, getHeader, answered from "responses"
+//     in order (default 200 "{}")
+//
+// usage: node servicenow-harness.js SCRIPT.js < {"properties": {...}, "method": "revoke"|"status",
+//          "args": [...], "responses": [{"status": 202, "headers": {...}, "body": "..."}]}
+// prints {"request": first request, "requests": [{endpoint, method, headers, body, timeoutMs}], "result": {...}}
 "use strict";
 const crypto = require("node:crypto");
 const fs = require("node:fs");
@@ -18,6 +22,7 @@ const input = JSON.parse(fs.readFileSync(0, "utf8"));
 const source = fs.readFileSync(process.argv[2], "utf8");
 
 const sent = [];
+const responses = input.responses || [];
 class RESTMessageV2 {
   constructor() { this.req = { headers: {} }; sent.push(this.req); }
   setEndpoint(u) { this.req.endpoint = u; }
@@ -25,11 +30,21 @@ class RESTMessageV2 {
   setRequestHeader(k, v) { this.req.headers[k] = v; }
   setRequestBody(b) { this.req.body = b; }
   setHttpTimeout(ms) { this.req.timeoutMs = ms; }
-  execute() { return { getStatusCode: () => 200, getBody: () => "{}" }; }
+  execute() {
+    const r = responses.shift() || { status: 200, headers: {}, body: "{}" };
+    const headers = {};
+    for (const [k, v] of Object.entries(r.headers || {})) headers[k.toLowerCase()] = v;
+    return {
+      getStatusCode: () => r.status,
+      getBody: () => r.body,
+      // RESTResponseV2.getHeader: the header's value, case-insensitive name; null when absent.
+      getHeader: (name) => (name.toLowerCase() in headers ? headers[name.toLowerCase()] : null),
+    };
+  }
 }
 
 const context = {
-  JSON, Math, String, Error, Number, Object, Array, RegExp,
+  JSON, Math, String, Error, Number, Object, Array, RegExp, parseInt, isNaN,
   Class: {
     create() {
       return function () { this.initialize.apply(this, arguments); };
@@ -58,6 +73,7 @@ const context = {
 vm.createContext(context);
 vm.runInContext(source + "\n;globalThis.__EntraRevoke = EntraRevoke;", context, { filename: process.argv[2] });
 
-const result = new context.__EntraRevoke().revoke(...input.args);
+const method = input.method || "revoke";
+const result = new context.__EntraRevoke()[method](...input.args);
 if (sent.length !== 1) throw new Error("harness: want exactly one request, got " + sent.length);
-process.stdout.write(JSON.stringify({ request: sent[0], result }) + "\n");
+process.stdout.write(JSON.stringify({ request: sent[0], requests: sent, result }) + "\n");

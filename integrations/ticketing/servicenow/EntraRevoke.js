@@ -7,6 +7,10 @@
  *   // res.status: HTTP status (200 revoked or dry run, 202 queued, 403 protected/denied, ...)
  *   // res.body:   entra-revoke's JSON answer
  *   // res.requestId: keep it on the record and pass it again when retrying the same request
+ *   // res.statusUrl: with 202 queued, the status link: keep it on the record and read it later
+ *   var st = new EntraRevoke().status(res.statusUrl);
+ *   // st.final: false while queued (poll again after st.retryAfter seconds); st.revoked: every
+ *   // user revoked or dry run; st.status, st.body: entra-revoke's answer
  *
  * The signature is HMAC-SHA256 over "{webhook-id}.{webhook-timestamp}.{body}" with the secret's
  * key, base64-encoded. A secret is "whsec_" + base64(key), and GlideCertificateEncryption's
@@ -71,7 +75,51 @@ EntraRevoke.prototype = {
         // The handler answers within its 25 s Graph budget, or queues the work and answers 202.
         request.setHttpTimeout(60000);
         var response = request.execute();
-        return { status: response.getStatusCode(), body: response.getBody(), requestId: id };
+        var status = response.getStatusCode();
+        var result = { status: status, body: response.getBody(), requestId: id, statusUrl: null };
+        if (status == 202) {
+            result.statusUrl = this.statusLink(endpoint, response.getHeader('Location'));
+        }
+        return result;
+    },
+
+    // statusLink returns link when it is an entra-revoke status link under the configured base
+    // (x_entra_revoke.status_base, default the endpoint's scheme and host), else null: a link
+    // taken from a response is only followed where it is expected to point.
+    statusLink: function(endpoint, link) {
+        if (link === null || link === undefined) {
+            return null;
+        }
+        link = String(link); // getHeader may hand over a Java string
+        var base = gs.getProperty('x_entra_revoke.status_base') || String(endpoint).replace(/^([a-z]+:\/\/[^\/?#]+).*$/, '$1');
+        if (link.indexOf(base + '/') !== 0 || !/\/api\/revoke\/status\/[A-Za-z0-9_-]+$/.test(link)) {
+            return null;
+        }
+        return link;
+    },
+
+    // status reads a status link once. The link is its own credential: nothing else is sent.
+    // Poll again after retryAfter seconds while final is false (a scheduled job or a flow's
+    // Wait step; never gs.sleep in a loop, which holds a worker thread).
+    status: function(statusUrl) {
+        var endpoint = gs.getProperty('x_entra_revoke.endpoint');
+        if (!statusUrl || this.statusLink(endpoint, String(statusUrl)) === null) {
+            throw new Error('EntraRevoke: not a status link of the configured endpoint: ' + statusUrl);
+        }
+        var request = new sn_ws.RESTMessageV2();
+        request.setEndpoint(String(statusUrl));
+        request.setHttpMethod('get');
+        request.setHttpTimeout(60000);
+        var response = request.execute();
+        var status = response.getStatusCode();
+        var retryAfter = parseInt(response.getHeader('Retry-After'), 10);
+        return {
+            status: status,
+            body: response.getBody(),
+            final: status != 202,
+            revoked: status == 200,
+            retryAfter: isNaN(retryAfter) || retryAfter < 1 ? 10 : Math.min(retryAfter, 300)
+        };
     },
 
     type: 'EntraRevoke'
