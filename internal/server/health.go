@@ -2,6 +2,16 @@ package server
 
 import "net/http"
 
+// PermissionReporter is the handler's own view of its Microsoft Graph permission, as health's
+// "graph" reports it: "ok", "missing_permission" or "unknown". It answers at once from what was
+// last read; reading the token happens elsewhere, so that health never waits for the identity.
+type PermissionReporter interface {
+	Graph() string
+}
+
+// permissionUnknown is health's "graph" when nothing reports it.
+const permissionUnknown = "unknown"
+
 // health is the body of GET /api/health. It is anonymous, so it says whether things work, not how
 // they are configured in detail.
 type health struct {
@@ -10,6 +20,7 @@ type health struct {
 	Auth      healthAuth      `json:"auth"`
 	Queue     bool            `json:"queue"`
 	State     string          `json:"state"` // "memory", "table" or "degraded" (the table unreachable)
+	Graph     string          `json:"graph"` // "ok", "missing_permission" or "unknown" (PermissionReporter)
 	Telemetry healthTelemetry `json:"telemetry"`
 }
 
@@ -35,9 +46,13 @@ func handleHealth(d Deps) http.Handler {
 			Auth:    healthAuth{Webhook: d.Keys.Len() > 0, Entra: d.Tokens != nil},
 			Queue:   d.Storage,
 			State:   d.State.Mode(),
+			Graph:   permissionUnknown,
 			Telemetry: healthTelemetry{
 				Buffered: st.Buffered, Sent: st.Sent, Dropped: st.Dropped, Failed: st.Failed,
 			},
+		}
+		if d.Permission != nil {
+			h.Graph = d.Permission.Graph()
 		}
 		if d.Tokens != nil {
 			h.Auth.EntraKeysLoaded = d.Tokens.Ready()

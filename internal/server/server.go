@@ -93,8 +93,9 @@ type Deps struct {
 	QueueMaxAge     time.Duration // QUEUE_SIGNATURE_MAX_AGE
 	MaxDequeueCount int           // the host's maxDequeueCount: the delivery that is a message's last
 
-	Version string
-	Now     func() time.Time
+	Version    string
+	Permission PermissionReporter // the Graph permission for health; nil reports "unknown"
+	Now        func() time.Time
 
 	// Drain, when done, aborts in-flight Graph work so that every request still gets an answer
 	// (failed, or queued) before the process must exit. Nil never drains.
