@@ -103,6 +103,16 @@ func serve(ctx context.Context, env Env, args []string) error {
 		QueueMaxAge: cfg.QueueSignatureMaxAge, MaxDequeueCount: cfg.MaxDequeueCount,
 		Version: readBuildInfo(env).Version,
 	}
+	// The Graph permission is read in the background: health answers at once, "unknown" until
+	// the identity has given a token.
+	scope, err := graph.Scope(cfg.GraphBaseURL.String())
+	if err != nil {
+		return fmt.Errorf("graph: %w", err)
+	}
+	permission := newPermissionWatch(cred, scope, cfg.NeedsUserLookups(), logger)
+	deps.Permission = permission
+	go permission.watch(bg)
+
 	if a.queue != nil {
 		deps.Poison = a.queue
 		go func() {

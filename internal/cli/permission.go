@@ -1,0 +1,107 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+
+	"github.com/entra-revoke/entra-revoke/internal/graph"
+	"github.com/entra-revoke/entra-revoke/internal/server"
+)
+
+// How often the permission is read. The credential serves its cached token until renewal is due,
+// so a grant (or its removal) shows once the identity's token is renewed, not at the next read;
+// reading again costs nothing but a cache lookup.
+const (
+	// permissionRetry is the wait after a first token error while nothing is known; it doubles
+	// with each error up to permissionRetryMax, so a start before the identity is ready is
+	// reported soon and a broken identity is not hammered.
+	permissionRetry    = 2 * time.Second
+	permissionRetryMax = 5 * time.Minute
+	// permissionRefresh is the wait between reads once a token was had.
+	permissionRefresh = 45 * time.Minute
+	// permissionBudget bounds one token request.
+	permissionBudget = 30 * time.Second
+)
+
+// permissionWatch is the handler's own view of its Microsoft Graph permission, for health's
+// "graph": the verdict on the roles claim of the app-only token its managed identity obtains,
+// read in the background. It holds one value, the verdict on this process's own token: nothing
+// is shared between instances or kept across a restart, and each instance reads its own.
+type permissionWatch struct {
+	cred    azcore.TokenCredential
+	scope   string
+	lookups bool // the settings need User.Read.All as well (Settings.NeedsUserLookups)
+	logger  *slog.Logger
+
+	verdict  atomic.Pointer[graph.Permission] // nil until a token was had
+	failures int                              // token errors in a row; only read touches it
+}
+
+var _ server.PermissionReporter = (*permissionWatch)(nil)
+
+func newPermissionWatch(cred azcore.TokenCredential, scope string, lookups bool, logger *slog.Logger) *permissionWatch {
+	return &permissionWatch{cred: cred, scope: scope, lookups: lookups, logger: logger}
+}
+
+// Graph reports the last verdict: "ok", "missing_permission", or "unknown" until a token was had
+// or when the token does not list its roles.
+func (w *permissionWatch) Graph() string {
+	if v := w.verdict.Load(); v != nil {
+		return string(*v)
+	}
+	return string(graph.PermissionUnknown)
+}
+
+// watch reads the permission at once and then again, until ctx ends.
+func (w *permissionWatch) watch(ctx context.Context) {
+	for {
+		t := time.NewTimer(w.read(ctx))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// read reads the token's roles once, keeps the verdict and returns how long to wait before the
+// next read. A token error after a verdict keeps it: the permission granted has not changed
+// because the identity endpoint failed once, and the Graph calls report that failure themselves.
+func (w *permissionWatch) read(ctx context.Context) time.Duration {
+	ctx, cancel := context.WithTimeout(ctx, permissionBudget)
+	defer cancel()
+	roles, readable, err := graph.Roles(ctx, w.cred, w.scope)
+	if err != nil {
+		if errors.Is(ctx.Err(), context.Canceled) {
+			return permissionRetry // shutting down; watch returns
+		}
+		if w.verdict.Load() != nil {
+			w.logger.Warn("could not read the graph permission", "error", err, "graph", w.Graph())
+			return permissionRefresh
+		}
+		wait := min(permissionRetry<<min(w.failures, 16), permissionRetryMax)
+		w.failures++
+		w.logger.Warn("could not read the graph permission", "error", err, "graph", w.Graph(), "retry_in", wait.String())
+		return wait
+	}
+	w.failures = 0
+	verdict, missing := graph.Permissions(roles, readable, w.lookups)
+	if prev := w.verdict.Swap(&verdict); prev == nil || *prev != verdict {
+		// Logs, unlike anonymous health, may say what is missing.
+		switch verdict {
+		case graph.PermissionMissing:
+			w.logger.Warn("graph permission missing", "graph", verdict, "missing", missing, "user_lookups", w.lookups)
+		case graph.PermissionUnknown:
+			w.logger.Info("graph permission unknown", "graph", verdict, "reason", "the token does not list its roles")
+		default:
+			w.logger.Info("graph permission", "graph", verdict)
+		}
+	}
+	return permissionRefresh
+}
