@@ -5,7 +5,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -23,16 +22,9 @@ func mustReadJSON(t *testing.T, path string, v any) {
 	}
 }
 
-func settingDefault(t *testing.T, name string) string {
-	t.Helper()
-	for _, s := range settings.Table {
-		if s.Name == name {
-			return s.Default
-		}
-	}
-	t.Fatalf("setting %s not in settings.Table", name)
-	return ""
-}
+// hostMaxDequeueCount is the number of deliveries the hosting contract fixes for a queue message.
+// The handler learns it from host.json (or the host's own app setting), so the two cannot drift.
+const hostMaxDequeueCount = 5
 
 // host.json is what the Functions host reads; the hosting contract fixes its shape.
 func TestHostJSON(t *testing.T) {
@@ -71,9 +63,8 @@ func TestHostJSON(t *testing.T) {
 	if host.Extensions.HTTP.RoutePrefix != "api" {
 		t.Errorf("routePrefix = %q; the server serves /api/…", host.Extensions.HTTP.RoutePrefix)
 	}
-	want, _ := strconv.Atoi(settingDefault(t, "MAX_DEQUEUE_COUNT"))
-	if q := host.Extensions.Queues; q.MaxDequeueCount != want || q.BatchSize < 1 || q.VisibilityTimeout == "" || q.MessageEncoding != "base64" {
-		t.Errorf("extensions.queues = %+v; want maxDequeueCount %d (MAX_DEQUEUE_COUNT), base64, a batch size and a visibility timeout", q, want)
+	if q := host.Extensions.Queues; q.MaxDequeueCount != hostMaxDequeueCount || q.BatchSize < 1 || q.VisibilityTimeout == "" || q.MessageEncoding != "base64" {
+		t.Errorf("extensions.queues = %+v; want maxDequeueCount %d, base64, a batch size and a visibility timeout", q, hostMaxDequeueCount)
 	}
 }
 
@@ -89,6 +80,7 @@ func TestFunctionBindings(t *testing.T) {
 		Route      string   `json:"route"`
 		QueueName  string   `json:"queueName"`
 		Connection string   `json:"connection"`
+		Schedule   string   `json:"schedule"`
 	}
 	tests := []struct {
 		dir  string
@@ -97,8 +89,14 @@ func TestFunctionBindings(t *testing.T) {
 		{"revoke", []binding{{Type: "httpTrigger", Direction: "in", Name: "req", AuthLevel: "function", Methods: []string{"post"}, Route: "revoke"}, {Type: "http", Direction: "out", Name: "res"}}},
 		{"health", []binding{{Type: "httpTrigger", Direction: "in", Name: "req", AuthLevel: "anonymous", Methods: []string{"get"}, Route: "health"}, {Type: "http", Direction: "out", Name: "res"}}},
 		{"revoke-queue", []binding{{Type: "queueTrigger", Direction: "in", Name: "message", QueueName: "%REVOKE_QUEUE%", Connection: "AzureWebJobsStorage"}}},
+		// The handle is the route's only credential, so the platform must not ask for a key.
+		{"revoke-status", []binding{{Type: "httpTrigger", Direction: "in", Name: "req", AuthLevel: "anonymous", Methods: []string{"get"}, Route: "revoke/status/{handle}"}, {Type: "http", Direction: "out", Name: "res"}}},
+		// Daily at 03:30 UTC (NCRONTAB with seconds), when revocations are rare.
+		{"state-cleanup", []binding{{Type: "timerTrigger", Direction: "in", Name: "timer", Schedule: "0 30 3 * * *"}}},
 	}
+	want := map[string]bool{}
 	for _, tt := range tests {
+		want[tt.dir] = true
 		var fn struct {
 			Bindings []binding `json:"bindings"`
 		}
@@ -112,6 +110,21 @@ func TestFunctionBindings(t *testing.T) {
 		if len(entries) != 1 {
 			t.Errorf("%s holds %d files; want only function.json", tt.dir, len(entries))
 		}
+	}
+	// Every folder with a function.json is deployed (scripts/package.sh ships them all), so each
+	// must be one of the functions above.
+	found, err := filepath.Glob(filepath.Join("*", "function.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range found {
+		if dir := filepath.Dir(f); !want[dir] {
+			t.Errorf("%s is a function folder the hosting contract does not name", dir)
+		}
+		delete(want, filepath.Dir(f))
+	}
+	for dir := range want {
+		t.Errorf("no %s/function.json", dir)
 	}
 }
 
