@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -146,6 +147,13 @@ func TestLocalSettingsTemplate(t *testing.T) {
 	}
 	if s := ls.Values["WEBHOOK_SECRETS"]; s != "" && !strings.Contains(string(mk), "DEMO_SECRET := "+s) {
 		t.Errorf("local.settings.json WEBHOOK_SECRETS is not the Makefile's public demo secret")
+	} else if key, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(s, "whsec_")); s != "" && (err != nil || len(key) < 24 || len(key) > 64) {
+		t.Errorf("the demo secret decodes to %d bytes (%v); the handler wants 24 to 64", len(key), err)
+	}
+	// Azurite serves both the queue and the table service: with storage set, state is shared in
+	// Azurite's table as it is in Azure.
+	if st := ls.Values["STATE_STORE"]; st != "" && st != "auto" && st != "table" {
+		t.Errorf("local.settings.json STATE_STORE = %q; want auto or table (Azurite's table service)", st)
 	}
 	known := map[string]bool{"FUNCTIONS_WORKER_RUNTIME": true}
 	for _, s := range settings.Table {
