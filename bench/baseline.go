@@ -10,9 +10,12 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"os/signal"
 	"syscall"
 	"time"
+
+	"github.com/entra-revoke/entra-revoke/internal/testenv"
 )
 
 // runBaseline serves the yardstick the handler is measured against: a bare net/http server that,
@@ -24,7 +27,7 @@ import (
 // measured and stopped exactly as the handler is.
 func runBaseline(args []string) error {
 	fs := flag.NewFlagSet("baseline", flag.ContinueOnError)
-	addr := fs.String("listen", "127.0.0.1:8080", "address to listen on")
+	addr := fs.String("listen", "127.0.0.1:"+os.Getenv(testenv.PortVariable), "address to listen on (default: FUNCTIONS_CUSTOMHANDLER_PORT on loopback, as the handler)")
 	graphURL := fs.String("graph", "", "Graph base URL, e.g. http://127.0.0.1:1234/v1.0")
 	token := fs.String("token", "", "bearer token to send to Graph")
 	conns := fs.Int("conns", 64, "idle connections kept to Graph")

@@ -15,6 +15,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/entra-revoke/entra-revoke/internal/graph/graphtest"
 	"github.com/entra-revoke/entra-revoke/internal/queue"
 	"github.com/entra-revoke/entra-revoke/internal/webhook"
 )
@@ -81,6 +82,18 @@ func hostDuration(s string, def time.Duration) (time.Duration, error) {
 	return time.Duration(hh)*time.Hour + time.Duration(mm)*time.Minute + time.Duration(ss)*time.Second, nil
 }
 
+// drainUser is the u-th user of the bulk drain.
+func drainUser(u int) string { return fmt.Sprintf("bulk%05d@contoso.com", u) }
+
+// drainUsers is the directory of a drain of n users.
+func drainUsers(n int) []string {
+	out := make([]string, n)
+	for u := range out {
+		out[u] = drainUser(u)
+	}
+	return out
+}
+
 // drainConfig is one bulk-incident simulation.
 type drainConfig struct {
 	Users   int           // users to revoke
@@ -91,9 +104,9 @@ type drainConfig struct {
 	Host    hostQueues
 	Keys    webhook.Keys
 	Handler string // handler URL
-	Graph   *graphFake
+	Tenant  *graphtest.Tenant
 	Storage *storageFake
-	Stdout  *lineCounter
+	Stdout  *process // the handler, whose revoked outcome lines are counted
 	Pid     int
 	Report  func(format string, a ...any)
 }
@@ -153,7 +166,7 @@ func runDrain(cfg drainConfig) (drainResult, error) {
 	for first := 0; first < cfg.Users; first += cfg.Batch {
 		var upns []string
 		for u := first; u < min(first+cfg.Batch, cfg.Users); u++ {
-			upns = append(upns, fmt.Sprintf("bulk%05d@contoso.com", u))
+			upns = append(upns, drainUser(u))
 		}
 		b := map[string]any{"ticket": "SIR-BULK", "reason": "mass compromise"}
 		if len(upns) == 1 {
@@ -244,17 +257,18 @@ func runDrain(cfg drainConfig) (drainResult, error) {
 		}
 		if time.Since(lastReport) >= 30*time.Second {
 			lastReport = time.Now()
+			st := cfg.Tenant.Stats()
 			cfg.Report("  drain %4.0fs: %d/%d messages done, %d Graph revocations, %d Graph 429s, %d redeliveries",
-				time.Since(start).Seconds(), done, res.Messages, cfg.Graph.revocations.Load(), cfg.Graph.throttled.Load(), res.Redeliveries)
+				time.Since(start).Seconds(), done, res.Messages, st.Revocations, st.Throttled, res.Redeliveries)
 		}
 	}
 	res.Elapsed = time.Since(start)
 	res.RSSMaxKiB = rss.finish()
 	res.LoadAvg = loadAvg()
 
-	per := cfg.Graph.revokedUsers()
+	per := cfg.Tenant.RevocationsByUser()
 	for u := range cfg.Users {
-		switch n := per[fmt.Sprintf("bulk%05d@contoso.com", u)]; {
+		switch n := per[drainUser(u)]; {
 		case n == 0:
 			res.Lost++
 		case n > 1:
@@ -264,9 +278,10 @@ func runDrain(cfg drainConfig) (drainResult, error) {
 			res.Revoked++
 		}
 	}
-	res.GraphRequests, res.Graph429 = cfg.Graph.requests.Load(), cfg.Graph.throttled.Load()
+	st := cfg.Tenant.Stats()
+	res.GraphRequests, res.Graph429 = st.Requests, st.Throttled
 	res.HandlerPoisoned = cfg.Storage.poisoned.Load()
-	_, res.OutcomeLines = cfg.Stdout.Counts()
+	res.OutcomeLines = cfg.Stdout.revoked.Load()
 	res.LimitRate = float64(cfg.Limit) / cfg.Window.Seconds()
 	res.Rate = float64(res.Revoked) / res.Elapsed.Seconds()
 	res.OfLimit = res.Rate / res.LimitRate

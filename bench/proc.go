@@ -6,91 +6,62 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
-	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
+
+	"github.com/entra-revoke/entra-revoke/internal/testenv"
 )
 
-// process is a child server (the handler, or this program in baseline mode) listening on
-// 127.0.0.1:port.
+// process is a child server (the handler, this program in baseline mode, or Node.js) started by
+// the shared launcher on a free port, with its revoked outcome lines counted: a load test writes
+// hundreds of thousands of lines, so nothing else of stdout is kept.
 type process struct {
-	cmd    *exec.Cmd
-	URL    string
-	Stdout *lineCounter
-	Stderr *tail
-	done   chan struct{}
-	err    error
+	*testenv.Process
+	revoked atomic.Int64
 }
 
-// startProcess starts bin with exactly env (nothing of this program's environment leaks in).
-func startProcess(bin string, args, env []string, port string) (*process, error) {
-	p := &process{
-		cmd:    exec.Command(bin, args...),
-		URL:    "http://127.0.0.1:" + port,
-		Stdout: &lineCounter{},
-		Stderr: &tail{max: 8 << 10},
-		done:   make(chan struct{}),
+// readyWithin bounds a server's start; the margin is for a machine busy with other work.
+const readyWithin = 15 * time.Second
+
+// stopWithin is how long a server gets to exit after SIGTERM (the handler drains for up to 10 s).
+const stopWithin = 12 * time.Second
+
+// startChild starts bin with exactly env (nothing of this program's environment leaks in) and
+// FUNCTIONS_CUSTOMHANDLER_PORT set to a free port, and returns at once.
+func startChild(bin string, args, env []string) (*process, error) {
+	p := &process{}
+	stdout := testenv.NewLineFunc(func(line []byte) {
+		if bytes.Contains(line, []byte(`"event":"SessionRevocation"`)) && bytes.Contains(line, []byte(`"status":"revoked"`)) {
+			p.revoked.Add(1)
+		}
+	})
+	var err error
+	p.Process, err = testenv.Start(testenv.Options{Bin: bin, Args: args, Env: env, Listen: true, Stdout: stdout})
+	if err != nil {
+		return nil, err
 	}
-	p.cmd.Env = env
-	p.cmd.Stdout, p.cmd.Stderr = p.Stdout, p.Stderr
-	if err := p.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", bin, err)
-	}
-	go func() { p.err = p.cmd.Wait(); close(p.done) }()
 	return p, nil
 }
 
-func (p *process) pid() int { return p.cmd.Process.Pid }
-
-// waitReady polls GET / until it answers 200, as the Functions host does, and returns how long
-// that took from start. The poll interval is 250 µs: the measured cold start is at most that late.
-func (p *process) waitReady(start time.Time, within time.Duration) (time.Duration, error) {
-	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: time.Second}
-	deadline := start.Add(within)
-	for {
-		select {
-		case <-p.done:
-			return 0, fmt.Errorf("exited at start (%v): %s", p.err, p.Stderr)
-		default:
-		}
-		resp, err := client.Get(p.URL + "/")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return time.Since(start), nil
-			}
-		}
-		if time.Now().After(deadline) {
-			return 0, fmt.Errorf("not ready after %s: %v", within, err)
-		}
-		time.Sleep(250 * time.Microsecond)
+// startReady starts a server and waits for its first 200 on GET /.
+func startReady(bin string, args, env []string) (*process, error) {
+	p, err := startChild(bin, args, env)
+	if err != nil {
+		return nil, err
 	}
+	if _, err := p.WaitReady(readyWithin, time.Millisecond); err != nil {
+		p.Kill()
+		return nil, fmt.Errorf("%s: %w", filepath.Base(bin), err)
+	}
+	return p, nil
 }
 
-// stop sends SIGTERM and waits for the exit, killing the process after within.
-func (p *process) stop(within time.Duration) error {
-	select {
-	case <-p.done:
-		return p.err
-	default:
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-		return p.err
-	case <-time.After(within):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-		return fmt.Errorf("did not exit within %s of SIGTERM", within)
-	}
-}
+// stop ends a server started by this program, reporting an unclean exit.
+func (p *process) stop() error { return p.Stop(stopWithin) }
 
 // memory reads VmRSS and VmHWM (peak RSS) of pid, in KiB.
 func memory(pid int) (rss, hwm int64, err error) {
@@ -187,75 +158,4 @@ func loadAvg() float64 {
 	}
 	v, _ := strconv.ParseFloat(f[0], 64)
 	return v
-}
-
-func freePort() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port), nil
-}
-
-// lineCounter counts the child's stdout lines that are revocation outcomes, and keeps nothing
-// else: a load test writes hundreds of thousands of lines.
-type lineCounter struct {
-	mu      sync.Mutex
-	partial []byte
-	lines   int64
-	revoked int64
-}
-
-func (c *lineCounter) Write(p []byte) (int, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	data := p
-	for {
-		i := bytes.IndexByte(data, '\n')
-		if i < 0 {
-			c.partial = append(c.partial, data...)
-			return len(p), nil
-		}
-		line := data[:i]
-		if len(c.partial) > 0 {
-			line = append(c.partial, line...)
-			c.partial = c.partial[:0]
-		}
-		c.lines++
-		if bytes.Contains(line, []byte(`"event":"SessionRevocation"`)) && bytes.Contains(line, []byte(`"status":"revoked"`)) {
-			c.revoked++
-		}
-		data = data[i+1:]
-	}
-}
-
-// Counts returns the lines written so far and how many were revoked outcomes.
-func (c *lineCounter) Counts() (lines, revoked int64) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.lines, c.revoked
-}
-
-// tail keeps the last max bytes of the child's stderr, for error messages.
-type tail struct {
-	mu  sync.Mutex
-	max int
-	buf []byte
-}
-
-func (t *tail) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.buf = append(t.buf, p...)
-	if len(t.buf) > t.max {
-		t.buf = append([]byte(nil), t.buf[len(t.buf)-t.max:]...)
-	}
-	return len(p), nil
-}
-
-func (t *tail) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return strings.TrimSpace(string(t.buf))
 }

@@ -7,19 +7,17 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/entra-revoke/entra-revoke/internal/testenv"
 )
 
 // handlerBin is the binary built once for the package in TestMain.
@@ -32,11 +30,13 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	handlerBin = filepath.Join(dir, "handler")
-	build := exec.Command("go", "build", "-o", handlerBin, ".")
-	build.Dir = ".."
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build handler:", err)
+	root, err := testenv.FindRepoRoot()
+	if err == nil {
+		err = testenv.BuildHandler(root, handlerBin)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.RemoveAll(dir)
 		os.Exit(1)
 	}
 	code := m.Run()
@@ -45,31 +45,14 @@ func TestMain(m *testing.M) {
 }
 
 // syncBuffer collects a child's output safely while it runs.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
+type syncBuffer = testenv.Buffer
 
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// proc is a running handler.
+// proc is a running handler, started by testenv's launcher.
 type proc struct {
-	cmd    *exec.Cmd
-	URL    string
+	*testenv.Process
+	cmd    *exec.Cmd // the launcher's, for tests that signal the process themselves
 	Stdout *syncBuffer
 	Stderr *syncBuffer
-	done   chan struct{}
-	err    error
 }
 
 // baseEnv is the child's whole environment: nothing of the developer's AZURE_* or proxies leaks in.
@@ -91,89 +74,78 @@ func envList(env map[string]string) []string {
 // run starts the handler with env and args and returns at once.
 func run(t *testing.T, env map[string]string, args ...string) *proc {
 	t.Helper()
-	p := &proc{cmd: exec.Command(handlerBin, args...), Stdout: &syncBuffer{}, Stderr: &syncBuffer{}, done: make(chan struct{})}
-	p.cmd.Env = envList(env)
-	p.cmd.Stdout, p.cmd.Stderr = p.Stdout, p.Stderr
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
+	return launch(t, testenv.Options{Bin: handlerBin, Args: args, Env: envList(env)}, &syncBuffer{})
+}
+
+// launch starts o with stdout to out (stderr is always kept whole) and prints both when the test
+// fails; what is left running is killed when the test ends.
+func launch(t *testing.T, o testenv.Options, out io.Writer) *proc {
+	t.Helper()
+	p := &proc{Stdout: &syncBuffer{}, Stderr: &syncBuffer{}}
+	if b, ok := out.(*syncBuffer); ok {
+		p.Stdout = b
 	}
-	go func() { p.err = p.cmd.Wait(); close(p.done) }()
+	o.Stdout, o.Stderr = out, p.Stderr
+	p.Process = testenv.StartProcess(t, o)
+	p.cmd = p.Cmd
 	t.Cleanup(func() {
-		select {
-		case <-p.done:
-		default:
-			_ = p.cmd.Process.Kill()
-			<-p.done
+		p.Kill()
+		if !t.Failed() {
+			return
 		}
-		if t.Failed() {
+		if p.Stdout == out {
 			t.Logf("handler stdout:\n%s\nhandler stderr:\n%s", p.Stdout, p.Stderr)
+		} else { // stdout was counted, not kept; the end of stderr is what there is
+			e := p.Stderr.String()
+			t.Logf("end of handler stderr:\n%s", e[max(0, len(e)-4096):])
 		}
 	})
 	return p
 }
 
-// startHandler starts the handler as the Functions host does (FUNCTIONS_CUSTOMHANDLER_PORT) and
-// waits until GET / answers 200.
+// startHandler starts the handler as the Functions host does (FUNCTIONS_CUSTOMHANDLER_PORT, also
+// set in env) and waits until GET / answers 200.
 func startHandler(t *testing.T, env map[string]string) *proc {
 	t.Helper()
-	port := freePort(t)
-	env["FUNCTIONS_CUSTOMHANDLER_PORT"] = port
-	p := run(t, env)
-	p.URL = "http://127.0.0.1:" + port
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		select {
-		case <-p.done:
-			t.Fatalf("handler exited at start: %v\nstderr: %s\nstdout: %s", p.err, p.Stderr, p.Stdout)
-		default:
-		}
-		resp, err := http.Get(p.URL + "/")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return p
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("handler not ready after 15s: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
+	return startListening(t, env, &syncBuffer{})
+}
+
+// startListening is startHandler with stdout going to out.
+func startListening(t *testing.T, env map[string]string, out io.Writer) *proc {
+	t.Helper()
+	p := launch(t, testenv.Options{Bin: handlerBin, Env: envList(env), Listen: true}, out)
+	env[testenv.PortVariable] = p.Port
+	if _, err := p.WaitReady(15*time.Second, 20*time.Millisecond); err != nil {
+		t.Fatalf("handler: %v\nstderr: %s\nstdout: %s", err, p.Stderr, p.Stdout)
 	}
+	return p
 }
 
 // exitCode waits for the process to end and returns its exit code.
 func (p *proc) exitCode(t *testing.T, within time.Duration) int {
 	t.Helper()
-	select {
-	case <-p.done:
-	case <-time.After(within):
-		t.Fatalf("handler still running after %s", within)
+	code, err := p.Wait(within)
+	if err != nil {
+		t.Fatalf("handler: %v", err)
 	}
-	var ee *exec.ExitError
-	if errors.As(p.err, &ee) {
-		return ee.ExitCode()
-	}
-	if p.err != nil {
-		t.Fatalf("wait: %v", p.err)
-	}
-	return 0
+	return code
 }
 
+// terminate sends SIGTERM, as the Functions host does at scale-in, and returns at once.
 func (p *proc) terminate(t *testing.T) {
 	t.Helper()
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := p.Terminate(); err != nil {
 		t.Fatal(err)
 	}
 }
 
 func freePort(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := testenv.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return fmt.Sprint(ln.Addr().(*net.TCPAddr).Port)
+	return port
 }
 
 // post sends body to the handler with headers and returns status, headers and body.

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
@@ -17,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/entra-revoke/entra-revoke/internal/testenv"
 	"github.com/entra-revoke/entra-revoke/internal/webhook"
 )
 
@@ -58,7 +58,7 @@ func TestSoak(t *testing.T) {
 	env["MAX_REVOCATIONS_PER_MINUTE"] = strconv.Itoa(2 * soakRate * 60)
 	env["GODEBUG"] = "gctrace=1,schedtrace=1000,scheddetail=1"
 	p, outcomes := startQuietHandler(t, env)
-	pid := p.cmd.Process.Pid
+	pid := p.Pid()
 
 	keys, err := webhook.ParseSecrets([]string{secret})
 	if err != nil {
@@ -181,69 +181,26 @@ func TestSoak(t *testing.T) {
 // outcomeLines counts the revoked outcome lines a handler writes to stdout and keeps nothing else:
 // a soak writes megabytes of them, which the harness would print whole on a failure.
 type outcomeLines struct {
-	mu      sync.Mutex
-	partial []byte
+	*testenv.LineFunc
 	revoked atomic.Int64
 }
 
-func (o *outcomeLines) Write(p []byte) (int, error) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	data := append(o.partial, p...)
-	for {
-		i := bytes.IndexByte(data, '\n')
-		if i < 0 {
-			break
-		}
-		if line := data[:i]; bytes.Contains(line, []byte(`"event":"SessionRevocation"`)) && bytes.Contains(line, []byte(`"status":"revoked"`)) {
+func newOutcomeLines() *outcomeLines {
+	o := &outcomeLines{}
+	o.LineFunc = testenv.NewLineFunc(func(line []byte) {
+		if bytes.Contains(line, []byte(`"event":"SessionRevocation"`)) && bytes.Contains(line, []byte(`"status":"revoked"`)) {
 			o.revoked.Add(1)
 		}
-		data = data[i+1:]
-	}
-	o.partial = append(o.partial[:0], data...)
-	return len(p), nil
+	})
+	return o
 }
 
 // startQuietHandler is startHandler with stdout counted instead of kept, and only the end of
 // stderr (the runtime traces) shown on failure.
 func startQuietHandler(t *testing.T, env map[string]string) (*proc, *outcomeLines) {
 	t.Helper()
-	port := freePort(t)
-	env["FUNCTIONS_CUSTOMHANDLER_PORT"] = port
-	out := &outcomeLines{}
-	p := &proc{cmd: exec.Command(handlerBin), URL: "http://127.0.0.1:" + port, Stdout: &syncBuffer{}, Stderr: &syncBuffer{}, done: make(chan struct{})}
-	p.cmd.Env = envList(env)
-	p.cmd.Stdout, p.cmd.Stderr = out, p.Stderr
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.err = p.cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() {
-		select {
-		case <-p.done:
-		default:
-			_ = p.cmd.Process.Kill()
-			<-p.done
-		}
-		if t.Failed() {
-			e := p.Stderr.String()
-			t.Logf("end of handler stderr:\n%s", e[max(0, len(e)-4096):])
-		}
-	})
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		resp, err := http.Get(p.URL + "/")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return p, out
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("handler not ready after 15s: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	out := newOutcomeLines()
+	return startListening(t, env, out), out
 }
 
 var (

@@ -445,6 +445,9 @@ func TestDeployTemplateSettings(t *testing.T) {
 		}
 	}
 	for _, s := range settings.Table {
+		if s.Retired {
+			continue // must not be set at all (checked below)
+		}
 		_, set := rendered[s.Name]
 		_, left := notParameters[s.Name]
 		switch {
@@ -530,7 +533,16 @@ func TestDeployTemplateSettings(t *testing.T) {
 	if got := fmt.Sprint(queues["maxDequeueCount"]); got != "5" {
 		t.Errorf("host.json maxDequeueCount = %s; want 5", got)
 	}
-	for _, name := range []string{"MAX_DEQUEUE_COUNT", "AzureFunctionsJobHost__extensions__queues__maxDequeueCount"} {
+	retired := []string{"AzureFunctionsJobHost__extensions__queues__maxDequeueCount"}
+	for _, s := range settings.Table {
+		if s.Retired {
+			retired = append(retired, s.Name)
+		}
+	}
+	if !slices.Contains(retired, "MAX_DEQUEUE_COUNT") {
+		t.Errorf("settings.Table does not list MAX_DEQUEUE_COUNT as retired")
+	}
+	for _, name := range retired {
 		if v, ok := rendered[name]; ok {
 			t.Errorf("the template sets %s = %q; host.json's maxDequeueCount is the only source", name, v)
 		}
@@ -575,6 +587,9 @@ func TestDeployTemplateSettingsLoad(t *testing.T) {
 				}
 				if env["STATE_STORE"] != "auto" || env["STATE_TABLE"] != "revokestate" || env["IDEMPOTENCY_TTL"] != "24h" {
 					t.Errorf("STATE_STORE %q STATE_TABLE %q IDEMPOTENCY_TTL %q; want auto, revokestate, 24h", env["STATE_STORE"], env["STATE_TABLE"], env["IDEMPOTENCY_TTL"])
+				}
+				if st := s.Storage; !st.IdentityBased() || !strings.HasPrefix(st.QueueServiceURL, "https://st") || !strings.HasPrefix(st.TableServiceURL, "https://st") {
+					t.Errorf("Storage = %+v; want identity-based queue and table service URLs of the template's account", st)
 				}
 			},
 		},

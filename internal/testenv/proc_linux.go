@@ -20,3 +20,6 @@ func signalGroup(cmd *exec.Cmd, kill bool) {
 	}
 	_ = syscall.Kill(-cmd.Process.Pid, sig)
 }
+
+// terminate sends SIGTERM to the child alone.
+func terminate(cmd *exec.Cmd) error { return cmd.Process.Signal(syscall.SIGTERM) }

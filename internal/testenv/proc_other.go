@@ -18,3 +18,6 @@ func signalGroup(cmd *exec.Cmd, kill bool) {
 	}
 	_ = cmd.Process.Signal(os.Interrupt)
 }
+
+// terminate interrupts the child.
+func terminate(cmd *exec.Cmd) error { return cmd.Process.Signal(os.Interrupt) }

@@ -1,7 +1,8 @@
-// Package testenv gives tests the real things they run against: the repository's paths, the
-// standardwebhooks npm package (an implementation of the signature scheme independent of ours) and
-// Azurite's queue service, all installed under testdata/node by `make node-tools`. It is for tests
-// only; production code must never import it.
+// Package testenv gives tests the real things they run against: the repository's paths and host
+// fixtures, the standardwebhooks npm package (an implementation of the signature scheme independent
+// of ours) and Azurite, installed under testdata/node by `make node-tools`, and the one launcher
+// that starts child processes (the handler binary, Azurite) for the tests and the load tool
+// (process.go). It is for tests and bench/ only; production code must never import it.
 package testenv
 
 import (
@@ -31,20 +32,11 @@ const nodeTimeout = 60 * time.Second
 // (its package directory under go test) whose go.mod declares this module.
 func RepoRoot(t testing.TB) string {
 	t.Helper()
-	dir, err := os.Getwd()
+	dir, err := FindRepoRoot()
 	if err != nil {
-		t.Fatalf("repo root: %v", err)
+		t.Fatalf("%v", err)
 	}
-	for {
-		if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil && declaresModule(b) {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatalf("repo root: no go.mod for %s above the working directory", modulePath)
-		}
-		dir = parent
-	}
+	return dir
 }
 
 func declaresModule(gomod []byte) bool {
@@ -60,14 +52,9 @@ func declaresModule(gomod []byte) bool {
 // packages are installed. Tests never run npm themselves: several test binaries run at once.
 func Node(t testing.TB) string {
 	t.Helper()
-	if _, err := exec.LookPath("node"); err != nil {
-		t.Fatalf("node is not on PATH (needed for testdata/node tooling): %v", err)
-	}
-	dir := filepath.Join(RepoRoot(t), "testdata", "node")
-	for _, pkg := range []string{"azurite", "standardwebhooks"} {
-		if _, err := os.Stat(filepath.Join(dir, "node_modules", pkg, "package.json")); err != nil {
-			t.Fatalf("%s is not installed in %s: run `make node-tools` (npm ci in testdata/node)", pkg, dir)
-		}
+	dir, err := NodeDir(RepoRoot(t))
+	if err != nil {
+		t.Fatalf("%v", err)
 	}
 	return dir
 }

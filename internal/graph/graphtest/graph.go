@@ -1,6 +1,7 @@
 package graphtest
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -34,6 +35,7 @@ type Response struct {
 	Message    string        // error.message; defaults from Status
 	RetryAfter string        // Retry-After header, seconds or an HTTP date
 	Location   string        // Location header, for a redirect
+	Challenge  string        // WWW-Authenticate header, for a 401 (see ClaimsChallenge)
 	Body       string        // raw body instead of the generated one
 	Delay      time.Duration // extra latency before answering
 	Method     string        // answer only requests with this method ("" = any); others pass by
@@ -42,6 +44,20 @@ type Response struct {
 // TooManyRequests is Graph's 429 with the given Retry-After ("" for none).
 func TooManyRequests(retryAfter string) Response {
 	return Response{Status: http.StatusTooManyRequests, RetryAfter: retryAfter}
+}
+
+// ClaimsChallenge is the 401 a CAE-enabled resource answers when the token was revoked (a
+// continuous access evaluation event): WWW-Authenticate carries the claims, base64-encoded, that
+// the next token must satisfy.
+func ClaimsChallenge(claims string) Response {
+	return Response{
+		Status:  http.StatusUnauthorized,
+		Code:    "InvalidAuthenticationToken",
+		Message: "Continuous access evaluation resulted in challenge with result: InteractionRequired and code: TokenIssuedBeforeRevocationTimestamp",
+		Challenge: `Bearer realm="", authorization_uri="https://login.microsoftonline.com/common/oauth2/authorize", ` +
+			`client_id="00000003-0000-0000-c000-000000000000", error="insufficient_claims", claims="` +
+			base64.StdEncoding.EncodeToString([]byte(claims)) + `"`,
+	}
 }
 
 // ServiceUnavailable is Graph's 503.
@@ -86,6 +102,12 @@ type Graph struct {
 	token         string // required bearer token, "" = any
 	requests      []Request
 	revocations   map[*User]int
+
+	// Added for load tests (tenant.go): an index so that a directory of thousands answers at
+	// once, and a switch that keeps no Request records, which a load test would pile up by the
+	// hundred thousand.
+	index       map[string]*User // by lower-case ID and UPN; the first user added keeps a key
+	forgetsReqs bool
 }
 
 // NewGraph starts an empty Graph fake. Its URL() is the GRAPH_BASE_URL to use.
@@ -109,6 +131,7 @@ func (g *Graph) AddUser(users ...User) {
 	defer g.mu.Unlock()
 	for _, u := range users {
 		g.users = append(g.users, &u)
+		g.indexUser(&u)
 	}
 }
 
@@ -176,6 +199,9 @@ func (g *Graph) Requests() []Request {
 
 // find returns the user named by ref; g.mu must be held.
 func (g *Graph) find(ref string) *User {
+	if u := g.index[strings.ToLower(ref)]; u != nil {
+		return u
+	}
 	for _, u := range g.users {
 		if strings.EqualFold(u.ID, ref) || strings.EqualFold(u.UPN, ref) {
 			return u
@@ -228,7 +254,9 @@ func (g *Graph) serve(w http.ResponseWriter, r *http.Request) {
 
 	g.mu.Lock()
 	idx := len(g.requests)
-	g.requests = append(g.requests, rec)
+	if !g.forgetsReqs {
+		g.requests = append(g.requests, rec)
+	}
 	latency, token, refuse := g.latency, g.token, g.refuseLookups
 	dirUser := g.find(user)
 	scripted, isScripted := Response{}, false
@@ -239,7 +267,9 @@ func (g *Graph) serve(w http.ResponseWriter, r *http.Request) {
 
 	status := func(code int) {
 		g.mu.Lock()
-		g.requests[idx].Status = code
+		if idx < len(g.requests) {
+			g.requests[idx].Status = code
+		}
 		g.mu.Unlock()
 	}
 	reply := func(code int, body []byte) {
@@ -281,6 +311,9 @@ func (g *Graph) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		if scripted.Location != "" {
 			w.Header().Set("Location", scripted.Location)
+		}
+		if scripted.Challenge != "" {
+			w.Header().Set("WWW-Authenticate", scripted.Challenge)
 		}
 		code := scripted.Status
 		if code >= 200 && code < 300 {
