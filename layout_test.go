@@ -3,11 +3,15 @@ package main
 import (
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
+	"unicode"
 
 	"github.com/entra-revoke/entra-revoke/internal/settings"
 )
@@ -179,4 +183,125 @@ func TestProductionCodeImportsNoTestHelpers(t *testing.T) {
 			t.Errorf("the handler binary depends on %s", p)
 		}
 	}
+}
+
+// TestReadmeLayoutListsEveryPackage: the README's layout table names every package under
+// internal/ (a nested one, such as internal/graph/graphtest, by its name) and every function folder.
+func TestReadmeLayoutListsEveryPackage(t *testing.T) {
+	t.Parallel()
+	b, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, layout, ok := strings.Cut(string(b), "## Repository layout")
+	if !ok {
+		t.Fatal("README.md has no Repository layout section")
+	}
+	layout, _, _ = strings.Cut(layout, "\n## ")
+	err = filepath.WalkDir("internal", func(path string, d os.DirEntry, err error) error {
+		if err != nil || !d.IsDir() {
+			return err
+		}
+		if d.Name() == "testdata" {
+			return filepath.SkipDir
+		}
+		if gofiles, _ := filepath.Glob(filepath.Join(path, "*.go")); len(gofiles) == 0 {
+			return nil
+		}
+		want := "`" + filepath.ToSlash(path) + "`"
+		if strings.Count(filepath.ToSlash(path), "/") > 1 {
+			want = "`" + d.Name() + "`" // a helper package inside another, named in its parent's row
+		}
+		if !strings.Contains(layout, want) {
+			t.Errorf("README.md's layout table does not list %s (want %s)", path, want)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	functions, _ := filepath.Glob(filepath.Join("*", "function.json"))
+	for _, f := range functions {
+		if dir := filepath.Dir(f); !strings.Contains(layout, "`"+dir+"/`") {
+			t.Errorf("README.md's layout table does not list the function folder %s/", dir)
+		}
+	}
+}
+
+// TestDocLinks: every relative link in the deployment docs and the README reaches a file of the
+// repository and, with a #fragment into a Markdown file, one of its headings (GitHub's anchors)
+// or an explicit <a id>.
+func TestDocLinks(t *testing.T) {
+	t.Parallel()
+	docs := []string{"README.md", "docs/deploy.md", "docs/entra-auth.md", "docs/troubleshooting.md", "infra/README.md"}
+	link := regexp.MustCompile(`\]\(([^)\s]+)\)`)
+	for _, doc := range docs {
+		b, err := os.ReadFile(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range link.FindAllStringSubmatch(string(b), -1) {
+			target := m[1]
+			if strings.Contains(target, "://") || strings.HasPrefix(target, "mailto:") {
+				continue
+			}
+			file, frag, _ := strings.Cut(target, "#")
+			path := doc
+			if file != "" {
+				path = filepath.Join(filepath.Dir(doc), file)
+			}
+			if _, err := os.Stat(path); err != nil {
+				t.Errorf("%s links to %s, which does not exist", doc, target)
+				continue
+			}
+			if frag == "" || !strings.HasSuffix(path, ".md") {
+				continue
+			}
+			if !slices.Contains(anchors(t, path), frag) {
+				t.Errorf("%s links to %s: %s has no heading with anchor #%s", doc, target, path, frag)
+			}
+		}
+	}
+}
+
+// anchors returns the anchors GitHub gives the headings of a Markdown file (lower case, spaces
+// to hyphens, punctuation dropped, duplicates numbered), and explicit <a id="…"> anchors.
+func anchors(t *testing.T, path string) []string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	seen := map[string]int{}
+	inCode := false
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "```") {
+			inCode = !inCode
+		}
+		for _, m := range regexp.MustCompile(`<a id="([^"]+)"></a>`).FindAllStringSubmatch(line, -1) {
+			out = append(out, m[1])
+		}
+		if inCode || !strings.HasPrefix(line, "#") {
+			continue
+		}
+		title := strings.TrimSpace(strings.TrimLeft(line, "#"))
+		var slug strings.Builder
+		for _, r := range strings.ToLower(title) {
+			switch {
+			case r == ' ':
+				slug.WriteRune('-')
+			case r == '-' || r == '_' || unicode.IsLetter(r) || unicode.IsDigit(r):
+				slug.WriteRune(r)
+			}
+		}
+		s := slug.String()
+		if n := seen[s]; n > 0 {
+			out = append(out, fmt.Sprintf("%s-%d", s, n))
+		} else {
+			out = append(out, s)
+		}
+		seen[s]++
+	}
+	return out
 }

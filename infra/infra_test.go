@@ -1213,3 +1213,99 @@ func mustRead(t *testing.T, path string) []byte {
 	}
 	return b
 }
+
+// TestDeployGuideMatchesTemplate: docs/deploy.md is the one ordered checklist and the README's
+// quick start the same steps in short; both name only parameters the template has, the guide's
+// parameter table lists every one with its default, and the callers it offers are the template's.
+func TestDeployGuideMatchesTemplate(t *testing.T) {
+	t.Parallel()
+	root := testenv.RepoRoot(t)
+	guide := string(mustRead(t, filepath.Join(root, "docs", "deploy.md")))
+	readme := string(mustRead(t, filepath.Join(root, "README.md")))
+	tmpl := mustReadJSON(t, deployPath)
+	params := obj(t, tmpl["parameters"], "parameters")
+
+	wantSteps := []string{"Choose callers", "Register the API", "Write the parameter file", "Deploy",
+		"Grant Microsoft Graph permissions", "Test in dry run", "Go live", "Connect callers"}
+	var steps []string
+	for _, m := range regexp.MustCompile(`(?m)^## (\d+)\. (.+)$`).FindAllStringSubmatch(guide, -1) {
+		if m[1] != fmt.Sprint(len(steps)+1) {
+			t.Errorf("docs/deploy.md step %q is numbered %s; want %d", m[2], m[1], len(steps)+1)
+		}
+		steps = append(steps, strings.TrimSpace(regexp.MustCompile(`\s*\(.*\)$`).ReplaceAllString(m[2], "")))
+	}
+	if !slices.Equal(steps, wantSteps) {
+		t.Errorf("docs/deploy.md steps = %q; want %q", steps, wantSteps)
+	}
+	quick, _, ok := strings.Cut(readme[strings.Index(readme, "## Quick start"):], "\n## ")
+	if !ok || !strings.HasPrefix(quick, "## Quick start") {
+		t.Fatal("README.md has no Quick start section")
+	}
+	if i := strings.Index(readme, "## Quick start"); i > strings.Index(readme, "\n## ")+1 {
+		t.Errorf("the Quick start is not the README's first section")
+	}
+	var short []string
+	for _, m := range regexp.MustCompile(`(?m)^(\d+)\. \*\*([^*]+)\*\*`).FindAllStringSubmatch(quick, -1) {
+		short = append(short, m[2])
+	}
+	if len(short) != len(steps) {
+		t.Errorf("README quick start has %d steps %q; docs/deploy.md has %d %q", len(short), short, len(steps), steps)
+	}
+	for i := range min(len(short), len(steps)) {
+		if !strings.HasPrefix(steps[i], short[i]) {
+			t.Errorf("README quick start step %d is %q; docs/deploy.md step %d is %q", i+1, short[i], i+1, steps[i])
+		}
+	}
+	for _, role := range []string{"Owner", "User Access Administrator", "Privileged Role Administrator", "Application Administrator", "Microsoft Sentinel Contributor"} {
+		if !strings.Contains(quick, role) || !strings.Contains(guide, role) {
+			t.Errorf("the role %q is not named in both the README quick start and docs/deploy.md", role)
+		}
+	}
+
+	// Parameter files in the docs use only the template's parameters.
+	for _, doc := range []string{"docs/deploy.md", "docs/entra-auth.md", "README.md"} {
+		text := string(mustRead(t, filepath.Join(root, doc)))
+		for _, m := range regexp.MustCompile(`"([A-Za-z]+)":\s*\{\s*"value"`).FindAllStringSubmatch(text, -1) {
+			if _, ok := params[m[1]]; !ok {
+				t.Errorf("%s sets parameter %q, which the template does not have", doc, m[1])
+			}
+		}
+	}
+
+	// The guide's parameter table: every template parameter, nothing else, with its default.
+	section := guide[strings.Index(guide, "## Application settings"):]
+	section, _, _ = strings.Cut(section[3:], "\n## ")
+	rows := regexp.MustCompile("(?m)^\\| `([A-Za-z]+)` \\| ([^|]*) \\|").FindAllStringSubmatch(section, -1)
+	seen := map[string]bool{}
+	for _, r := range rows {
+		name, cell := r[1], r[2]
+		p, ok := params[name]
+		if !ok {
+			t.Errorf("docs/deploy.md lists parameter %q, which the template does not have", name)
+			continue
+		}
+		seen[name] = true
+		def := obj(t, p, name)["defaultValue"]
+		if s, isStr := def.(string); isStr && strings.HasPrefix(s, "[") {
+			continue // an expression: described in words
+		}
+		lit := regexp.MustCompile("`([^`]*)`").FindStringSubmatch(cell)
+		switch {
+		case fmt.Sprint(def) == "" && !strings.Contains(cell, "empty"):
+			t.Errorf("docs/deploy.md: %s default %q; the template's is empty", name, cell)
+		case fmt.Sprint(def) != "" && lit != nil && lit[1] != fmt.Sprint(def):
+			t.Errorf("docs/deploy.md: %s default %q; the template's is %v", name, lit[1], def)
+		}
+	}
+	for name := range params {
+		if !seen[name] {
+			t.Errorf("docs/deploy.md's Application settings table does not list parameter %q", name)
+		}
+	}
+	allowed := arr(t, obj(t, params["callers"], "callers")["allowedValues"], "callers allowedValues")
+	for _, v := range allowed {
+		if !strings.Contains(guide, fmt.Sprintf("| `%s` ", v)) {
+			t.Errorf("docs/deploy.md step 1 does not offer callers %q", v)
+		}
+	}
+}
