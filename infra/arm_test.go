@@ -354,6 +354,15 @@ func (c *armContext) eval(n *armNode) any {
 		return false
 	case "null":
 		return nil
+	case "createobject":
+		if len(args)%2 != 0 {
+			c.t.Fatalf("createObject() takes key-value pairs, got %d arguments", len(args))
+		}
+		out := map[string]any{}
+		for i := 0; i < len(args); i += 2 {
+			out[str(i)] = args[i+1]
+		}
+		return out
 	case "createarray":
 		return append([]any{}, args...)
 	case "take":
