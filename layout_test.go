@@ -305,3 +305,37 @@ func anchors(t *testing.T, path string) []string {
 	}
 	return out
 }
+
+// TestWorkflows: CI runs the README's test command on every push and pull request; a v* tag
+// runs make release and publishes every release file; every action is pinned to a commit.
+func TestWorkflows(t *testing.T) {
+	t.Parallel()
+	read := func(name string) string {
+		b, err := os.ReadFile(filepath.Join(".github", "workflows", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	ci, release := read("ci.yml"), read("release.yml")
+	for _, want := range []string{"\n  push:\n", "\n  pull_request:\n", "run: make test\n", "run: make release-check\n"} {
+		if !strings.Contains(ci, want) {
+			t.Errorf("ci.yml does not contain %q", want)
+		}
+	}
+	for _, want := range []string{"tags: ['v*']", "make release VERSION=", "make release-check VERSION=", "run: make test\n",
+		"gh release create", "contents: write", "entra-revoke.zip", "handler-linux-amd64", "handler-linux-arm64",
+		"handler-darwin-arm64", "handler-windows-amd64.exe", "SHA256SUMS"} {
+		if !strings.Contains(release, want) {
+			t.Errorf("release.yml does not contain %q", want)
+		}
+	}
+	uses := regexp.MustCompile(`uses: ([^\s@]+)@(\S+)`)
+	for name, wf := range map[string]string{"ci.yml": ci, "release.yml": release} {
+		for _, m := range uses.FindAllStringSubmatch(wf, -1) {
+			if !strings.HasPrefix(m[1], "actions/") || !regexp.MustCompile(`^[0-9a-f]{40}$`).MatchString(m[2]) {
+				t.Errorf("%s uses %s@%s; want an official actions/ action pinned to a full commit SHA", name, m[1], m[2])
+			}
+		}
+	}
+}
