@@ -1,4 +1,6 @@
-# entra-revoke — `make run` serves locally in dry-run mode; `make test` runs every test.
+# entra-revoke — `make run` serves locally in dry-run mode; `make test` runs every test;
+# `make release` builds what a release publishes (dist/: the deployment zip, the CLI for four
+# platforms, SHA256SUMS), reproducibly.
 GO       ?= go
 PORT     ?= 8080
 NODE_DIR := testdata/node
@@ -9,7 +11,7 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # A public, demo-only secret for `make run` (dry run): never use it for a real deployment.
 DEMO_SECRET := whsec_ZGVtby1vbmx5LWRvLW5vdC11c2UtaW4tcHJvZHVjdGlvbg==
 
-.PHONY: all build run test deps node-tools shellcheck vet lint unit fuzz bench package clean
+.PHONY: all build run test deps node-tools shellcheck vet lint unit fuzz bench package release release-check clean
 
 all: build
 
@@ -69,8 +71,19 @@ bench: build
 	$(GO) run ./bench -handler ./handler
 	ENTRA_REVOKE_SOAK=1 $(GO) test -count=1 -v -run '^TestSoak$$' ./e2e
 
+# The deployment zip alone (dist/entra-revoke.zip): handler for linux/amd64, host.json, functions.
 package:
-	scripts/package.sh
+	VERSION=$(VERSION) COMMIT=$(COMMIT) scripts/package.sh
+
+# Release files in dist/, reproducible (-trimpath, no VCS or build ID, CGO off, version stamped,
+# zip entries dated by the last commit): entra-revoke.zip, handler-{linux-amd64,linux-arm64,
+# darwin-arm64,windows-amd64.exe} and SHA256SUMS (verify: cd dist && sha256sum -c SHA256SUMS).
+release:
+	VERSION=$(VERSION) COMMIT=$(COMMIT) scripts/release.sh dist
+
+# Builds the release twice and fails unless both are byte-identical and the checksums verify.
+release-check:
+	VERSION=$(VERSION) COMMIT=$(COMMIT) scripts/release-check.sh
 
 clean:
 	rm -rf handler dist

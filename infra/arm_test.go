@@ -229,6 +229,20 @@ func (c *armContext) eval(n *armNode) any {
 		}
 		c.t.Fatalf("property %s does not exist in %v", key, m)
 	}
+	if strings.EqualFold(n.fn, "if") {
+		// Like ARM, evaluate only the branch the condition selects.
+		if len(n.args) != 3 {
+			c.t.Fatalf("if() takes 3 arguments, got %d", len(n.args))
+		}
+		cond, ok := c.eval(n.args[0]).(bool)
+		if !ok {
+			c.t.Fatalf("if(): the condition is not a boolean")
+		}
+		if cond {
+			return c.eval(n.args[1])
+		}
+		return c.eval(n.args[2])
+	}
 	args := make([]any, len(n.args))
 	for i, a := range n.args {
 		args[i] = c.eval(a)
@@ -293,11 +307,33 @@ func (c *armContext) eval(n *armNode) any {
 			b.WriteString(str(i))
 		}
 		return b.String()
-	case "if":
-		if args[0].(bool) {
-			return args[1]
+	case "equals":
+		return fmt.Sprint(args[0]) == fmt.Sprint(args[1]) && fmt.Sprintf("%T", args[0]) == fmt.Sprintf("%T", args[1])
+	case "contains":
+		switch v := args[0].(type) {
+		case string:
+			return strings.Contains(v, str(1)) // ARM: case-sensitive for strings
+		case []any:
+			for _, x := range v {
+				if x == args[1] {
+					return true
+				}
+			}
+			return false
 		}
-		return args[2]
+		c.t.Fatalf("contains(%T, …) is not supported by the test evaluator", args[0])
+	case "and", "or":
+		want := strings.EqualFold(n.fn, "or")
+		for i, a := range args {
+			b, ok := a.(bool)
+			if !ok {
+				c.t.Fatalf("%s: argument %d is %T, not a boolean", n.fn, i+1, a)
+			}
+			if b == want {
+				return want
+			}
+		}
+		return !want
 	case "empty":
 		switch v := args[0].(type) {
 		case nil:
@@ -318,6 +354,15 @@ func (c *armContext) eval(n *armNode) any {
 		return false
 	case "null":
 		return nil
+	case "createobject":
+		if len(args)%2 != 0 {
+			c.t.Fatalf("createObject() takes key-value pairs, got %d arguments", len(args))
+		}
+		out := map[string]any{}
+		for i := 0; i < len(args); i += 2 {
+			out[str(i)] = args[i+1]
+		}
+		return out
 	case "createarray":
 		return append([]any{}, args...)
 	case "take":
@@ -333,6 +378,9 @@ func (c *armContext) eval(n *armNode) any {
 			return sum[0:8] + "-" + sum[8:12] + "-" + sum[12:16] + "-" + sum[16:20] + "-" + sum[20:32]
 		}
 		return sum[:13]
+	case "environment":
+		// The public cloud's values (environment() of Azure Resource Manager).
+		return map[string]any{"name": "AzureCloud", "suffixes": map[string]any{"storage": "core.windows.net"}}
 	case "subscription":
 		return map[string]any{"subscriptionId": fakeSubscriptionID, "tenantId": fakeTenantID,
 			"id": "/subscriptions/" + fakeSubscriptionID}

@@ -4,7 +4,9 @@
 #
 #   User.RevokeSessions.All  always: POST /users/{id}/revokeSignInSessions
 #   User.Read.All            with --with-user-read: user lookups for PROTECTED_USERS/ALLOWED_DOMAINS
-#                            across UPN/object-ID forms, and VERIFY_REVOCATION read-backs
+#                            across UPN/object-ID forms, and VERIFY_REVOCATION read-backs. A
+#                            Microsoft Sentinel playbook sends object IDs, so with UPN-based guard
+#                            rails every one of its requests needs a lookup: grant it for Sentinel.
 #
 # It is idempotent: a permission already granted is reported and left alone. With --dry-run the
 # read-only lookups still run (they show what would change) but every change is printed as the
@@ -29,7 +31,8 @@ Privileged Role Administrator or Global Administrator.
   -g, --resource-group RG   resource group of the Function App
   -n, --name NAME           the Function App (its system-assigned identity is used)
       --principal-id ID     object (principal) ID of the identity, instead of -g/-n
-      --with-user-read      also grant User.Read.All (VERIFY_REVOCATION, lookups)
+      --with-user-read      also grant User.Read.All: needed for VERIFY_REVOCATION and for
+                            PROTECTED_USERS/ALLOWED_DOMAINS with Sentinel (object IDs)
       --dry-run             look up, then print the az calls that would grant; change nothing
       --graph-endpoint URL  Microsoft Graph for sovereign clouds (default https://graph.microsoft.com)
   -h, --help                this help
@@ -139,7 +142,16 @@ graph_sp=$(lookup graph "the Microsoft Graph service principal" \
 is_guid "$graph_sp" || die "unexpected Microsoft Graph service principal ID: $graph_sp"
 
 permissions=(User.RevokeSessions.All)
-[[ -z $with_user_read ]] || permissions+=(User.Read.All)
+if [[ -n $with_user_read ]]; then
+	permissions+=(User.Read.All)
+else
+	cat >&2 <<EOF
+$prog: note: not granting User.Read.All. Without it, a request that names a user by object ID
+  (every Microsoft Sentinel playbook request) while PROTECTED_USERS or ALLOWED_DOMAINS are set,
+  and VERIFY_REVOCATION, end denied. Run again with --with-user-read if that applies; the
+  handler's /api/health says "graph": "missing_permission" when its settings need it.
+EOF
+fi
 
 for permission in "${permissions[@]}"; do
 	role_id=$(lookup graph "the app role $permission" \

@@ -1,9 +1,9 @@
 // Package infra_test checks the deployment assets offline: the ARM templates parse, declare what
 // they use, create the expected resources with the expected hardening and role assignments, hold
-// no secrets, and set exactly the application settings the handler knows (rendered and fed to the
-// handler's own settings parser); the Graph permission script passes shellcheck and, against a
-// fake az, makes exactly the calls its dry run prints; the package script builds the zip the
-// Functions host expects.
+// no secrets, refuse inconsistent parameters, and set exactly the application settings the
+// handler knows, each from a parameter (rendered and fed to the handler's own settings parser);
+// the Graph permission script passes shellcheck and, against a fake az, makes exactly the calls
+// its dry run prints; the package script builds the zip the Functions host expects, reproducibly.
 package infra_test
 
 import (
@@ -26,7 +26,6 @@ import (
 
 	"github.com/entra-revoke/entra-revoke/internal/revoke"
 	"github.com/entra-revoke/entra-revoke/internal/settings"
-	"github.com/entra-revoke/entra-revoke/internal/telemetry"
 	"github.com/entra-revoke/entra-revoke/internal/testenv"
 )
 
@@ -41,27 +40,32 @@ const (
 var wantRoles = map[string]string{
 	"b7e6dc6d-f1e8-4753-8033-0f276bb0955b": "Microsoft.Storage/storageAccounts", // Storage Blob Data Owner
 	"974c5e8b-45b9-4653-ba55-5f855dd0fb88": "Microsoft.Storage/storageAccounts", // Storage Queue Data Contributor
+	"0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3": "Microsoft.Storage/storageAccounts", // Storage Table Data Contributor
 	"4633458b-17de-408a-b874-0445c86b69e6": "Microsoft.KeyVault/vaults",         // Key Vault Secrets User
 	"3913510d-42f4-4e42-8a64-420c390055eb": "Microsoft.Insights/components",     // Monitoring Metrics Publisher
 }
 
-// leftAtDefault are the the documented settings settings the template does not set, and why. Every name of
-// settings.Table is either set by the template or listed here, so that a new setting forces a
-// decision.
-var leftAtDefault = map[string]string{
-	"WEBHOOK_TOLERANCE":       "the default 5m suits callers with synchronized clocks",
-	"ENTRA_OPENID_CONFIG_URL": "only for sovereign clouds and tests",
-	"GRAPH_BASE_URL":          "only for sovereign clouds and tests",
-	"AZURE_CLIENT_ID":         "the template uses the system-assigned identity",
-	"IDEMPOTENCY_TTL":         "the default suits Logic Apps' retry policy",
-	"AzureWebJobsStorage":     "the identity-based AzureWebJobsStorage__accountName is used: a connection string would carry an account key",
-	"QUEUE_ALLOW_UNSIGNED":    "queue messages must stay signed (false)",
-	"QUEUE_SIGNATURE_MAX_AGE": "the default 24h outlasts the host's retries",
-	"STATE_STORE":             "auto: the table, since the template sets identity-based storage",
-	"STATE_TABLE":             "the default table name",
-	"PUBLIC_BASE_URL":         "status links use the app's own host",
-	"MAX_DEQUEUE_COUNT":       "retired: the handler reads host.json's maxDequeueCount",
-	"TELEMETRY_UPN_SALT":      "not yet supplied by the template",
+// notParameters are the handler's settings the template does not take as parameters, and why.
+// The next deployment of the template removes a value set by hand for any of them (it replaces
+// all app settings), as docs/deploy.md says. Every name of settings.Table is either set by the
+// template or listed here, so that a new setting forces a decision.
+var notParameters = map[string]string{
+	"AZURE_CLIENT_ID":      "the template uses the system-assigned identity",
+	"AzureWebJobsStorage":  "storage is identity-based (AzureWebJobsStorage__accountName, __queueServiceUri, __tableServiceUri): a connection string would carry an account key",
+	"QUEUE_ALLOW_UNSIGNED": "queue messages stay signed (false): the queue trigger must not accept what anyone with queue access writes",
+}
+
+// derivedSettings are the handler's settings the template sets from the deployment itself rather
+// than from a parameter.
+var derivedSettings = map[string]string{
+	"APPLICATIONINSIGHTS_CONNECTION_STRING": "the template's Application Insights resource",
+}
+
+// keyVaultSecrets are the secret names the template's Key Vault references use, and the values
+// the tests put in the environment in their place, as App Service does once it resolved them.
+var keyVaultSecrets = map[string]string{
+	"webhook-secrets":    testSecret,
+	"telemetry-upn-salt": "test-salt-0123456789abcdef", // at least 16 characters
 }
 
 // platformSetting reports whether an app setting belongs to the Functions platform rather than
@@ -371,12 +375,60 @@ func appSettings(t *testing.T, tmpl map[string]any, params map[string]any) (map[
 
 var keyVaultRef = regexp.MustCompile(`^@Microsoft\.KeyVault\(VaultName=([a-z0-9-]+);SecretName=([a-z0-9-]+)\)$`)
 
-// TestDeployTemplateSettings compares the app settings with the handler's settings table, then
-// renders them and loads them with the handler's own parser.
+// dependsOnParameter reports whether a template expression uses a parameter, directly or through
+// the variables it uses.
+func dependsOnParameter(t *testing.T, tmpl map[string]any, expr string, seen map[string]bool) bool {
+	t.Helper()
+	if paramRef.MatchString(expr) {
+		return true
+	}
+	vars, _ := tmpl["variables"].(map[string]any)
+	for _, m := range varRef.FindAllStringSubmatch(expr, -1) {
+		if seen[m[1]] {
+			continue
+		}
+		seen[m[1]] = true
+		if v, ok := vars[m[1]].(string); ok && dependsOnParameter(t, tmpl, v, seen) {
+			return true
+		}
+	}
+	return false
+}
+
+// rawAppSettings returns the Function App's settings as written in the template.
+func rawAppSettings(t *testing.T, tmpl map[string]any) map[string]string {
+	t.Helper()
+	props := obj(t, only(t, tmpl, "Microsoft.Web/sites")["properties"], "site properties")
+	out := map[string]string{}
+	for _, s := range arr(t, obj(t, props["siteConfig"], "siteConfig")["appSettings"], "appSettings") {
+		s := obj(t, s, "app setting")
+		out[fmt.Sprint(s["name"])] = fmt.Sprint(s["value"])
+	}
+	return out
+}
+
+// templateSecret returns the name (vault/secret) of the template's Key Vault secret resource
+// called name, or fails.
+func templateSecret(t *testing.T, tmpl map[string]any, c *armContext, name string) string {
+	t.Helper()
+	for _, r := range resources(t, tmpl, "Microsoft.KeyVault/vaults/secrets") {
+		if full := fmt.Sprint(c.value(r["name"])); strings.HasSuffix(full, "/"+name) {
+			return full
+		}
+	}
+	t.Fatalf("the template creates no Key Vault secret %q", name)
+	return ""
+}
+
+// TestDeployTemplateSettings compares the app settings with the handler's settings table: every
+// handler setting the template sets comes from a parameter, so that a redeployment keeps what the
+// operator chose; the rest is listed in notParameters. With the default parameters each renders
+// to the handler's default.
 func TestDeployTemplateSettings(t *testing.T) {
 	t.Parallel()
 	tmpl := mustReadJSON(t, deployPath)
 	rendered, c := appSettings(t, tmpl, nil)
+	raw := rawAppSettings(t, tmpl)
 
 	table := map[string]settings.Setting{}
 	for _, s := range settings.Table {
@@ -393,13 +445,25 @@ func TestDeployTemplateSettings(t *testing.T) {
 		}
 	}
 	for _, s := range settings.Table {
+		if s.Retired {
+			continue // must not be set at all (checked below)
+		}
 		_, set := rendered[s.Name]
-		_, left := leftAtDefault[s.Name]
+		_, left := notParameters[s.Name]
 		switch {
 		case set && left:
-			t.Errorf("%s is set by the template and also listed as left at its default", s.Name)
+			t.Errorf("%s is set by the template and also listed in notParameters", s.Name)
 		case !set && !left:
-			t.Errorf("settings.Table has %s, which the template neither sets nor lists in leftAtDefault: decide", s.Name)
+			t.Errorf("settings.Table has %s, which the template neither sets nor lists in notParameters: decide", s.Name)
+		case set:
+			if _, derived := derivedSettings[s.Name]; !derived && !dependsOnParameter(t, tmpl, raw[s.Name], map[string]bool{}) {
+				t.Errorf("%s = %s does not come from a parameter: a value set by hand would be lost at the next deployment and the template offers no way to keep it", s.Name, raw[s.Name])
+			}
+		}
+	}
+	for name := range notParameters {
+		if _, ok := table[name]; !ok {
+			t.Errorf("notParameters lists %s, which is not a handler setting (settings.Table)", name)
 		}
 	}
 
@@ -419,107 +483,234 @@ func TestDeployTemplateSettings(t *testing.T) {
 		}
 	}
 
-	// Identity-based storage and Entra-authenticated telemetry, as the handler reads them.
+	// Identity-based storage (queue and table service URIs, as the handler and the host read them)
+	// and Entra-authenticated telemetry.
 	storage := fmt.Sprint(c.value("[variables('storageAccountName')]"))
-	if rendered["AzureWebJobsStorage__accountName"] != storage {
-		t.Errorf("AzureWebJobsStorage__accountName = %q; want the template's storage account %q", rendered["AzureWebJobsStorage__accountName"], storage)
+	for setting, want := range map[string]string{
+		"AzureWebJobsStorage__accountName":     storage,
+		"AzureWebJobsStorage__queueServiceUri": "https://" + storage + ".queue.core.windows.net",
+		"AzureWebJobsStorage__tableServiceUri": "https://" + storage + ".table.core.windows.net",
+	} {
+		if rendered[setting] != want {
+			t.Errorf("%s = %q; want %q (the template's storage account)", setting, rendered[setting], want)
+		}
+	}
+	var tables []string
+	for _, r := range resources(t, tmpl, "Microsoft.Storage/storageAccounts/tableServices/tables") {
+		tables = append(tables, fmt.Sprint(c.value(r["name"])))
+	}
+	if want := storage + "/default/" + rendered["STATE_TABLE"]; len(tables) != 1 || tables[0] != want {
+		t.Errorf("tables = %q; want exactly the state table %q", tables, want)
 	}
 	if rendered["APPLICATIONINSIGHTS_AUTHENTICATION_STRING"] != "Authorization=AAD" {
 		t.Errorf("APPLICATIONINSIGHTS_AUTHENTICATION_STRING = %q; want Authorization=AAD (the host's own telemetry)", rendered["APPLICATIONINSIGHTS_AUTHENTICATION_STRING"])
 	}
-	m := keyVaultRef.FindStringSubmatch(rendered["WEBHOOK_SECRETS"])
-	if m == nil {
-		t.Fatalf("WEBHOOK_SECRETS = %q; want a Key Vault reference", rendered["WEBHOOK_SECRETS"])
-	}
-	secretRes := only(t, tmpl, "Microsoft.KeyVault/vaults/secrets")
-	if want := m[1] + "/" + m[2]; c.value(secretRes["name"]) != want {
-		t.Errorf("WEBHOOK_SECRETS refers to %s; the template's secret is %v", want, c.value(secretRes["name"]))
-	}
-	if vault := c.value(only(t, tmpl, "Microsoft.KeyVault/vaults")["name"]); vault != m[1] {
-		t.Errorf("WEBHOOK_SECRETS refers to vault %s; the template's vault is %v", m[1], vault)
+	if cs := rendered["APPLICATIONINSIGHTS_CONNECTION_STRING"]; !strings.Contains(cs, "InstrumentationKey=") || !strings.HasSuffix(cs, ";Authorization=AAD") {
+		t.Errorf("APPLICATIONINSIGHTS_CONNECTION_STRING = %q; want the resource's connection string with Authorization=AAD (local auth is disabled)", cs)
 	}
 
+	// Key Vault references name the template's vault and secrets.
+	vault := fmt.Sprint(c.value(only(t, tmpl, "Microsoft.KeyVault/vaults")["name"]))
+	redacted, _ := appSettings(t, tmpl, map[string]any{"telemetryRedactUpn": true})
+	for setting, secret := range map[string]string{"WEBHOOK_SECRETS": "webhook-secrets", "TELEMETRY_UPN_SALT": "telemetry-upn-salt"} {
+		m := keyVaultRef.FindStringSubmatch(redacted[setting])
+		if m == nil {
+			t.Errorf("%s = %q; want a Key Vault reference", setting, redacted[setting])
+			continue
+		}
+		if got, want := m[1]+"/"+m[2], templateSecret(t, tmpl, c, secret); got != want || m[1] != vault {
+			t.Errorf("%s refers to %s; want the template's secret %s in vault %s", setting, got, want, vault)
+		}
+	}
+	if rendered["TELEMETRY_UPN_SALT"] != "" {
+		t.Errorf("TELEMETRY_UPN_SALT = %q without redaction; want it unset, so that no secret must exist", rendered["TELEMETRY_UPN_SALT"])
+	}
+
+	// The last delivery of a queue message is the host's own maxDequeueCount (host.json, 5): the
+	// template must not set a different one, nor the retired MAX_DEQUEUE_COUNT.
 	hostJSON := mustReadJSON(t, filepath.Join(testenv.RepoRoot(t), "host.json"))
 	queues := obj(t, obj(t, hostJSON["extensions"], "extensions")["queues"], "queues")
-	if got, want := fmt.Sprint(queues["maxDequeueCount"]), fmt.Sprint(settings.DefaultMaxDequeueCount); got != want {
-		t.Errorf("host.json maxDequeueCount = %s; want the host's default %s", got, want)
+	if got := fmt.Sprint(queues["maxDequeueCount"]); got != "5" {
+		t.Errorf("host.json maxDequeueCount = %s; want 5", got)
+	}
+	retired := []string{"AzureFunctionsJobHost__extensions__queues__maxDequeueCount"}
+	for _, s := range settings.Table {
+		if s.Retired {
+			retired = append(retired, s.Name)
+		}
+	}
+	if !slices.Contains(retired, "MAX_DEQUEUE_COUNT") {
+		t.Errorf("settings.Table does not list MAX_DEQUEUE_COUNT as retired")
+	}
+	for _, name := range retired {
+		if v, ok := rendered[name]; ok {
+			t.Errorf("the template sets %s = %q; host.json's maxDequeueCount is the only source", name, v)
+		}
 	}
 }
 
-// TestDeployTemplateSettingsLoad renders the app settings for several parameter sets, resolves
-// the Key Vault reference as App Service does, and loads them with settings.Load.
+// loadRendered renders the app settings for params, resolves the Key Vault references as App
+// Service does (every secret the template refers to exists), and loads them with the handler's
+// own settings parser.
+func loadRendered(t *testing.T, tmpl map[string]any, params map[string]any) (map[string]string, settings.Settings, error) {
+	t.Helper()
+	env, _ := appSettings(t, tmpl, params)
+	for name, v := range env {
+		if m := keyVaultRef.FindStringSubmatch(v); m != nil {
+			secret, ok := keyVaultSecrets[m[2]]
+			if !ok {
+				t.Fatalf("%s refers to Key Vault secret %q, which the tests do not know", name, m[2])
+			}
+			env[name] = secret
+		}
+	}
+	s, err := settings.Load(func(k string) string { return env[k] })
+	return env, s, err
+}
+
+// TestDeployTemplateSettingsLoad renders the app settings for several parameter sets and loads
+// them with settings.Load.
 func TestDeployTemplateSettingsLoad(t *testing.T) {
 	t.Parallel()
 	tmpl := mustReadJSON(t, deployPath)
+	const audience = "api://6e1f2a3b-4c5d-4e6f-8a7b-9c0d1e2f3a4b,6e1f2a3b-4c5d-4e6f-8a7b-9c0d1e2f3a4b"
 	tests := []struct {
-		name    string
-		params  map[string]any
-		wantErr string // substring of settings.Load's error; "" for success
-		check   func(t *testing.T, s settings.Settings)
+		name   string
+		params map[string]any
+		check  func(t *testing.T, env map[string]string, s settings.Settings)
 	}{
 		{
-			name: "defaults: webhooks, dry run",
-			check: func(t *testing.T, s settings.Settings) {
+			name: "defaults: webhooks, dry run, shared state",
+			check: func(t *testing.T, env map[string]string, s settings.Settings) {
 				if !s.WebhookEnabled() || s.EntraEnabled() || !s.DryRun || s.RevokeQueue != "revoke-requests" {
 					t.Errorf("webhook %v entra %v dryRun %v queue %q; want webhook only, dry run, revoke-requests", s.WebhookEnabled(), s.EntraEnabled(), s.DryRun, s.RevokeQueue)
+				}
+				if env["STATE_STORE"] != "auto" || env["STATE_TABLE"] != "revokestate" || env["IDEMPOTENCY_TTL"] != "24h" {
+					t.Errorf("STATE_STORE %q STATE_TABLE %q IDEMPOTENCY_TTL %q; want auto, revokestate, 24h", env["STATE_STORE"], env["STATE_TABLE"], env["IDEMPOTENCY_TTL"])
+				}
+				if st := s.Storage; !st.IdentityBased() || !strings.HasPrefix(st.QueueServiceURL, "https://st") || !strings.HasPrefix(st.TableServiceURL, "https://st") {
+					t.Errorf("Storage = %+v; want identity-based queue and table service URLs of the template's account", st)
 				}
 			},
 		},
 		{
-			name: "Entra tokens only, live, guard rails",
-			params: map[string]any{"enableWebhooks": false, "entraAudience": "api://6e1f2a3b-4c5d-4e6f-8a7b-9c0d1e2f3a4b,6e1f2a3b-4c5d-4e6f-8a7b-9c0d1e2f3a4b",
+			name: "Entra tokens only, live, guard rails, redaction",
+			params: map[string]any{"callers": "entra", "entraAudience": audience,
 				"entraAllowedClients": "2b7f0c1e-3d4a-4b5c-8d6e-7f8091a2b3c4", "dryRun": false, "verifyRevocation": true,
 				"protectedUsers": "breakglass1@contoso.com,breakglass2@contoso.com", "allowedDomains": "contoso.com",
-				"maxRevocationsPerMinute": 0, "graphConcurrency": 4, "telemetryRedactUpn": true, "revokeQueueName": "revoke-prod"},
-			check: func(t *testing.T, s settings.Settings) {
+				"maxRevocationsPerMinute": 0, "graphConcurrency": 4, "telemetryRedactUpn": true, "revokeQueueName": "revoke-prod",
+				"idempotencyTtl": "48h", "stateTable": "revokeprod", "publicBaseUrl": "https://revoke.contoso.com"},
+			check: func(t *testing.T, env map[string]string, s settings.Settings) {
+				if env["WEBHOOK_SECRETS"] != "" {
+					t.Errorf("WEBHOOK_SECRETS = %q for Entra-only callers; want it unset, so that no webhook secret must exist", env["WEBHOOK_SECRETS"])
+				}
 				if s.WebhookEnabled() || !s.EntraEnabled() || s.EntraTenantID != fakeTenantID || len(s.EntraAudiences) != 2 ||
 					len(s.EntraAllowedClients) != 1 || s.EntraRequiredRole != "Sessions.Revoke" {
 					t.Errorf("auth = webhook %v tenant %q audiences %q clients %q role %q; want Entra only for the deployment's tenant",
 						s.WebhookEnabled(), s.EntraTenantID, s.EntraAudiences, s.EntraAllowedClients, s.EntraRequiredRole)
 				}
 				if s.DryRun || !s.VerifyRevocation || len(s.ProtectedUsers) != 2 || !slices.Equal(s.AllowedDomains, []string{"contoso.com"}) ||
-					s.MaxRevocationsPerMinute != 0 || s.GraphConcurrency != 4 || !s.TelemetryRedactUPN || s.RevokeQueue != "revoke-prod" {
+					s.MaxRevocationsPerMinute != 0 || s.GraphConcurrency != 4 || !s.TelemetryRedactUPN || s.RevokeQueue != "revoke-prod" ||
+					s.IdempotencyTTL != 48*time.Hour {
 					t.Errorf("guard rails not carried through: %+v", s)
+				}
+				if env["TELEMETRY_UPN_SALT"] != keyVaultSecrets["telemetry-upn-salt"] || env["STATE_TABLE"] != "revokeprod" || env["PUBLIC_BASE_URL"] != "https://revoke.contoso.com" {
+					t.Errorf("TELEMETRY_UPN_SALT resolved %v, STATE_TABLE %q, PUBLIC_BASE_URL %q; want the salt, revokeprod and the base URL",
+						env["TELEMETRY_UPN_SALT"] != "", env["STATE_TABLE"], env["PUBLIC_BASE_URL"])
 				}
 			},
 		},
 		{
-			name:    "no caller method: the handler refuses to start",
-			params:  map[string]any{"enableWebhooks": false},
-			wantErr: "no caller can authenticate",
+			name:   "webhooks and Entra tokens",
+			params: map[string]any{"callers": "webhook+entra", "entraAudience": audience},
+			check: func(t *testing.T, env map[string]string, s settings.Settings) {
+				if !s.WebhookEnabled() || !s.EntraEnabled() {
+					t.Errorf("webhook %v entra %v; want both", s.WebhookEnabled(), s.EntraEnabled())
+				}
+			},
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			env, _ := appSettings(t, tmpl, tt.params)
-			if keyVaultRef.MatchString(env["WEBHOOK_SECRETS"]) {
-				env["WEBHOOK_SECRETS"] = testSecret // what App Service puts in the environment
-			}
-			if env["TELEMETRY_REDACT_UPN"] == "true" && env["TELEMETRY_UPN_SALT"] == "" {
-				// The template does not supply the salt yet (see leftAtDefault); the handler needs it.
-				env["TELEMETRY_UPN_SALT"] = "test-salt-of-32-characters-long!"
-			}
-			s, err := settings.Load(func(k string) string { return env[k] })
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("settings.Load(%v) error = %v; want %q", env, err, tt.wantErr)
-				}
-				return
-			}
+			env, s, err := loadRendered(t, tmpl, tt.params)
 			if err != nil {
-				t.Fatalf("settings.Load(%v) = %v; want nil", env, err)
+				t.Fatalf("settings.Load(rendered %v) = %v; want nil", tt.params, err)
 			}
-			tt.check(t, s)
-
-			cs, err := telemetry.ParseConnectionString(s.AppInsightsConnectionString)
-			if err != nil || !cs.AAD || !cs.Enabled() {
-				t.Errorf("APPLICATIONINSIGHTS_CONNECTION_STRING = %q: %+v, %v; want Authorization=AAD (local auth is disabled)", s.AppInsightsConnectionString, cs, err)
-			}
-			if st := s.Storage; !st.IdentityBased() || !strings.HasPrefix(st.QueueServiceURL, "https://st") || !strings.HasPrefix(st.TableServiceURL, "https://st") {
-				t.Errorf("settings.Load(%v).Storage = %+v; want identity-based queue and table service URLs", env, st)
-			}
+			tt.check(t, env, s)
 		})
+	}
+}
+
+// parameterCheck evaluates the template's refusal of inconsistent parameters: a nested deployment,
+// deployed only when there is a problem, whose one parameter allows only "yes" and is given the
+// problem's description, so that Azure Resource Manager refuses the deployment and shows it. It
+// returns "" when the parameters are accepted.
+func parameterCheck(t *testing.T, tmpl map[string]any, params map[string]any) string {
+	t.Helper()
+	c := newARM(t, tmpl, params)
+	var check map[string]any
+	for _, r := range resources(t, tmpl, "Microsoft.Resources/deployments") {
+		if c.value(r["name"]) == "entra-revoke-parameter-check" {
+			check = r
+		}
+	}
+	if check == nil {
+		t.Fatal("no entra-revoke-parameter-check deployment in the template")
+	}
+	props := obj(t, check["properties"], "check properties")
+	inner := obj(t, obj(t, obj(t, props["template"], "check template")["parameters"], "check parameters")["parametersAreConsistent"], "check parameter")
+	allowed := arr(t, inner["allowedValues"], "allowedValues")
+	// The parameters are one expression: the published schema of deployments@2022-09-01 makes an
+	// expression-valued parameter "value" match two of its oneOf alternatives.
+	given := fmt.Sprint(obj(t, obj(t, c.value(props["parameters"]), "given")["parametersAreConsistent"], "given parameter")["value"])
+	deployed, _ := c.value(check["condition"]).(bool)
+	if !deployed {
+		if given != "yes" {
+			t.Errorf("parameters %v: the check is skipped but would be given %q", params, given)
+		}
+		return ""
+	}
+	if slices.Contains(allowed, any(given)) {
+		t.Errorf("parameters %v: the check is deployed but its value %q is allowed: Azure would accept it", params, given)
+	}
+	return given
+}
+
+// TestDeployTemplateRefusesWhatCannotStart: every combination of callers, audience and redaction
+// the template accepts renders settings the handler starts with (given the secrets the parameter
+// file provides), and every combination it would start wrongly with is refused with a message
+// naming the parameter. "Entra callers only" references no webhook secret at all.
+func TestDeployTemplateRefusesWhatCannotStart(t *testing.T) {
+	t.Parallel()
+	tmpl := mustReadJSON(t, deployPath)
+	site := only(t, tmpl, "Microsoft.Web/sites")
+	if !slices.Contains(arr(t, site["dependsOn"], "site dependsOn"), any("[resourceId('Microsoft.Resources/deployments', 'entra-revoke-parameter-check')]")) {
+		t.Errorf("the Function App does not depend on the parameter check: it could be deployed before the refusal")
+	}
+	for _, callers := range []string{"webhook", "entra", "webhook+entra"} {
+		for _, audience := range []string{"", "api://6e1f2a3b-4c5d-4e6f-8a7b-9c0d1e2f3a4b"} {
+			for _, redact := range []bool{false, true} {
+				params := map[string]any{"callers": callers, "entraAudience": audience, "telemetryRedactUpn": redact}
+				problem := parameterCheck(t, tmpl, params)
+				entra := strings.Contains(callers, "entra")
+				switch wantRefused := entra == (audience == ""); {
+				case wantRefused && !strings.Contains(problem, "entraAudience"):
+					t.Errorf("parameters %v: refusal %q; want one naming entraAudience", params, problem)
+				case !wantRefused && problem != "":
+					t.Errorf("parameters %v: refused with %q; want accepted", params, problem)
+				case !wantRefused:
+					env, s, err := loadRendered(t, tmpl, params)
+					if err != nil {
+						t.Errorf("parameters %v are accepted, but the handler would not start: %v", params, err)
+						continue
+					}
+					if callers == "entra" && (env["WEBHOOK_SECRETS"] != "" || s.WebhookEnabled()) {
+						t.Errorf("parameters %v: WEBHOOK_SECRETS = %q; want no webhook secret for Entra-only callers", params, env["WEBHOOK_SECRETS"])
+					}
+				}
+			}
+		}
 	}
 }
 
@@ -605,7 +796,18 @@ func TestShellcheck(t *testing.T) {
 	t.Parallel()
 	mustTool(t, "shellcheck", "apt-get install shellcheck; make shellcheck")
 	root := testenv.RepoRoot(t)
-	for _, s := range []string{filepath.Join(root, "infra", grantScript), filepath.Join(root, "scripts", "package.sh")} {
+	var scripts []string
+	for _, dir := range []string{"infra", "scripts"} {
+		found, err := filepath.Glob(filepath.Join(root, dir, "*.sh"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		scripts = append(scripts, found...)
+	}
+	if len(scripts) < 5 {
+		t.Fatalf("shell scripts = %q; want the grant script and the build, package and release scripts", scripts)
+	}
+	for _, s := range scripts {
 		if out, err := exec.Command("shellcheck", "--severity=style", s).CombinedOutput(); err != nil {
 			t.Errorf("shellcheck %s: %v\n%s", s, err, out)
 		}
@@ -761,8 +963,9 @@ func TestGrantScript(t *testing.T) {
 			wantStdout: []string{"User.RevokeSessions.All: granted to " + principalID, "User.Read.All: granted to " + principalID},
 		},
 		{
-			name: "only User.RevokeSessions.All without --with-user-read", args: []string{"--principal-id", principalID},
-			wantPosts: []azCall{wantPost(revokeRoleID)},
+			name: "only User.RevokeSessions.All without --with-user-read, with a note for Sentinel", args: []string{"--principal-id", principalID},
+			wantPosts:  []azCall{wantPost(revokeRoleID)},
+			wantStderr: []string{"not granting User.Read.All", "Sentinel", "--with-user-read", `"graph": "missing_permission"`},
 		},
 		{
 			name: "idempotent: nothing to grant twice", args: []string{"--principal-id", principalID, "--with-user-read"},
@@ -853,20 +1056,34 @@ func TestGrantScriptDryRunIsExact(t *testing.T) {
 
 // TestPackage builds the deployment zip with scripts/package.sh and checks what the Functions
 // host needs: the handler executable, static, for linux/amd64, host.json and the function folders.
+// It builds the zip a second time from a copy of the sources in another directory and wants the
+// same bytes: the package is reproducible (scripts/release-check.sh does the same for a release).
 func TestPackage(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the handler for linux/amd64 (minutes on a cold build cache)")
 	}
 	t.Parallel()
 	root := testenv.RepoRoot(t)
+	const epoch = 1767225600 // 2026-01-01T00:00:00Z
+	build := func(src, out string) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 9*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, filepath.Join(src, "scripts", "package.sh"), out)
+		cmd.Dir = t.TempDir() // the script must not depend on the caller's directory
+		cmd.Env = append(os.Environ(), "VERSION=v0.0.0-test", "COMMIT=abc1234", fmt.Sprintf("SOURCE_DATE_EPOCH=%d", epoch))
+		if b, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%s/scripts/package.sh: %v\n%s", src, err, b)
+		}
+	}
 	out := filepath.Join(t.TempDir(), "dist", "entra-revoke.zip")
-	ctx, cancel := context.WithTimeout(context.Background(), 9*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(root, "scripts", "package.sh"), out)
-	cmd.Dir = t.TempDir() // the script must not depend on the caller's directory
-	cmd.Env = append(os.Environ(), "VERSION=v0.0.0-test", "COMMIT=abc1234")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("scripts/package.sh: %v\n%s", err, b)
+	build(root, out)
+	copied := filepath.Join(t.TempDir(), "elsewhere")
+	mustCopySources(t, root, copied)
+	again := filepath.Join(t.TempDir(), "again.zip")
+	build(copied, again)
+	if !bytes.Equal(mustRead(t, out), mustRead(t, again)) {
+		t.Errorf("two builds of the same sources in two directories differ: the package is not reproducible")
 	}
 
 	zr, err := zip.OpenReader(out)
@@ -881,7 +1098,7 @@ func TestPackage(t *testing.T) {
 		}
 	}
 	var wantFiles []string
-	for _, fn := range []string{"revoke", "revoke-queue", "health"} {
+	for _, fn := range []string{"revoke", "revoke-queue", "health", "revoke-status", "state-cleanup"} {
 		wantFiles = append(wantFiles, fn+"/function.json")
 	}
 	wantFiles = append(wantFiles, "handler", "host.json")
@@ -898,6 +1115,11 @@ func TestPackage(t *testing.T) {
 		}
 	}
 
+	for name, f := range files {
+		if !f.Modified.Equal(time.Unix(epoch, 0)) {
+			t.Errorf("%s is dated %v; want SOURCE_DATE_EPOCH %v", name, f.Modified, time.Unix(epoch, 0).UTC())
+		}
+	}
 	h := files["handler"]
 	if h == nil {
 		t.Fatal("no handler in the zip")
@@ -920,6 +1142,44 @@ func TestPackage(t *testing.T) {
 	}
 	if !bytes.Contains(bin, []byte("v0.0.0-test")) {
 		t.Errorf("handler does not carry the VERSION it was built with")
+	}
+}
+
+// mustCopySources copies what a build needs (the module, the function folders and the scripts)
+// from the repository at src to dst, leaving out Git, the npm tooling and build output.
+func mustCopySources(t *testing.T, src, dst string) {
+	t.Helper()
+	skip := map[string]bool{".git": true, "node_modules": true, "dist": true, "results": true}
+	err := filepath.WalkDir(src, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, path)
+		if skip[d.Name()] || rel == "handler" {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		target := filepath.Join(dst, rel)
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		switch {
+		case d.IsDir():
+			return os.MkdirAll(target, 0o755)
+		case info.Mode().IsRegular():
+			b, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			return os.WriteFile(target, b, info.Mode().Perm())
+		}
+		return nil // symlinks and the like: not part of a build
+	})
+	if err != nil {
+		t.Fatalf("copy %s to %s: %v", src, dst, err)
 	}
 }
 
@@ -954,4 +1214,100 @@ func mustRead(t *testing.T, path string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// TestDeployGuideMatchesTemplate: docs/deploy.md is the one ordered checklist and the README's
+// quick start the same steps in short; both name only parameters the template has, the guide's
+// parameter table lists every one with its default, and the callers it offers are the template's.
+func TestDeployGuideMatchesTemplate(t *testing.T) {
+	t.Parallel()
+	root := testenv.RepoRoot(t)
+	guide := string(mustRead(t, filepath.Join(root, "docs", "deploy.md")))
+	readme := string(mustRead(t, filepath.Join(root, "README.md")))
+	tmpl := mustReadJSON(t, deployPath)
+	params := obj(t, tmpl["parameters"], "parameters")
+
+	wantSteps := []string{"Choose callers", "Register the API", "Write the parameter file", "Deploy",
+		"Grant Microsoft Graph permissions", "Test in dry run", "Go live", "Connect callers"}
+	var steps []string
+	for _, m := range regexp.MustCompile(`(?m)^## (\d+)\. (.+)$`).FindAllStringSubmatch(guide, -1) {
+		if m[1] != fmt.Sprint(len(steps)+1) {
+			t.Errorf("docs/deploy.md step %q is numbered %s; want %d", m[2], m[1], len(steps)+1)
+		}
+		steps = append(steps, strings.TrimSpace(regexp.MustCompile(`\s*\(.*\)$`).ReplaceAllString(m[2], "")))
+	}
+	if !slices.Equal(steps, wantSteps) {
+		t.Errorf("docs/deploy.md steps = %q; want %q", steps, wantSteps)
+	}
+	quick, _, ok := strings.Cut(readme[strings.Index(readme, "## Quick start"):], "\n## ")
+	if !ok || !strings.HasPrefix(quick, "## Quick start") {
+		t.Fatal("README.md has no Quick start section")
+	}
+	if i := strings.Index(readme, "## Quick start"); i > strings.Index(readme, "\n## ")+1 {
+		t.Errorf("the Quick start is not the README's first section")
+	}
+	var short []string
+	for _, m := range regexp.MustCompile(`(?m)^(\d+)\. \*\*([^*]+)\*\*`).FindAllStringSubmatch(quick, -1) {
+		short = append(short, m[2])
+	}
+	if len(short) != len(steps) {
+		t.Errorf("README quick start has %d steps %q; docs/deploy.md has %d %q", len(short), short, len(steps), steps)
+	}
+	for i := range min(len(short), len(steps)) {
+		if !strings.HasPrefix(steps[i], short[i]) {
+			t.Errorf("README quick start step %d is %q; docs/deploy.md step %d is %q", i+1, short[i], i+1, steps[i])
+		}
+	}
+	for _, role := range []string{"Owner", "User Access Administrator", "Privileged Role Administrator", "Application Administrator", "Microsoft Sentinel Contributor"} {
+		if !strings.Contains(quick, role) || !strings.Contains(guide, role) {
+			t.Errorf("the role %q is not named in both the README quick start and docs/deploy.md", role)
+		}
+	}
+
+	// Parameter files in the docs use only the template's parameters.
+	for _, doc := range []string{"docs/deploy.md", "docs/entra-auth.md", "README.md"} {
+		text := string(mustRead(t, filepath.Join(root, doc)))
+		for _, m := range regexp.MustCompile(`"([A-Za-z]+)":\s*\{\s*"value"`).FindAllStringSubmatch(text, -1) {
+			if _, ok := params[m[1]]; !ok {
+				t.Errorf("%s sets parameter %q, which the template does not have", doc, m[1])
+			}
+		}
+	}
+
+	// The guide's parameter table: every template parameter, nothing else, with its default.
+	section := guide[strings.Index(guide, "## Application settings"):]
+	section, _, _ = strings.Cut(section[3:], "\n## ")
+	rows := regexp.MustCompile("(?m)^\\| `([A-Za-z]+)` \\| ([^|]*) \\|").FindAllStringSubmatch(section, -1)
+	seen := map[string]bool{}
+	for _, r := range rows {
+		name, cell := r[1], r[2]
+		p, ok := params[name]
+		if !ok {
+			t.Errorf("docs/deploy.md lists parameter %q, which the template does not have", name)
+			continue
+		}
+		seen[name] = true
+		def := obj(t, p, name)["defaultValue"]
+		if s, isStr := def.(string); isStr && strings.HasPrefix(s, "[") {
+			continue // an expression: described in words
+		}
+		lit := regexp.MustCompile("`([^`]*)`").FindStringSubmatch(cell)
+		switch {
+		case fmt.Sprint(def) == "" && !strings.Contains(cell, "empty"):
+			t.Errorf("docs/deploy.md: %s default %q; the template's is empty", name, cell)
+		case fmt.Sprint(def) != "" && lit != nil && lit[1] != fmt.Sprint(def):
+			t.Errorf("docs/deploy.md: %s default %q; the template's is %v", name, lit[1], def)
+		}
+	}
+	for name := range params {
+		if !seen[name] {
+			t.Errorf("docs/deploy.md's Application settings table does not list parameter %q", name)
+		}
+	}
+	allowed := arr(t, obj(t, params["callers"], "callers")["allowedValues"], "callers allowedValues")
+	for _, v := range allowed {
+		if !strings.Contains(guide, fmt.Sprintf("| `%s` ", v)) {
+			t.Errorf("docs/deploy.md step 1 does not offer callers %q", v)
+		}
+	}
 }
