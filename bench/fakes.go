@@ -93,7 +93,7 @@ func (f *ingestionFake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // storageFake is just enough of Azure Queue Storage for the handler's start-up (create queue) and
 // deferrals and poison copies (put message). It counts messages: the load test expects no
-// deferral, the bulk drain no poison copy.
+// deferral.
 type storageFake struct {
 	enqueued atomic.Int64 // to the request queue
 	poisoned atomic.Int64 // to <queue>-poison
