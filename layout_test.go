@@ -5,7 +5,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -21,17 +20,6 @@ func mustReadJSON(t *testing.T, path string, v any) {
 	if err := json.Unmarshal(b, v); err != nil {
 		t.Fatalf("%s: %v", path, err)
 	}
-}
-
-func settingDefault(t *testing.T, name string) string {
-	t.Helper()
-	for _, s := range settings.Table {
-		if s.Name == name {
-			return s.Default
-		}
-	}
-	t.Fatalf("setting %s not in settings.Table", name)
-	return ""
 }
 
 // host.json is what the Functions host reads; the hosting contract fixes its shape.
@@ -71,9 +59,9 @@ func TestHostJSON(t *testing.T) {
 	if host.Extensions.HTTP.RoutePrefix != "api" {
 		t.Errorf("routePrefix = %q; the server serves /api/…", host.Extensions.HTTP.RoutePrefix)
 	}
-	want, _ := strconv.Atoi(settingDefault(t, "MAX_DEQUEUE_COUNT"))
+	want := settings.DefaultMaxDequeueCount
 	if q := host.Extensions.Queues; q.MaxDequeueCount != want || q.BatchSize < 1 || q.VisibilityTimeout == "" || q.MessageEncoding != "base64" {
-		t.Errorf("extensions.queues = %+v; want maxDequeueCount %d (MAX_DEQUEUE_COUNT), base64, a batch size and a visibility timeout", q, want)
+		t.Errorf("extensions.queues = %+v; want maxDequeueCount %d, base64, a batch size and a visibility timeout", q, want)
 	}
 }
 

@@ -16,38 +16,28 @@ import (
 	"github.com/entra-revoke/entra-revoke/internal/queue"
 	"github.com/entra-revoke/entra-revoke/internal/revoke"
 	"github.com/entra-revoke/entra-revoke/internal/settings"
+	"github.com/entra-revoke/entra-revoke/internal/state"
 	"github.com/entra-revoke/entra-revoke/internal/telemetry"
 )
 
-// config is every setting parsed and validated, including those whose formats belong to the
-// telemetry and queue packages.
+// config is every setting parsed and validated.
 type config struct {
 	settings.Settings
-	Telemetry telemetry.ConnectionString
-	Queue     queue.Config
-	Storage   bool
 }
 
-// loadConfig parses all settings and reports every problem at once as a usage error on one line.
-func loadConfig(getenv func(string) string) (config, error) {
-	s, err := settings.Load(getenv)
-	errs := []error{err}
-	conn, err := telemetry.ParseConnectionString(s.AppInsightsConnectionString)
+// loadConfig parses all settings for a command run in mode and reports every problem at once as a
+// usage error on one line.
+func loadConfig(env Env, mode settings.Mode) (config, error) {
+	names := make([]string, 0, len(env.Environ))
+	for _, kv := range env.Environ {
+		name, _, _ := strings.Cut(kv, "=")
+		names = append(names, name)
+	}
+	s, err := settings.LoadWith(env.Getenv, settings.Options{Mode: mode, AppRoot: env.AppRoot, Names: names})
 	if err != nil {
-		errs = append(errs, fmt.Errorf("APPLICATIONINSIGHTS_CONNECTION_STRING: %w", err))
-	}
-	var q queue.Config
-	var storage bool
-	if s.RevokeQueue != "" {
-		q, storage, err = queue.FromEnv(getenv, s.RevokeQueue)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("AzureWebJobsStorage: %w", err))
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
 		return config{}, usagef("invalid settings: %s", strings.ReplaceAll(err.Error(), "\n", "; "))
 	}
-	return config{Settings: s, Telemetry: conn, Queue: q, Storage: storage}, nil
+	return config{Settings: s}, nil
 }
 
 // app is the engine with its adapters, shared by `serve` and `revoke`.
@@ -57,6 +47,7 @@ type app struct {
 	telemetry *telemetry.Telemetry
 	graph     *graph.Client
 	queue     *queue.Client // nil without storage
+	state     state.Store   // what the handler remembers across requests (wire.go)
 	engine    *revoke.Engine
 }
 
@@ -73,7 +64,7 @@ func newApp(cfg config, cred azcore.TokenCredential, stdout io.Writer, logger *s
 	}
 	tel, err := telemetry.New(telemetry.Config{
 		Connection: cfg.Telemetry, Role: role, RoleInstance: instance, Credential: cred,
-		RedactUPN: cfg.TelemetryRedactUPN, Stdout: stdout, Logger: logger,
+		RedactUPN: cfg.TelemetryRedactUPN, UPNSalt: cfg.TelemetryUPNSalt, Stdout: stdout, Logger: logger,
 	})
 	if errors.Is(err, telemetry.ErrNoSalt) || errors.Is(err, telemetry.ErrNoCredential) {
 		return nil, usagef("invalid settings: TELEMETRY_REDACT_UPN: %v", err)
@@ -91,8 +82,8 @@ func newApp(cfg config, cred azcore.TokenCredential, stdout io.Writer, logger *s
 	a := &app{cfg: cfg, logger: logger, telemetry: tel, graph: gc}
 
 	var deferrer revoke.Deferrer
-	if cfg.Storage && withDeferral {
-		qcfg := cfg.Queue
+	if cfg.Storage.Configured() && withDeferral {
+		qcfg := queue.ConfigFor(cfg.Storage, cfg.RevokeQueue)
 		qcfg.Credential = cred
 		if qcfg.ServiceURL != "" && qcfg.ClientID != "" {
 			// The host's storage identity may be a different user-assigned identity than Graph's.
@@ -110,11 +101,15 @@ func newApp(cfg config, cred azcore.TokenCredential, stdout io.Writer, logger *s
 			logger.Warn("deferral disabled: WEBHOOK_SECRETS is needed to sign queued requests")
 		}
 	}
+	fallback := func(op string, err error) { tel.StateFallback(context.Background(), op, err) }
+	if a.state, deferrer, err = wireState(cfg, cred, logger, fallback, deferrer, withDeferral); err != nil {
+		return nil, err
+	}
 	a.engine = revoke.New(revoke.Config{
 		Revoker: gc, Users: gc, Deferrer: deferrer, Sink: tel, Logger: logger,
 		ProtectedUsers: cfg.ProtectedUsers, AllowedDomains: cfg.AllowedDomains,
 		DryRun: cfg.DryRun, Verify: cfg.VerifyRevocation,
-		Concurrency: cfg.GraphConcurrency, RatePerMinute: cfg.MaxRevocationsPerMinute,
+		Concurrency: cfg.GraphConcurrency, RateGuard: a.state,
 	})
 	return a, nil
 }

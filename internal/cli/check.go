@@ -2,53 +2,57 @@ package cli
 
 import (
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/url"
 	"slices"
 	"strings"
 	"time"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
-
 	"github.com/entra-revoke/entra-revoke/internal/graph"
+	"github.com/entra-revoke/entra-revoke/internal/settings"
 )
 
 // checkBudget bounds the token requests of `check`: DefaultAzureCredential may probe IMDS and run
 // `az` before the credential that works answers.
 const checkBudget = 60 * time.Second
 
-// Graph permissions that allow revokeSignInSessions and reading users, least privileged first
-// (Microsoft Graph permissions reference). Delegated tokens also work with
-// Directory.AccessAsUser.All, within the signed-in administrator's own directory role.
-var (
-	revokePermissions = []string{"User.RevokeSessions.All", "User.ReadWrite.All", "Directory.ReadWrite.All"}
-	readPermissions   = []string{"User.Read.All", "User.ReadWrite.All", "Directory.Read.All", "Directory.ReadWrite.All"}
-	delegatedAll      = "Directory.AccessAsUser.All"
-)
+const checkAbout = `Validates every setting as 'handler serve' would (a terminal needs no caller method), prints
+what is configured (never a secret), gets a Microsoft Graph token with DefaultAzureCredential and
+lists the Graph roles it holds, naming any that is missing. Nothing in the tenant is read or
+changed. Exit 0 when the permissions suffice or the token does not list them (an opaque token),
+1 when one is missing or no token can be had, 2 when a setting is invalid.
+
+settings that drive it (all others are validated; docs/settings.md):
+  GRAPH_BASE_URL                  the token's scope: its scheme and host with /.default
+  VERIFY_REVOCATION, PROTECTED_USERS, ALLOWED_DOMAINS
+                                  need User.Read.All besides User.RevokeSessions.All
+  AZURE_CLIENT_ID                 a user-assigned managed identity
+  AZURE_TENANT_ID, AZURE_CLIENT_SECRET, AZURE_TOKEN_CREDENTIALS, IDENTITY_ENDPOINT, ...
+                                  read by DefaultAzureCredential (or sign in with az login)
+`
 
 // check validates the settings, gets a Graph token and reads the permissions it carries. It calls
 // nothing but the credential's token endpoint: nothing in the tenant is read or changed.
 func check(ctx context.Context, env Env, args []string) error {
-	fs := newFlags(env, "check", "check")
-	if err := parseFlags(fs, args); err != nil {
+	fs := newCommand(env, "check", "check", checkAbout)
+	if err := fs.parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return usagef("check takes no arguments")
 	}
-	cfg, callers, err := loadOperatorConfig(env.Getenv)
+	cfg, err := loadConfig(env, settings.Operator)
 	if err != nil {
 		return err
 	}
 	out := env.Stdout
 	fmt.Fprintln(out, "settings: valid")
 	printSettings(out, cfg)
-	if !callers {
+	for _, w := range cfg.Warnings {
+		fmt.Fprintf(out, "warning: %s\n", w)
+	}
+	if !cfg.WebhookEnabled() && !cfg.EntraEnabled() {
 		fmt.Fprintln(out, "warning: no caller can authenticate, so `handler serve` would refuse to start: set WEBHOOK_SECRETS and/or ENTRA_TENANT_ID with ENTRA_AUDIENCE")
 	}
 
@@ -56,30 +60,24 @@ func check(ctx context.Context, env Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	logger := slog.New(slog.NewJSONHandler(env.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	gc, err := graph.New(graph.Config{
-		BaseURL: cfg.GraphBaseURL.String(), Credential: cred, Concurrency: cfg.GraphConcurrency, Logger: logger,
-	})
-	if err != nil {
-		return fmt.Errorf("graph: %w", err)
-	}
 	scope := graphScope(cfg.GraphBaseURL)
 	tctx, cancel := context.WithTimeout(ctx, checkBudget)
 	defer cancel()
-	if err := gc.CheckToken(tctx); err != nil {
+	roles, readable, err := graph.Roles(tctx, cred, scope)
+	if err != nil {
 		fmt.Fprintln(out, "graph token: FAILED")
 		fmt.Fprintln(env.Stderr, "hint: on Azure, enable the Function App's managed identity (and set AZURE_CLIENT_ID for a user-assigned one); on a workstation, run `az login` (with --tenant for the right directory)")
 		return fmt.Errorf("check failed: no Graph token: %w", err)
 	}
 	fmt.Fprintf(out, "graph token: ok (scope %s)\n", scope)
 
-	// CheckToken never hands the token out; getting it once more (from the credential's cache)
-	// lets us read its claims here. It is never printed.
-	tok, err := cred.GetToken(tctx, policy.TokenRequestOptions{Scopes: []string{scope}})
+	// Who the token names comes from the same token, from the credential's cache. The token is
+	// never printed; only its roles and who it names are.
+	who, err := graph.SignedIn(tctx, cred, scope)
 	if err != nil {
 		return fmt.Errorf("check failed: no Graph token: %w", err)
 	}
-	return checkPermissions(out, cfg, tok)
+	return checkPermissions(out, cfg, who, roles, readable)
 }
 
 // printSettings prints what is configured, never a secret's value.
@@ -122,10 +120,24 @@ func printSettings(w io.Writer, cfg config) {
 	} else {
 		row("rate guard", "%d revocations/minute", cfg.MaxRevocationsPerMinute)
 	}
-	if cfg.Storage {
-		row("queue", "%s (storage configured)", cfg.Queue.Queue)
+	if cfg.Storage.Configured() {
+		auth := "key or SAS"
+		if cfg.Storage.IdentityBased() {
+			auth = "managed identity"
+		}
+		row("queue", "%s (storage configured, %s; last delivery %d)", cfg.RevokeQueue, auth, cfg.MaxDequeueCount)
 	} else {
 		row("queue", "no storage: throttled and failed users are not deferred")
+	}
+	if cfg.StateStore == settings.StateTable {
+		row("state", "table %s (shared by all instances)", cfg.StateTable)
+	} else {
+		row("state", "memory (this instance only)")
+	}
+	if cfg.PublicBaseURL != nil {
+		row("status links", "%s/api/revoke/status/…", cfg.PublicBaseURL)
+	} else {
+		row("status links", "on the request's host")
 	}
 	if cfg.Telemetry.Enabled() {
 		host := cfg.Telemetry.IngestionEndpoint
@@ -136,7 +148,11 @@ func printSettings(w io.Writer, cfg config) {
 		if cfg.Telemetry.AAD {
 			auth = ", Entra ID auth"
 		}
-		row("telemetry", "Application Insights via %s%s", host, auth)
+		redact := ""
+		if cfg.TelemetryRedactUPN {
+			redact = ", UPNs as upnHash"
+		}
+		row("telemetry", "Application Insights via %s%s%s", host, auth, redact)
 	} else {
 		row("telemetry", "stdout only")
 	}
@@ -147,101 +163,81 @@ func graphScope(base *url.URL) string {
 	return base.Scheme + "://" + base.Host + "/.default"
 }
 
-// tokenClaims are the access-token claims that say who signed in and with which permissions.
-type tokenClaims struct {
-	Roles    []string `json:"roles"` // application permissions
-	Scp      string   `json:"scp"`   // delegated permissions, space-separated
-	AppID    string   `json:"appid"` // v1 tokens
-	AZP      string   `json:"azp"`   // v2 tokens
-	TenantID string   `json:"tid"`
-	UPN      string   `json:"upn"`
-	IDType   string   `json:"idtyp"`
-}
+// delegatedAll lets a user's token act within the signed-in user's own directory role.
+const delegatedAll = "Directory.AccessAsUser.All"
 
-// readClaims decodes a JWT's payload without verifying it: the token came from our own credential
-// over TLS, and only Graph needs to trust it. ok is false for tokens that are not JWTs.
-func readClaims(token string) (c tokenClaims, ok bool) {
-	parts := strings.Split(token, ".")
-	if len(parts) != 3 {
-		return tokenClaims{}, false
-	}
-	payload, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[1], "="))
-	if err != nil {
-		return tokenClaims{}, false
-	}
-	if err := json.Unmarshal(payload, &c); err != nil {
-		return tokenClaims{}, false
-	}
-	return c, true
-}
-
-// checkPermissions fails when the token cannot revoke sessions, or cannot read users while
-// VERIFY_REVOCATION needs it; it warns when guard-rail lookups may be refused.
-func checkPermissions(w io.Writer, cfg config, tok azcore.AccessToken) error {
-	c, ok := readClaims(tok.Token)
-	var kind string
-	var granted []string
+// checkPermissions prints the Graph permissions the token holds and fails naming those missing:
+// User.RevokeSessions.All always, User.Read.All when the settings need user lookups. A token
+// whose permissions cannot be read (opaque) is reported as such and passes.
+func checkPermissions(w io.Writer, cfg config, who graph.Identity, roles []string, readable bool) error {
 	switch {
-	case !ok:
-	case c.Roles != nil:
-		kind, granted = "application", c.Roles
-	case c.Scp != "":
-		kind, granted = "delegated", strings.Fields(c.Scp)
-	case c.IDType == "app":
-		// Entra leaves roles out of an app-only token that was granted nothing.
-		kind = "application"
+	case who.Delegated:
+		fmt.Fprintf(w, "signed in as: user %s via app %s (tenant %s)\n", orUnknown(who.Name), orUnknown(who.AppID), orUnknown(who.TenantID))
+	case who.Name != "":
+		fmt.Fprintf(w, "signed in as: application %s, object %s (tenant %s)\n", orUnknown(who.AppID), who.Name, orUnknown(who.TenantID))
 	}
-	if kind == "" {
-		fmt.Fprintln(w, "permissions: not checked (the token does not list its permissions)")
+	lookups := cfg.NeedsUserLookups()
+	kind, held := "graph roles", roles
+	if who.Delegated && !readable {
+		// A user's token lists its permissions in scp; Directory.AccessAsUser.All covers all of
+		// them within the user's directory role.
+		kind, held, readable = "delegated permissions", who.Scopes, true
+		if slices.ContainsFunc(held, func(s string) bool { return strings.EqualFold(s, delegatedAll) }) {
+			held = append(slices.Clone(held), graph.RoleRevoke, graph.RoleRead)
+		}
+	}
+	if !readable {
+		fmt.Fprintln(w, "graph roles: not readable (an opaque token): permissions not checked")
 		fmt.Fprintln(w, "check passed")
 		return nil
 	}
-	who := c.AZP
-	if who == "" {
-		who = c.AppID
+	shown := roles
+	if who.Delegated && kind != "graph roles" {
+		shown = who.Scopes
 	}
-	if kind == "delegated" && c.UPN != "" {
-		fmt.Fprintf(w, "signed in as: user %s via app %s (tenant %s)\n", clean(c.UPN), clean(who), clean(c.TenantID))
-	} else {
-		fmt.Fprintf(w, "signed in as: application %s (tenant %s)\n", clean(who), clean(c.TenantID))
+	list := "none"
+	if len(shown) > 0 {
+		list = strings.Join(shown, ", ")
 	}
-	has := func(accepted []string) string {
-		for _, p := range accepted {
-			if slices.ContainsFunc(granted, func(g string) bool { return strings.EqualFold(g, p) }) {
-				return p
-			}
+	fmt.Fprintf(w, "%s: %s\n", kind, clean(list))
+	verdict, missing := graph.Permissions(held, true, lookups)
+	if verdict == graph.PermissionOK {
+		fmt.Fprintln(w, "check passed")
+		return nil
+	}
+	var why []string
+	for _, m := range missing {
+		switch m {
+		case graph.RoleRevoke:
+			why = append(why, m+" (to revoke sessions)")
+		case graph.RoleRead:
+			why = append(why, m+" (for "+lookupReasons(cfg)+")")
+		default:
+			why = append(why, m)
 		}
-		if kind == "delegated" && slices.ContainsFunc(granted, func(g string) bool { return strings.EqualFold(g, delegatedAll) }) {
-			return delegatedAll
-		}
-		return ""
 	}
-	revokeBy, readBy := has(revokePermissions), has(readPermissions)
-	summary := func() string {
-		if len(granted) == 0 {
-			return "none"
-		}
-		return clean(strings.Join(granted, ", "))
-	}
+	fmt.Fprintf(w, "missing: %s\n", strings.Join(why, ", "))
+	return fmt.Errorf("check failed: %s missing %s; grant it to the identity with admin consent (application permissions of Microsoft Graph)", kind, strings.Join(missing, " and "))
+}
 
-	var problems []string
-	if revokeBy == "" {
-		problems = append(problems, fmt.Sprintf("the %s permission User.RevokeSessions.All is missing (granted: %s)", kind, summary()))
-	} else {
-		fmt.Fprintf(w, "permissions: can revoke sessions (%s, %s)\n", revokeBy, kind)
+// lookupReasons names the settings that make the handler read users.
+func lookupReasons(cfg config) string {
+	var r []string
+	if cfg.VerifyRevocation {
+		r = append(r, "VERIFY_REVOCATION")
 	}
-	switch {
-	case readBy != "":
-		fmt.Fprintf(w, "permissions: can read users (%s, %s)\n", readBy, kind)
-	case cfg.VerifyRevocation:
-		problems = append(problems, "VERIFY_REVOCATION is set but the permission User.Read.All is missing")
-	case len(cfg.ProtectedUsers) > 0 || len(cfg.AllowedDomains) > 0:
-		fmt.Fprintln(w, "warning: User.Read.All is missing: when a guard rail needs to look a user up (an object ID against PROTECTED_USERS or ALLOWED_DOMAINS, or a UPN against a protected object ID) the outcome will be denied")
+	if len(cfg.ProtectedUsers) > 0 {
+		r = append(r, "PROTECTED_USERS lookups")
 	}
-	if len(problems) > 0 {
-		fmt.Fprintln(w, "permissions: INSUFFICIENT")
-		return fmt.Errorf("check failed: %s; grant it to the identity with admin consent (application permissions of Microsoft Graph)", strings.Join(problems, "; "))
+	if len(cfg.AllowedDomains) > 0 {
+		r = append(r, "ALLOWED_DOMAINS lookups")
 	}
-	fmt.Fprintln(w, "check passed")
-	return nil
+	return strings.Join(r, ", ")
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	return clean(s)
 }

@@ -28,7 +28,8 @@ func TestCheck(t *testing.T) {
 		"settings: valid",
 		"webhook callers:     1 secret(s)",
 		"protected users:     1",
-		"queue:               revoke-requests (storage configured)",
+		"queue:               revoke-requests (storage configured, key or SAS; last delivery 5)",
+		"state:               table revokestate (shared by all instances)",
 		"telemetry:           Application Insights via westeurope-5.in.applicationinsights.azure.com",
 		"graph token: ok (scope http://" + f.graph.Host() + "/.default)",
 		"check passed",
@@ -126,6 +127,61 @@ func TestCheckFails(t *testing.T) {
 			}
 			if tt.wantCode == 1 && strings.Contains(r.stdout, "check passed") {
 				t.Errorf("stdout says check passed\n%s", r)
+			}
+			if calls := f.graphCalls(); len(calls) != 0 {
+				t.Errorf("check called Graph: %v", calls)
+			}
+		})
+	}
+}
+
+// check lists the Graph roles of the token the identity endpoint issues and names the missing
+// ones, failing only when one is missing; an opaque token passes, reported as such.
+func TestCheckRoles(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name     string
+		roles    []string // nil with opaque
+		opaque   bool
+		env      []string
+		wantCode int
+		want     []string
+	}{
+		{name: "revoke permission", roles: []string{"User.RevokeSessions.All"}, wantCode: 0,
+			want: []string{"graph roles: User.RevokeSessions.All\n", "signed in as: application", "check passed"}},
+		{name: "revoke and read with guard rails", roles: []string{"User.RevokeSessions.All", "User.Read.All"}, env: []string{"ALLOWED_DOMAINS", "contoso.com"}, wantCode: 0,
+			want: []string{"graph roles: User.RevokeSessions.All, User.Read.All", "check passed"}},
+		{name: "granted nothing", roles: nil, wantCode: 1,
+			want: []string{"graph roles: none", "missing: User.RevokeSessions.All (to revoke sessions)"}},
+		{name: "read only", roles: []string{"User.Read.All"}, wantCode: 1,
+			want: []string{"graph roles: User.Read.All", "missing: User.RevokeSessions.All"}},
+		{name: "guard rails without read", roles: []string{"User.RevokeSessions.All"}, env: []string{"PROTECTED_USERS", "breakglass@contoso.com"}, wantCode: 1,
+			want: []string{"missing: User.Read.All (for PROTECTED_USERS lookups)"}},
+		{name: "opaque token", opaque: true, env: []string{"VERIFY_REVOCATION", "true"}, wantCode: 0,
+			want: []string{"graph roles: not readable (an opaque token)", "check passed"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := mustFakes(t)
+			if !tt.opaque {
+				f.identity.SetRoles(tt.roles)
+			}
+			r := mustRun(t, f.with(tt.env...), "", "check")
+			if r.code != tt.wantCode {
+				t.Fatalf("exit %d; want %d\n%s", r.code, tt.wantCode, r)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(r.stdout, w) {
+					t.Errorf("stdout lacks %q\n%s", w, r)
+				}
+			}
+			if tt.wantCode != 0 && (strings.Contains(r.stdout, "check passed") || !strings.Contains(r.stderr, "check failed")) {
+				t.Errorf("a missing permission did not fail the check\n%s", r)
+			}
+			tok := f.identity.Token()
+			if parts := strings.Split(tok, "."); strings.Contains(r.stdout+r.stderr, tok) || (len(parts) == 3 && strings.Contains(r.stdout+r.stderr, parts[1])) {
+				t.Errorf("output contains the token\n%s", r)
 			}
 			if calls := f.graphCalls(); len(calls) != 0 {
 				t.Errorf("check called Graph: %v", calls)

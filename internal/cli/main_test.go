@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -65,12 +66,24 @@ func (r result) String() string {
 // developer's AZURE_* or az login) and stdin, and returns its exit code and output.
 func mustRun(t *testing.T, env map[string]string, stdin string, args ...string) result {
 	t.Helper()
+	return mustRunBinary(t, handlerBin, env, stdin, args...)
+}
+
+// mustRunBinary is mustRun with the binary at bin.
+func mustRunBinary(t *testing.T, bin string, env map[string]string, stdin string, args ...string) result {
+	t.Helper()
+	return mustRunInput(t, bin, env, strings.NewReader(stdin), args...)
+}
+
+// mustRunInput is mustRunBinary with stdin read from r (an *os.File is handed over as it is).
+func mustRunInput(t *testing.T, bin string, env map[string]string, stdin io.Reader, args ...string) result {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), runTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, handlerBin, args...)
+	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Dir = t.TempDir()
 	cmd.Env = envList(env)
-	cmd.Stdin = strings.NewReader(stdin)
+	cmd.Stdin = stdin
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()

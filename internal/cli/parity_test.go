@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os/exec"
 	"strconv"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -21,6 +22,32 @@ import (
 // GET / as the Functions host does, and stops it with SIGTERM at cleanup. It returns the base URL.
 func mustServe(t *testing.T, env map[string]string) string {
 	t.Helper()
+	base, _ := mustServeLogged(t, env)
+	return base
+}
+
+// lockedBuffer is a bytes.Buffer the process writes while a test reads it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// mustServeLogged is mustServe that also returns what the server writes on stdout.
+func mustServeLogged(t *testing.T, env map[string]string) (string, *lockedBuffer) {
+	t.Helper()
+	stdout := &lockedBuffer{}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -34,6 +61,7 @@ func mustServe(t *testing.T, env map[string]string) string {
 	cmd.Env = envList(env)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
+	cmd.Stdout = stdout
 	if err := cmd.Start(); err != nil {
 		cancel()
 		t.Fatal(err)
@@ -51,7 +79,7 @@ func mustServe(t *testing.T, env map[string]string) string {
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return base
+				return base, stdout
 			}
 		}
 		if time.Now().After(deadline) {

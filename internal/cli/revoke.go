@@ -2,16 +2,12 @@ package cli
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"os/user"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -21,9 +17,10 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/google/uuid"
 
+	"github.com/entra-revoke/entra-revoke/internal/graph"
 	"github.com/entra-revoke/entra-revoke/internal/request"
 	"github.com/entra-revoke/entra-revoke/internal/revoke"
-	"github.com/entra-revoke/entra-revoke/internal/webhook"
+	"github.com/entra-revoke/entra-revoke/internal/settings"
 )
 
 // chunkBudget bounds one chunk of users (GRAPH_CONCURRENCY of them, processed in parallel). The
@@ -39,10 +36,21 @@ const preflightBudget = 60 * time.Second
 // closeBudget bounds the telemetry flush at exit (the hosting contract gives the server 10 s as well).
 const closeBudget = 10 * time.Second
 
+const revokeAbout = `Revokes with the webhook's engine and guard rails, signed in with DefaultAzureCredential
+(az login, a managed identity, ...). Exit 0 when every user is revoked or dry_run, 1 otherwise,
+2 on usage errors (an invalid UPN is one).
+
+settings that drive it (docs/settings.md):
+  PROTECTED_USERS, ALLOWED_DOMAINS, DRY_RUN, VERIFY_REVOCATION, GRAPH_BASE_URL,
+  GRAPH_CONCURRENCY, MAX_REVOCATIONS_PER_MINUTE, AZURE_CLIENT_ID
+  APPLICATIONINSIGHTS_CONNECTION_STRING   outcomes recorded with trigger "cli"
+  TELEMETRY_REDACT_UPN, TELEMETRY_UPN_SALT
+`
+
 // revokeCmd runs the engine from a terminal: the same settings, guard rails and Graph client as
 // the webhook, signed in with DefaultAzureCredential instead of the Function App's identity.
 func revokeCmd(ctx context.Context, env Env, args []string) error {
-	fs := newFlags(env, "revoke", "revoke [--dry-run] [--ticket T] [--reason R] [--json] [--verbose] UPN|objectID...")
+	fs := newCommand(env, "revoke", "revoke [--dry-run] [--ticket T] [--reason R] [--json] [--verbose] UPN|objectID...", revokeAbout)
 	dryRun := fs.Bool("dry-run", false, "apply the guard rails but revoke nothing")
 	ticket := fs.String("ticket", "", "ticket number recorded with each outcome (≤ 256 printable characters)")
 	reason := fs.String("reason", "", "reason recorded with each outcome (≤ 1024 characters)")
@@ -55,9 +63,12 @@ func revokeCmd(ctx context.Context, env Env, args []string) error {
 	if err := validateJob(users, *ticket, *reason); err != nil {
 		return err
 	}
-	cfg, _, err := loadOperatorConfig(env.Getenv)
+	cfg, err := loadConfig(env, settings.Operator)
 	if err != nil {
 		return err
+	}
+	for _, w := range cfg.Warnings {
+		fmt.Fprintf(env.Stderr, "warning: %s\n", w)
 	}
 
 	level := slog.LevelWarn
@@ -83,22 +94,29 @@ func revokeCmd(ctx context.Context, env Env, args []string) error {
 		}
 	}()
 
-	if !*dryRun && !cfg.DryRun {
-		// Fail fast with the credential's own explanation (az login missing, wrong tenant…)
-		// instead of one "failed" row per user.
-		pctx, cancel := context.WithTimeout(ctx, preflightBudget)
-		err := a.graph.CheckToken(pctx)
-		cancel()
-		if err != nil {
-			return fmt.Errorf("sign-in failed, nothing was revoked (run 'handler check' for details): %w", err)
-		}
+	// Sign in first: the audit names who signed in ("cli:<UPN or object ID>", read from the
+	// token's claims, never the token), and a revocation fails fast with the credential's own
+	// explanation (az login missing, wrong tenant…) instead of one "failed" row per user. A dry
+	// run goes on without a token; only its lookups would need one.
+	pctx, cancel := context.WithTimeout(ctx, preflightBudget)
+	who, err := graph.SignedIn(pctx, cred, graphScope(cfg.GraphBaseURL))
+	cancel()
+	if err != nil && !*dryRun && !cfg.DryRun {
+		return fmt.Errorf("sign-in failed, nothing was revoked (run 'handler check' for details): %w", err)
+	}
+	caller := "cli:unknown"
+	if who.Name != "" {
+		caller = "cli:" + who.Name
+	}
+	if *verbose {
+		logger.Debug("signed in", "caller", caller)
 	}
 
 	job := revoke.Job{
 		Meta: revoke.Meta{
 			Trigger:   revoke.TriggerCLI,
 			RequestID: uuid.NewString(),
-			Caller:    "cli:" + osUser(env.Getenv),
+			Caller:    caller,
 		},
 		Users: users, Ticket: *ticket, Reason: *reason, DryRun: *dryRun,
 		Defer: revoke.DeferNever, Final: true,
@@ -136,10 +154,10 @@ func revokeCmd(ctx context.Context, env Env, args []string) error {
 // parseInterspersed parses flags placed before, between or after the users, as operators type
 // `handler revoke alice@contoso.com --dry-run`; the flag package alone stops at the first user.
 // Everything after "--" is a user.
-func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+func parseInterspersed(fs *command, args []string) ([]string, error) {
 	var users []string
 	for {
-		if err := parseFlags(fs, args); err != nil {
+		if err := fs.parse(args); err != nil {
 			return nil, err
 		}
 		rest := fs.Args()
@@ -191,29 +209,6 @@ func validateJob(users []string, ticket, reason string) error {
 	return nil
 }
 
-// loadOperatorConfig loads the settings as the server does, except for the rule that some caller
-// must be able to authenticate: an operator's terminal has neither WEBHOOK_SECRETS nor ENTRA_*,
-// and revoke and check accept no callers. callers reports whether `serve` would accept any.
-func loadOperatorConfig(getenv func(string) string) (cfg config, callers bool, err error) {
-	if strings.TrimSpace(getenv("WEBHOOK_SECRETS")) != "" || strings.TrimSpace(getenv("ENTRA_TENANT_ID")) != "" {
-		cfg, err = loadConfig(getenv)
-		return cfg, err == nil, err
-	}
-	// A random secret satisfies the rule and is dropped again at once: it never signs anything,
-	// and no one could guess it if it did.
-	key := make([]byte, 32)
-	_, _ = rand.Read(key) // crypto/rand.Read never fails (Go 1.24+)
-	placeholder := "whsec_" + base64.StdEncoding.EncodeToString(key)
-	cfg, err = loadConfig(func(name string) string {
-		if name == "WEBHOOK_SECRETS" {
-			return placeholder
-		}
-		return getenv(name)
-	})
-	cfg.WebhookSecrets, cfg.Keys = nil, webhook.Keys{}
-	return cfg, false, err
-}
-
 // defaultCredential is azidentity's DefaultAzureCredential: environment credentials, workload
 // identity, managed identity (IDENTITY_ENDPOINT on App Service, IMDS on VMs), then the developer
 // sign-ins az login, azd and Azure PowerShell. AZURE_TOKEN_CREDENTIALS narrows the chain. It reads
@@ -224,32 +219,6 @@ func defaultCredential() (azcore.TokenCredential, error) {
 		return nil, fmt.Errorf("default azure credential: %w", err)
 	}
 	return cred, nil
-}
-
-// osUser names the operator for audit ("cli:<user>"), cleaned so that it cannot break a log line.
-func osUser(getenv func(string) string) string {
-	name := ""
-	if u, err := user.Current(); err == nil {
-		name = u.Username
-	}
-	for _, k := range []string{"USER", "USERNAME"} {
-		if name == "" {
-			name = getenv(k)
-		}
-	}
-	name = strings.Map(func(r rune) rune {
-		if r > 0x20 && r < 0x7f {
-			return r
-		}
-		return -1
-	}, name)
-	if len(name) > 64 {
-		name = name[:64]
-	}
-	if name == "" {
-		return "unknown"
-	}
-	return name
 }
 
 // jobRunner runs revocation jobs; *revoke.Engine is one.

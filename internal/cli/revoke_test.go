@@ -299,8 +299,8 @@ func TestRevokeHelp(t *testing.T) {
 		t.Run(cmd, func(t *testing.T) {
 			t.Parallel()
 			r := mustRun(t, map[string]string{}, "", cmd, "--help")
-			if r.code != 0 || !strings.Contains(r.stderr, "usage: handler "+cmd) {
-				t.Errorf("want exit 0 and usage on stderr\n%s", r)
+			if r.code != 0 || !strings.Contains(r.stdout, "usage: handler "+cmd) {
+				t.Errorf("want exit 0 and usage on stdout\n%s", r)
 			}
 		})
 	}

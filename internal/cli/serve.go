@@ -3,16 +3,18 @@ package cli
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/entra-revoke/entra-revoke/internal/entraauth"
 	"github.com/entra-revoke/entra-revoke/internal/graph"
-	"github.com/entra-revoke/entra-revoke/internal/idempotency"
 	"github.com/entra-revoke/entra-revoke/internal/request"
 	"github.com/entra-revoke/entra-revoke/internal/server"
+	"github.com/entra-revoke/entra-revoke/internal/settings"
 )
 
 // shutdownBudget is how long in-flight work and the telemetry flush get after SIGTERM (hosting contract);
@@ -23,20 +25,57 @@ const shutdownBudget = 10 * time.Second
 // them) and flushing telemetry.
 const drainMargin = 3 * time.Second
 
+// serveAbout is serve's help: what it serves and every setting that drives it.
+func serveAbout() string {
+	var b strings.Builder
+	b.WriteString(`Runs the Azure Functions custom handler: POST /api/revoke, GET /api/revoke/status/{handle},
+GET /api/health, and the host's queue and timer invocations. Under the Functions host it listens
+on 127.0.0.1:$FUNCTIONS_CUSTOMHANDLER_PORT, else on :$PORT (8080) on every interface. SIGTERM
+finishes the work in flight and flushes telemetry within 10 s. Settings that do not parse stop
+it with exit code 2.
+
+settings (docs/settings.md describes each):
+`)
+	row := func(s settings.Setting) {
+		var note []string
+		switch {
+		case s.Retired:
+			note = append(note, "retired")
+		case s.Default != "":
+			note = append(note, "default "+s.Default)
+		}
+		if s.Secret {
+			note = append(note, "secret")
+		}
+		fmt.Fprintf(&b, "%s\n", strings.TrimRight(fmt.Sprintf("  %-38s %s", s.Name, strings.Join(note, ", ")), " "))
+	}
+	for _, s := range settings.Table {
+		row(s)
+	}
+	b.WriteString("\nfrom the platform:\n")
+	for _, s := range settings.Platform {
+		row(s)
+	}
+	return b.String()
+}
+
 // serve runs the custom handler until ctx is cancelled (SIGTERM/SIGINT).
 func serve(ctx context.Context, env Env, args []string) error {
-	fs := newFlags(env, "serve", "serve")
-	if err := parseFlags(fs, args); err != nil {
+	fs := newCommand(env, "serve", "serve", serveAbout())
+	if err := fs.parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return usagef("serve takes no arguments")
 	}
-	cfg, err := loadConfig(env.Getenv)
+	cfg, err := loadConfig(env, settings.Server)
 	if err != nil {
 		return err
 	}
 	logger := slog.New(slog.NewJSONHandler(env.Stdout, nil))
+	for _, w := range cfg.Warnings {
+		logger.Warn("setting", "problem", w)
+	}
 
 	cred, err := graph.ManagedIdentity(cfg.AzureClientID)
 	if err != nil {
@@ -58,9 +97,9 @@ func serve(ctx context.Context, env Env, args []string) error {
 	deps := server.Deps{
 		Drain:  drain,
 		Logger: logger, Engine: a.engine, Validator: request.NewValidator(),
-		Idempotency: idempotency.New(cfg.IdempotencyTTL, nil), Audit: a.telemetry,
+		State: a.state, IdempotencyTTL: cfg.IdempotencyTTL, PublicBaseURL: cfg.PublicBaseURL, Audit: a.telemetry,
 		Keys: cfg.Keys, Tolerance: cfg.WebhookTolerance,
-		Storage: a.queue != nil, AllowUnsigned: cfg.QueueAllowUnsigned,
+		Storage: a.queue != nil && cfg.Keys.Len() > 0, AllowUnsigned: cfg.QueueAllowUnsigned,
 		QueueMaxAge: cfg.QueueSignatureMaxAge, MaxDequeueCount: cfg.MaxDequeueCount,
 		Version: readBuildInfo(env).Version,
 	}

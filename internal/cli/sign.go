@@ -16,11 +16,12 @@ import (
 // callers. The secret comes from --secret or, better (flags show in process lists), from the first
 // entry of WEBHOOK_SECRETS.
 func sign(env Env, args []string) error {
-	fs := newFlags(env, "sign", "sign [--secret whsec_…] [--id ID] [--curl URL] < body.json")
+	fs := newCommand(env, "sign", "sign [--secret whsec_…] [--id ID] [--curl URL] < body.json",
+		"Signs the body read on stdin with the first of WEBHOOK_SECRETS (or --secret: flags show in\nprocess lists, the environment does not).\n")
 	secret := fs.String("secret", "", "signing secret (default: the first of WEBHOOK_SECRETS)")
 	id := fs.String("id", "", "webhook-id (default: a new msg_… id)")
 	curl := fs.String("curl", "", "print a ready curl command for this URL instead of headers")
-	if err := parseFlags(fs, args); err != nil {
+	if err := fs.parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {

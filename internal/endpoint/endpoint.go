@@ -1,6 +1,7 @@
-// Package endpoint vets the URLs the handler sends tokens, secrets or audit data to: https, or
-// plain http only to a loopback host, where local fakes and emulators run. A token must never
-// cross a network in clear text.
+// Package endpoint is the handler's one rule for the URLs it sends tokens, secrets or audit data
+// to: https, or plain http only to a loopback host, where local fakes and emulators run. A token
+// must never cross a network in clear text. Settings, the storage and telemetry connection
+// strings and the documents Entra ID points to all pass through it.
 package endpoint
 
 import (
@@ -10,22 +11,37 @@ import (
 	"strings"
 )
 
-// Errors of Parse; their text names the rule, never the value (a URL may carry credentials).
+// Errors of Parse and Check; their text names the rule, never the value (a URL may carry
+// credentials).
 var (
 	ErrNotAbsolute = errors.New("is not an absolute URL without user info, query or fragment")
 	ErrInsecure    = errors.New("must use https (plain http is allowed on loopback only)")
 )
 
-// Parse parses an absolute scheme://host[/path] URL and insists on https, except for loopback.
+// Parse parses an absolute scheme://host[/path] URL, without user info, query or fragment, and
+// applies Check. The scheme comes back in lower case.
 func Parse(raw string) (*url.URL, error) {
 	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" || u.Hostname() == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "" {
+	if err != nil || u.RawQuery != "" || u.Fragment != "" {
 		return nil, ErrNotAbsolute
 	}
-	if u.Scheme != "https" && !(u.Scheme == "http" && IsLoopback(u.Hostname())) {
-		return nil, ErrInsecure
+	if err := Check(u); err != nil {
+		return nil, err
 	}
 	return u, nil
+}
+
+// Check applies the rule to a URL that may carry a query (a document's address given by a
+// server): absolute, without user info, https or loopback http. It lower-cases u's scheme.
+func Check(u *url.URL) error {
+	if u.Host == "" || u.Hostname() == "" || u.User != nil || u.Opaque != "" {
+		return ErrNotAbsolute
+	}
+	u.Scheme = strings.ToLower(u.Scheme)
+	if u.Scheme != "https" && !(u.Scheme == "http" && IsLoopback(u.Hostname())) {
+		return ErrInsecure
+	}
+	return nil
 }
 
 // IsLoopback reports whether host is "localhost" or a loopback IP address.

@@ -2,6 +2,7 @@ package endpoint
 
 import (
 	"errors"
+	"net/url"
 	"strings"
 	"testing"
 )
@@ -30,6 +31,8 @@ func TestParse(t *testing.T) {
 		{"https:opaque", ErrNotAbsolute},
 		{"", ErrNotAbsolute},
 		{"https://%zz", ErrNotAbsolute},
+		{"HTTP://localhost:10001", nil},
+		{"http://LOCALHOST:10001", nil},
 	}
 	for _, tt := range tests {
 		_, err := Parse(tt.raw)
@@ -38,6 +41,29 @@ func TestParse(t *testing.T) {
 		}
 		if err != nil && (strings.Contains(err.Error(), "p4ss") || strings.Contains(err.Error(), "secret")) {
 			t.Errorf("Parse(%q) error %q repeats the value", tt.raw, err)
+		}
+	}
+}
+
+func TestCheck(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		raw  string
+		want error
+	}{
+		{"https://login.microsoftonline.com/tid/discovery/v2.0/keys?p=b2c_1_signin", nil},
+		{"http://127.0.0.1:9000/keys?x=1", nil},
+		{"http://login.microsoftonline.com/keys", ErrInsecure},
+		{"https://u:p4ss@login.microsoftonline.com/keys", ErrNotAbsolute},
+		{"/keys", ErrNotAbsolute},
+	}
+	for _, tt := range tests {
+		u, err := url.Parse(tt.raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := Check(u); !errors.Is(err, tt.want) {
+			t.Errorf("Check(%q) = %v; want %v", tt.raw, err, tt.want)
 		}
 	}
 }

@@ -358,25 +358,14 @@ func checkIssuer(issuer, tenantID string) error {
 	return nil
 }
 
-// checkFetchURL accepts https URLs, and http only to a loopback host (local fakes and tests):
-// keys fetched in clear text from the network could be replaced by anyone on the path.
+// checkFetchURL applies the handler's outbound URL rule (internal/endpoint): keys fetched in clear
+// text from the network could be replaced by anyone on the path.
 func checkFetchURL(raw string) error {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return errors.New("not a valid url")
 	}
-	if u.Host == "" || u.User != nil {
-		return errors.New("must be an absolute url without credentials")
-	}
-	switch u.Scheme {
-	case "https":
-		return nil
-	case "http":
-		if endpoint.IsLoopback(u.Hostname()) {
-			return nil
-		}
-	}
-	return errors.New("must use https")
+	return endpoint.Check(u)
 }
 
 // hardenClient copies c (or a fresh client) with body-size limits and without redirects: Entra

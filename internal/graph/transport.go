@@ -3,9 +3,6 @@ package graph
 import (
 	"context"
 	"net/http"
-	"slices"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
@@ -96,75 +93,19 @@ func (o *observedTransport) RoundTrip(req *http.Request) (*http.Response, error)
 }
 
 // trackedCredential tells the tracker when a token could not be had, so that a token failure
-// is told apart from a request that never left for some other reason. It also keeps the last
-// token between calls: azidentity caches tokens too, but reading MSAL's cache (locks, scope
-// matching, copies) cost about 20 µs per Graph call, more than the rest of the token path.
+// is told apart from a request that never left for some other reason. Tokens themselves, and
+// CAE claims challenges, are azidentity's business: it caches tokens and refreshes them before
+// they expire, and fetches a fresh one when the SDK answers a claims challenge.
 type trackedCredential struct {
 	cred azcore.TokenCredential
-	memo atomic.Pointer[memoToken]
-
-	mu         sync.Mutex // orders memo updates against claims challenges
-	generation uint64     // counts claims challenges, under mu
 }
-
-// memoToken is a token and the request it answered.
-type memoToken struct {
-	opts      policy.TokenRequestOptions
-	tok       azcore.AccessToken
-	refreshAt time.Time
-}
-
-// tokenRefreshMargin is how long before expiry a memoized token is handed back to azidentity,
-// which refreshes 5 minutes before expiry itself.
-const tokenRefreshMargin = 5 * time.Minute
 
 func (c *trackedCredential) GetToken(ctx context.Context, opts policy.TokenRequestOptions) (azcore.AccessToken, error) {
-	if opts.Claims == "" {
-		if m := c.memo.Load(); m != nil && sameRequest(m.opts, opts) && time.Now().Before(m.refreshAt) {
-			return m.tok, nil
-		}
-	}
-	// A claims challenge (CAE) means the token was revoked: it must never be handed out again,
-	// nor one fetched while the challenge is being answered, so the memo is cleared before and
-	// after, and a fetch that overlapped a challenge is not memoized.
-	generation := c.invalidate(opts.Claims != "")
 	tok, err := c.cred.GetToken(ctx, opts)
-	if opts.Claims != "" {
-		c.invalidate(true)
-	}
 	if err != nil {
 		if t := trackerFrom(ctx); t != nil {
 			t.tokenErr = err
 		}
-		return tok, err
 	}
-	if opts.Claims == "" {
-		refreshAt := tok.ExpiresOn.Add(-tokenRefreshMargin)
-		if !tok.RefreshOn.IsZero() && tok.RefreshOn.Before(refreshAt) {
-			refreshAt = tok.RefreshOn
-		}
-		opts.Scopes = slices.Clone(opts.Scopes)
-		c.mu.Lock()
-		if c.generation == generation {
-			c.memo.Store(&memoToken{opts: opts, tok: tok, refreshAt: refreshAt})
-		}
-		c.mu.Unlock()
-	}
-	return tok, nil
-}
-
-// invalidate clears the memo when clear is set, and returns the generation to memoize under.
-func (c *trackedCredential) invalidate(clear bool) uint64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if clear {
-		c.generation++
-		c.memo.Store(nil)
-	}
-	return c.generation
-}
-
-// sameRequest reports whether a token for a answers b (neither carries claims).
-func sameRequest(a, b policy.TokenRequestOptions) bool {
-	return a.EnableCAE == b.EnableCAE && a.TenantID == b.TenantID && slices.Equal(a.Scopes, b.Scopes)
+	return tok, err
 }

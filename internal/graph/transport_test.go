@@ -3,6 +3,7 @@ package graph
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -11,129 +12,23 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	khttp "github.com/microsoft/kiota-http-go"
 	core "github.com/microsoftgraph/msgraph-sdk-go-core"
+
+	"github.com/entra-revoke/entra-revoke/internal/graph/graphtest"
 )
 
-// countingCredential hands out numbered tokens with the lifetime the test sets.
-type countingCredential struct {
-	mu        sync.Mutex
-	calls     int
-	claims    []string
-	expiresIn time.Duration
-	refreshIn time.Duration // RefreshOn, when refresh is set
-	refresh   bool
-	err       error
-}
-
-func (c *countingCredential) GetToken(_ context.Context, opts policy.TokenRequestOptions) (azcore.AccessToken, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.calls++
-	c.claims = append(c.claims, opts.Claims)
-	if c.err != nil {
-		return azcore.AccessToken{}, c.err
+func TestTokenFailureReachesTheTracker(t *testing.T) {
+	t.Parallel()
+	cred := graphtest.NewCredential(testToken)
+	cred.Fail(errors.New("identity endpoint down"))
+	c := &trackedCredential{cred: cred}
+	tr := &tracker{}
+	if _, err := c.GetToken(withTracker(t.Context(), tr), policy.TokenRequestOptions{Scopes: []string{"https://graph.microsoft.com/.default"}}); err == nil || tr.tokenErr == nil {
+		t.Fatalf("GetToken: err %v, tracker %v; want both set", err, tr.tokenErr)
 	}
-	tok := azcore.AccessToken{Token: "t" + string(rune('0'+c.calls)), ExpiresOn: time.Now().Add(c.expiresIn)}
-	if c.refresh {
-		tok.RefreshOn = time.Now().Add(c.refreshIn)
-	}
-	return tok, nil
-}
-
-func (c *countingCredential) count() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.calls
-}
-
-func TestTokenMemo(t *testing.T) {
-	graphScope := policy.TokenRequestOptions{Scopes: []string{"https://graph.microsoft.com/.default"}, EnableCAE: true}
-	ctx := t.Context()
-	get := func(t *testing.T, c *trackedCredential, opts policy.TokenRequestOptions) string {
-		t.Helper()
-		tok, err := c.GetToken(ctx, opts)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tok.Token
-	}
-
-	t.Run("a live token is reused", func(t *testing.T) {
-		cred := &countingCredential{expiresIn: time.Hour}
-		c := &trackedCredential{cred: cred}
-		for range 100 {
-			if got := get(t, c, graphScope); got != "t1" {
-				t.Fatalf("token %q; want t1", got)
-			}
-		}
-		if cred.count() != 1 {
-			t.Fatalf("credential asked %d times; want 1", cred.count())
-		}
-	})
-
-	t.Run("near expiry or past RefreshOn, azidentity decides", func(t *testing.T) {
-		for _, cred := range []*countingCredential{
-			{expiresIn: tokenRefreshMargin - time.Second},
-			{expiresIn: time.Hour, refresh: true, refreshIn: -time.Second},
-		} {
-			c := &trackedCredential{cred: cred}
-			get(t, c, graphScope)
-			get(t, c, graphScope)
-			if cred.count() != 2 {
-				t.Fatalf("credential asked %d times; want 2 (no memo)", cred.count())
-			}
-		}
-	})
-
-	t.Run("other scopes, tenants or CAE are not served from the memo", func(t *testing.T) {
-		cred := &countingCredential{expiresIn: time.Hour}
-		c := &trackedCredential{cred: cred}
-		get(t, c, graphScope)
-		other := []policy.TokenRequestOptions{
-			{Scopes: []string{"https://graph.microsoft.us/.default"}, EnableCAE: true},
-			{Scopes: graphScope.Scopes, EnableCAE: false},
-			{Scopes: graphScope.Scopes, EnableCAE: true, TenantID: "other"},
-		}
-		for i, o := range other {
-			get(t, c, o)
-			if cred.count() != i+2 {
-				t.Fatalf("%+v served from the memo", o)
-			}
-		}
-	})
-
-	t.Run("a claims challenge bypasses and clears the memo", func(t *testing.T) {
-		cred := &countingCredential{expiresIn: time.Hour}
-		c := &trackedCredential{cred: cred}
-		get(t, c, graphScope)
-		challenge := graphScope
-		challenge.Claims = `{"access_token":{"nbf":{"essential":true,"value":"1"}}}`
-		if got := get(t, c, challenge); got != "t2" {
-			t.Fatalf("claims call got %q; want a fresh token", got)
-		}
-		if got := get(t, c, graphScope); got == "t1" {
-			t.Fatal("the revoked token was handed out again after a claims challenge")
-		}
-		if cred.count() != 3 {
-			t.Fatalf("credential asked %d times; want 3", cred.count())
-		}
-	})
-
-	t.Run("failures are not memoized and reach the tracker", func(t *testing.T) {
-		cred := &countingCredential{err: errors.New("identity endpoint down")}
-		c := &trackedCredential{cred: cred}
-		tr := &tracker{}
-		if _, err := c.GetToken(withTracker(ctx, tr), graphScope); err == nil || tr.tokenErr == nil {
-			t.Fatalf("err %v, tracker %v; want both", err, tr.tokenErr)
-		}
-		cred.err = nil
-		get(t, c, graphScope)
-		if cred.count() != 2 {
-			t.Fatalf("credential asked %d times; want 2", cred.count())
-		}
-	})
 }
 
 func TestMiddlewares(t *testing.T) {
+	t.Parallel()
 	var got []string
 	for _, m := range middlewares() {
 		switch m.(type) {
@@ -152,59 +47,57 @@ func TestMiddlewares(t *testing.T) {
 	}
 }
 
-// blockingCredential hands out "old" until the claims challenge has been answered with "new",
-// and lets the test hold a fetch in flight across the challenge.
-type blockingCredential struct {
-	mu      sync.Mutex
-	calls   int
-	revoked bool
-	hold    chan struct{} // a fetch without claims waits here when set
-	started chan struct{}
+// caeCredential hands out "old" until it is asked for a token with claims, then "new", as a
+// credential does once a CAE event revoked the old token. It records the claims asked for.
+type caeCredential struct {
+	mu     sync.Mutex
+	claims []string
 }
 
-func (c *blockingCredential) GetToken(_ context.Context, opts policy.TokenRequestOptions) (azcore.AccessToken, error) {
+func (c *caeCredential) GetToken(_ context.Context, opts policy.TokenRequestOptions) (azcore.AccessToken, error) {
 	c.mu.Lock()
-	c.calls++
-	hold := c.hold
+	defer c.mu.Unlock()
+	c.claims = append(c.claims, opts.Claims)
 	tok := "old"
-	if c.revoked || opts.Claims != "" {
+	if slices.ContainsFunc(c.claims, func(s string) bool { return s != "" }) {
 		tok = "new"
-	}
-	if opts.Claims != "" {
-		c.revoked = true
-	}
-	c.mu.Unlock()
-	if opts.Claims == "" && hold != nil {
-		c.started <- struct{}{}
-		<-hold
 	}
 	return azcore.AccessToken{Token: tok, ExpiresOn: time.Now().Add(time.Hour)}, nil
 }
 
-func TestTokenMemoDropsAFetchThatOverlappedAClaimsChallenge(t *testing.T) {
-	graphScope := policy.TokenRequestOptions{Scopes: []string{"https://graph.microsoft.com/.default"}}
-	cred := &blockingCredential{hold: make(chan struct{}), started: make(chan struct{})}
-	c := &trackedCredential{cred: cred}
-	done := make(chan string)
-	go func() {
-		tok, _ := c.GetToken(t.Context(), graphScope) // fetches "old", held in flight
-		done <- tok.Token
-	}()
-	<-cred.started
-	challenge := graphScope
-	challenge.Claims = `{"access_token":{"nbf":{"essential":true,"value":"1"}}}`
-	if tok, err := c.GetToken(t.Context(), challenge); err != nil || tok.Token != "new" {
-		t.Fatalf("claims call = %q, %v; want new", tok.Token, err)
+// TestClaimsChallenge: when Graph answers a CAE claims challenge, the SDK asks the credential
+// for a token satisfying the claims and sends the call once more with it; later calls use the
+// new token. Nothing of ours sits between the SDK and the credential's cache to keep the old one.
+func TestClaimsChallenge(t *testing.T) {
+	t.Parallel()
+	const claims = `{"access_token":{"nbf":{"essential":true,"value":"1767225600"}}}`
+	g := graphtest.NewGraph(t)
+	g.AddUser(alice)
+	g.Script(alice.UPN, graphtest.ClaimsChallenge(claims))
+	cred := &caeCredential{}
+	c := mustClient(t, Config{BaseURL: g.URL(), Credential: cred})
+
+	res, err := c.RevokeSignInSessions(mustContext(t, 10*time.Second), alice.UPN)
+	if err != nil {
+		t.Fatalf("RevokeSignInSessions after a claims challenge = %v; want success", err)
+	}
+	if _, err := c.RevokeSignInSessions(mustContext(t, 10*time.Second), alice.UPN); err != nil {
+		t.Fatalf("second RevokeSignInSessions = %v", err)
+	}
+	var auths []string
+	for _, r := range g.Requests() {
+		auths = append(auths, r.Authorization)
+	}
+	if want := []string{"Bearer old", "Bearer new", "Bearer new"}; !slices.Equal(auths, want) {
+		t.Errorf("Authorization of the Graph requests = %v; want %v", auths, want)
 	}
 	cred.mu.Lock()
-	hold := cred.hold
-	cred.hold = nil // later fetches go straight through
+	got := slices.Clone(cred.claims)
 	cred.mu.Unlock()
-	close(hold) // the fetch that started before the challenge now returns "old"
-	if got := <-done; got != "old" {
-		t.Fatalf("the held fetch got %q; want old", got)
+	if len(got) < 2 || got[0] != "" || got[1] != claims {
+		t.Errorf("claims asked of the credential = %q; want \"\" then %q", got, claims)
 	}
-	if tok, _ := c.GetToken(t.Context(), graphScope); tok.Token != "new" {
-		t.Fatalf("after the challenge the memo handed out %q; want a fresh token", tok.Token)
+	if res.Attempts != 2 || g.Revocations(alice.UPN) != 2 {
+		t.Errorf("attempts = %d, revocations = %d; want 2 attempts for the challenged call, 2 revocations", res.Attempts, g.Revocations(alice.UPN))
 	}
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/entra-revoke/entra-revoke/internal/queue"
 	"github.com/entra-revoke/entra-revoke/internal/revoke"
+	"github.com/entra-revoke/entra-revoke/internal/settings"
 	"github.com/entra-revoke/entra-revoke/internal/testenv"
 )
 
@@ -57,10 +58,7 @@ func TestAzurite(t *testing.T) {
 		if err := c.EnsureQueues(mustContext(t)); err != nil {
 			t.Fatal(err)
 		}
-		inv, err := queue.DecodeInvocation(bytes.NewReader(mustFixture(t, "queue-bad-signature.json")))
-		if err != nil {
-			t.Fatal(err)
-		}
+		inv := struct{ Message []byte }{mustFixtureMessage(t, "queue-bad-signature.json")}
 		texts := [][]byte{
 			[]byte("revoke alice@contoso.com please"),
 			inv.Message,
@@ -138,31 +136,33 @@ func TestAzurite(t *testing.T) {
 	t.Run("deferrer", func(t *testing.T) {
 		t.Parallel()
 		tests := []struct {
-			name      string
-			deferral  revoke.Deferral
-			wantID    string // "" means a new msg_ id
-			wantUPN   string
-			wantUPNs  []string
-			wantExtra func(t *testing.T, got string)
+			name       string
+			deferral   revoke.Deferral
+			wantOrigin queue.Origin // RequestID "" means a new msg_ id
+			wantUPN    string
+			wantUPNs   []string
 		}{
 			{
-				name: "one user keeps the request id",
-				deferral: revoke.Deferral{Meta: revoke.Meta{Trigger: revoke.TriggerHTTP, RequestID: "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W"},
+				name: "one user keeps its request, caller and status",
+				deferral: revoke.Deferral{Meta: revoke.Meta{Trigger: revoke.TriggerHTTP, RequestID: "CHG0042", Caller: "entra:5f3c1d2e-0000-4000-8000-000000000001", StatusHandle: "c3RhdHVzLWhhbmRsZS0xMjM0NTY3ODkw"},
 					Users: []string{"alice@contoso.com"}, Ticket: "INC0012345", Reason: "Lost phone", RequestedBy: "analyst@contoso.com", DryRun: true},
-				wantID: "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W", wantUPN: "alice@contoso.com",
+				wantOrigin: queue.Origin{RequestID: "CHG0042", Caller: "entra:5f3c1d2e-0000-4000-8000-000000000001", StatusHandle: "c3RhdHVzLWhhbmRsZS0xMjM0NTY3ODkw"},
+				wantUPN:    "alice@contoso.com",
 			},
 			{
-				name: "several users get a new id",
-				deferral: revoke.Deferral{Meta: revoke.Meta{Trigger: revoke.TriggerHTTP},
+				name: "several users",
+				deferral: revoke.Deferral{Meta: revoke.Meta{Trigger: revoke.TriggerHTTP, RequestID: "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W", Caller: "webhook:1"},
 					Users:  []string{"alice@contoso.com", "jane_fabrikam.com#EXT#@contoso.onmicrosoft.com", "3f1c2a4e-8b7d-4c1e-9f2a-6b5d4c3e2f1a"},
 					Ticket: "SIR-42", Reason: "Sentinel <incident> & more"},
-				wantUPNs: []string{"alice@contoso.com", "jane_fabrikam.com#EXT#@contoso.onmicrosoft.com", "3f1c2a4e-8b7d-4c1e-9f2a-6b5d4c3e2f1a"},
+				wantOrigin: queue.Origin{RequestID: "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W", Caller: "webhook:1"},
+				wantUPNs:   []string{"alice@contoso.com", "jane_fabrikam.com#EXT#@contoso.onmicrosoft.com", "3f1c2a4e-8b7d-4c1e-9f2a-6b5d4c3e2f1a"},
 			},
 			{
-				name: "an id webhook-id cannot carry is replaced",
-				deferral: revoke.Deferral{Meta: revoke.Meta{RequestID: "key with spaces"},
+				name: "a request id the origin cannot carry is replaced",
+				deferral: revoke.Deferral{Meta: revoke.Meta{RequestID: "key with spaces", Caller: "webhook:0"},
 					Users: []string{"bob@contoso.com"}},
-				wantUPN: "bob@contoso.com",
+				wantOrigin: queue.Origin{Caller: "webhook:0"},
+				wantUPN:    "bob@contoso.com",
 			},
 		}
 		for i, tt := range tests {
@@ -170,7 +170,7 @@ func TestAzurite(t *testing.T) {
 				t.Parallel()
 				name := "deferrer-" + string(rune('a'+i))
 				now := time.Now().Truncate(time.Second)
-				keys := mustKeys(t, fixtureSecret, "whsec_c2Vjb25kIHNlY3JldA==")
+				keys := mustKeys(t, fixtureSecret, "whsec_c2Vjb25kLXNlY3JldC1mb3Itcm90YXRpb24=")
 				d := &queue.Deferrer{Client: mustClient(t, a.ConnectionString, name), Keys: keys, Now: func() time.Time { return now }}
 				if err := d.Defer(mustContext(t), tt.deferral); err != nil {
 					t.Fatalf("Defer(%+v) = %v", tt.deferral, err)
@@ -187,13 +187,24 @@ func TestAzurite(t *testing.T) {
 				if err := testenv.NodeVerify(t, fixtureSecret, env.Header(), []byte(env.Body)); err != nil {
 					t.Errorf("standardwebhooks rejects the deferred message %s: %v", text, err)
 				}
-				switch {
-				case tt.wantID != "" && env.ID != tt.wantID:
-					t.Errorf("webhook-id = %q; want the request id %q", env.ID, tt.wantID)
-				case tt.wantID == "" && (!strings.HasPrefix(env.ID, "msg_") || len(env.ID) < 20):
-					t.Errorf("webhook-id = %q; want a new msg_ id", env.ID)
+				if !strings.HasPrefix(env.ID, "msg_") || len(env.ID) < 20 {
+					t.Errorf("webhook-id = %q; want a new msg_ id for the message", env.ID)
 				}
-				req := mustRequest(t, []byte(env.Body))
+				body, origin, err := queue.SplitBody([]byte(env.Body))
+				if err != nil || origin == nil {
+					t.Fatalf("SplitBody(%s) = %v, %v; want the origin", env.Body, origin, err)
+				}
+				want := tt.wantOrigin
+				if want.RequestID == "" {
+					if !strings.HasPrefix(origin.RequestID, "msg_") {
+						t.Errorf("origin request id = %q; want a new msg_ id", origin.RequestID)
+					}
+					want.RequestID = origin.RequestID
+				}
+				if *origin != want {
+					t.Errorf("origin = %+v; want %+v", *origin, want)
+				}
+				req := mustRequest(t, body)
 				def := tt.deferral
 				if req.UPN != tt.wantUPN || !slices.Equal(req.UPNs, tt.wantUPNs) || req.Ticket != def.Ticket ||
 					req.Reason != def.Reason || req.RequestedBy != def.RequestedBy || req.DryRun != def.DryRun {
@@ -225,7 +236,8 @@ func TestDeferrerRefuses(t *testing.T) {
 		{"no users", &queue.Deferrer{Client: c, Keys: keys}, revoke.Deferral{}},
 		{"more than a request holds", &queue.Deferrer{Client: c, Keys: keys}, revoke.Deferral{Users: tooMany}},
 		{"no client", &queue.Deferrer{Keys: keys}, revoke.Deferral{Users: []string{"a@contoso.com"}}},
-		{"no secret to sign with", &queue.Deferrer{Client: c}, revoke.Deferral{Users: []string{"a@contoso.com"}}},
+		{"no secret to sign with", &queue.Deferrer{Client: c}, revoke.Deferral{Meta: revoke.Meta{Caller: "webhook:0"}, Users: []string{"a@contoso.com"}}},
+		{"no caller to name", &queue.Deferrer{Client: c, Keys: keys}, revoke.Deferral{Meta: revoke.Meta{RequestID: "r1"}, Users: []string{"a@contoso.com"}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -254,19 +266,14 @@ func mustContext(t *testing.T) context.Context {
 	return ctx
 }
 
-// mustClient builds a Client the way the handler does: through FromEnv and New.
+// mustClient builds a Client the way the handler does: through the settings, ConfigFor and New.
 func mustClient(t *testing.T, conn, name string) *queue.Client {
 	t.Helper()
-	cfg, ok, err := queue.FromEnv(func(k string) string {
-		if k == queue.EnvConnection {
-			return conn
-		}
-		return ""
-	}, name)
-	if err != nil || !ok {
-		t.Fatalf("FromEnv(%s) = %v, %v", name, ok, err)
+	st, err := settings.ParseStorageConnectionString(conn)
+	if err != nil {
+		t.Fatalf("ParseStorageConnectionString(%s) = %v", name, err)
 	}
-	c, err := queue.New(cfg)
+	c, err := queue.New(queue.ConfigFor(st, name))
 	if err != nil {
 		t.Fatalf("New(%s) = %v", name, err)
 	}

@@ -1,6 +1,7 @@
 // Package queue is the Storage queue side of the handler: the request queue and its poison queue
-// (Azure Queue Storage through azqueue), the signed message format of the queue contract, the Functions
-// host's queue-trigger invocation, and the Deferrer that hands unfinished work to the queue.
+// (Azure Queue Storage through azqueue), the signed message format, and the Deferrer that hands
+// unfinished work to the queue. How the Functions host delivers a message to the handler is the
+// server's business (internal/server).
 package queue
 
 import (

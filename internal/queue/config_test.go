@@ -12,103 +12,83 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 
 	"github.com/entra-revoke/entra-revoke/internal/queue"
+	"github.com/entra-revoke/entra-revoke/internal/settings"
 )
 
 // A syntactically valid account key; it opens nothing. Tests check that it never shows in errors.
 const testKey = "dGVzdCBrZXkgdGhhdCBtdXN0IG5vdCBsZWFr"
 
-func TestFromEnv(t *testing.T) {
+// Whatever storage the settings accept, New accepts: the handler never starts with a queue it
+// cannot build.
+func TestConfigFor(t *testing.T) {
 	t.Parallel()
 	full := "DefaultEndpointsProtocol=https;AccountName=contosorevoke;AccountKey=" + testKey + ";EndpointSuffix=core.windows.net"
 	tests := []struct {
-		name       string
-		env        map[string]string
-		queue      string
-		configured bool
-		want       queue.Config
-		wantErr    bool
+		name string
+		env  map[string]string
+		want queue.Config
 	}{
-		{name: "nothing set", env: nil, queue: "revoke-requests", configured: false},
-		{name: "blank values count as unset", env: map[string]string{queue.EnvConnection: "  "}, queue: "revoke-requests"},
-		{name: "full connection string", env: map[string]string{queue.EnvConnection: full}, queue: "revoke-requests",
-			configured: true, want: queue.Config{ConnectionString: full, Queue: "revoke-requests"}},
-		{name: "development storage", env: map[string]string{queue.EnvConnection: "UseDevelopmentStorage=true"}, queue: "revoke-requests",
-			configured: true, want: queue.Config{ConnectionString: queue.DevelopmentStorage, Queue: "revoke-requests"}},
-		{name: "development storage, other case and a semicolon", env: map[string]string{queue.EnvConnection: " usedevelopmentstorage=TRUE; "}, queue: "q-1",
-			configured: true, want: queue.Config{ConnectionString: queue.DevelopmentStorage, Queue: "q-1"}},
-		{name: "shared access signature", env: map[string]string{queue.EnvConnection: "QueueEndpoint=https://contoso.queue.core.windows.net/;SharedAccessSignature=sv=2022-11-02&sig=abc"},
-			queue: "revoke-requests", configured: true,
-			want: queue.Config{ConnectionString: "QueueEndpoint=https://contoso.queue.core.windows.net/;SharedAccessSignature=sv=2022-11-02&sig=abc", Queue: "revoke-requests"}},
-		{name: "queue service URI", env: map[string]string{queue.EnvQueueServiceURI: "https://contosorevoke.queue.core.windows.net/"}, queue: "revoke-requests",
-			configured: true, want: queue.Config{ServiceURL: "https://contosorevoke.queue.core.windows.net", Queue: "revoke-requests"}},
+		{name: "full connection string", env: map[string]string{queue.EnvConnection: full}, want: queue.Config{
+			ConnectionString: "DefaultEndpointsProtocol=https;EndpointSuffix=core.windows.net;AccountName=contosorevoke;AccountKey=" + testKey + ";QueueEndpoint=https://contosorevoke.queue.core.windows.net;TableEndpoint=https://contosorevoke.table.core.windows.net;",
+			Queue:            "revoke-requests"}},
+		{name: "development storage", env: map[string]string{queue.EnvConnection: "UseDevelopmentStorage=true"}, want: queue.Config{
+			ConnectionString: "DefaultEndpointsProtocol=http;EndpointSuffix=core.windows.net;AccountName=devstoreaccount1;AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;QueueEndpoint=http://127.0.0.1:10001/devstoreaccount1;TableEndpoint=http://127.0.0.1:10002/devstoreaccount1;",
+			Queue:            "revoke-requests"}},
+		{name: "shared access signature", env: map[string]string{queue.EnvConnection: "QueueEndpoint=https://contoso.queue.core.windows.net/;SharedAccessSignature=sv=2022-11-02&sig=abc", "STATE_STORE": "memory"},
+			want: queue.Config{ConnectionString: "DefaultEndpointsProtocol=https;EndpointSuffix=core.windows.net;SharedAccessSignature=sv=2022-11-02&sig=abc;QueueEndpoint=https://contoso.queue.core.windows.net;", Queue: "revoke-requests"}},
 		{name: "queue service URI with a user-assigned identity", env: map[string]string{
-			queue.EnvQueueServiceURI: "https://contosorevoke.queue.core.usgovcloudapi.net", queue.EnvClientID: "6e5e9c43-1b0a-4a4e-9d8f-3f0c1f7b2a11"},
-			queue: "revoke-requests", configured: true, want: queue.Config{ServiceURL: "https://contosorevoke.queue.core.usgovcloudapi.net",
-				ClientID: "6e5e9c43-1b0a-4a4e-9d8f-3f0c1f7b2a11", Queue: "revoke-requests"}},
-		{name: "account name", env: map[string]string{queue.EnvAccountName: "contosorevoke"}, queue: "revoke-requests",
-			configured: true, want: queue.Config{ServiceURL: "https://contosorevoke.queue.core.windows.net", Queue: "revoke-requests"}},
-		{name: "service URI wins over account name", env: map[string]string{queue.EnvQueueServiceURI: "https://a.example.com", queue.EnvAccountName: "other"},
-			queue: "revoke-requests", configured: true, want: queue.Config{ServiceURL: "https://a.example.com", Queue: "revoke-requests"}},
-		{name: "connection string wins, as on the host", env: map[string]string{queue.EnvConnection: full, queue.EnvQueueServiceURI: "https://a.example.com"},
-			queue: "revoke-requests", configured: true, want: queue.Config{ConnectionString: full, Queue: "revoke-requests"}},
-		{name: "keys in any case", env: map[string]string{queue.EnvConnection: "accountname=contosorevoke;ACCOUNTKEY=" + testKey}, queue: "revoke-requests",
-			configured: true, want: queue.Config{ConnectionString: "accountname=contosorevoke;ACCOUNTKEY=" + testKey, Queue: "revoke-requests"}},
-
-		{name: "not key=value", env: map[string]string{queue.EnvConnection: "just-a-key"}, queue: "revoke-requests", configured: true, wantErr: true},
-		{name: "no credential", env: map[string]string{queue.EnvConnection: "AccountName=contosorevoke"}, queue: "revoke-requests", configured: true, wantErr: true},
-		{name: "key without account", env: map[string]string{queue.EnvConnection: "AccountKey=" + testKey}, queue: "revoke-requests", configured: true, wantErr: true},
-		{name: "key not base64", env: map[string]string{queue.EnvConnection: "AccountName=contosorevoke;AccountKey=not*base64"}, queue: "revoke-requests", configured: true, wantErr: true},
-		{name: "key and SAS", env: map[string]string{queue.EnvConnection: full + ";SharedAccessSignature=sig=x"}, queue: "revoke-requests", configured: true, wantErr: true},
-		{name: "duplicate key", env: map[string]string{queue.EnvConnection: full + ";accountname=other"}, queue: "revoke-requests", configured: true, wantErr: true},
-		{name: "bad protocol", env: map[string]string{queue.EnvConnection: "DefaultEndpointsProtocol=ftp;AccountName=contosorevoke;AccountKey=" + testKey}, queue: "revoke-requests", configured: true, wantErr: true},
-		{name: "bad account name", env: map[string]string{queue.EnvConnection: "AccountName=Contoso_Revoke;AccountKey=" + testKey}, queue: "revoke-requests", configured: true, wantErr: true},
-		{name: "bad endpoint", env: map[string]string{queue.EnvConnection: "AccountName=contosorevoke;AccountKey=" + testKey + ";QueueEndpoint=contoso"}, queue: "revoke-requests", configured: true, wantErr: true},
-		{name: "endpoint with a query", env: map[string]string{queue.EnvConnection: "AccountName=contosorevoke;AccountKey=" + testKey + ";QueueEndpoint=https://x.example.com/?sig=1"}, queue: "revoke-requests", configured: true, wantErr: true},
-		{name: "development storage false", env: map[string]string{queue.EnvConnection: "UseDevelopmentStorage=false"}, queue: "revoke-requests", configured: true, wantErr: true},
-		{name: "development storage with more", env: map[string]string{queue.EnvConnection: "UseDevelopmentStorage=true;DevelopmentStorageProxyUri=http://x"}, queue: "revoke-requests", configured: true, wantErr: true},
-		{name: "service URI over http", env: map[string]string{queue.EnvQueueServiceURI: "http://contoso.queue.core.windows.net"}, queue: "revoke-requests", configured: true, wantErr: true},
-		{name: "service URI with SAS", env: map[string]string{queue.EnvQueueServiceURI: "https://contoso.queue.core.windows.net/?sig=abc"}, queue: "revoke-requests", configured: true, wantErr: true},
-		{name: "service URI not a URL", env: map[string]string{queue.EnvQueueServiceURI: "contoso"}, queue: "revoke-requests", configured: true, wantErr: true},
-		{name: "service URI with user info", env: map[string]string{queue.EnvQueueServiceURI: "https://u:p@contoso.queue.core.windows.net"}, queue: "revoke-requests", configured: true, wantErr: true},
-		{name: "account name with capitals", env: map[string]string{queue.EnvAccountName: "Contoso"}, queue: "revoke-requests", configured: true, wantErr: true},
-		{name: "account name too short", env: map[string]string{queue.EnvAccountName: "ab"}, queue: "revoke-requests", configured: true, wantErr: true},
-		{name: "queue name empty", env: map[string]string{queue.EnvConnection: full}, queue: "", configured: true, wantErr: true},
-		{name: "queue name with capitals", env: map[string]string{queue.EnvConnection: full}, queue: "Revoke", configured: true, wantErr: true},
-		{name: "queue name with double hyphen", env: map[string]string{queue.EnvConnection: full}, queue: "revoke--requests", configured: true, wantErr: true},
-		{name: "queue name ending in a hyphen", env: map[string]string{queue.EnvConnection: full}, queue: "revoke-", configured: true, wantErr: true},
-		{name: "queue name leaves no room for -poison", env: map[string]string{queue.EnvConnection: full}, queue: strings.Repeat("q", 57), configured: true, wantErr: true},
+			settings.EnvStorageQueueServiceURI: "https://contosorevoke.queue.core.usgovcloudapi.net", settings.EnvStorageClientID: "6e5e9c43-1b0a-4a4e-9d8f-3f0c1f7b2a11"},
+			want: queue.Config{ServiceURL: "https://contosorevoke.queue.core.usgovcloudapi.net", ClientID: "6e5e9c43-1b0a-4a4e-9d8f-3f0c1f7b2a11", Queue: "revoke-requests"}},
+		{name: "account name", env: map[string]string{settings.EnvStorageAccountName: "contosorevoke", "REVOKE_QUEUE": "q-1"},
+			want: queue.Config{ServiceURL: "https://contosorevoke.queue.core.windows.net", Queue: "q-1"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			getenv := func(k string) string { return tt.env[k] }
-			got, configured, err := queue.FromEnv(getenv, tt.queue)
-			if configured != tt.configured || (err != nil) != tt.wantErr {
-				t.Fatalf("FromEnv(%v, %q) = %+v, %v, %v; want configured %v, error %v", tt.env, tt.queue, got, configured, err, tt.configured, tt.wantErr)
+			env := map[string]string{"WEBHOOK_SECRETS": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}
+			for k, v := range tt.env {
+				env[k] = v
 			}
+			s, err := settings.Load(func(k string) string { return env[k] })
 			if err != nil {
-				if !errors.Is(err, queue.ErrConfig) {
-					t.Errorf("FromEnv(%v) error %v; want ErrConfig", tt.env, err)
-				}
-				if strings.Contains(err.Error(), testKey) {
-					t.Errorf("FromEnv error %q shows the account key", err)
-				}
-				return
+				t.Fatalf("settings.Load(%v) = %v", tt.env, err)
 			}
+			got := queue.ConfigFor(s.Storage, s.RevokeQueue)
 			if got != tt.want {
-				t.Errorf("FromEnv(%v, %q) = %+v; want %+v", tt.env, tt.queue, got, tt.want)
+				t.Errorf("ConfigFor(Load(%v)) = %+v; want %+v", tt.env, got, tt.want)
 			}
-			if !configured {
-				return
-			}
-			// Whatever FromEnv accepts, New must accept too (with the credential the caller adds).
 			if got.ServiceURL != "" {
 				got.Credential = fakeCredential{}
 			}
 			if _, err := queue.New(got); err != nil {
-				t.Errorf("New(FromEnv(%v)) = %v; want nil", tt.env, err)
+				t.Errorf("New(%+v) = %v; want nil", got, err)
 			}
 		})
+	}
+}
+
+func TestNewConnectionStrings(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		conn    string
+		wantErr bool
+	}{
+		{"UseDevelopmentStorage=true", false},
+		{queue.DevelopmentStorage, false},
+		{"accountname=contosorevoke;ACCOUNTKEY=" + testKey, false},
+		{"just-a-key", true},
+		{"AccountName=contosorevoke", true},
+		{"AccountName=contosorevoke;AccountKey=" + testKey + ";QueueEndpoint=https://x.example.com/?sig=1", true},
+		{"DefaultEndpointsProtocol=http;AccountName=contosorevoke;AccountKey=" + testKey, true},
+	}
+	for _, tt := range tests {
+		_, err := queue.New(queue.Config{ConnectionString: tt.conn, Queue: "revoke-requests"})
+		if (err != nil) != tt.wantErr {
+			t.Errorf("New(%q) = %v; want error %v", tt.conn, err, tt.wantErr)
+		}
+		if err != nil && (!errors.Is(err, queue.ErrConfig) || strings.Contains(err.Error(), testKey)) {
+			t.Errorf("New(%q) error %v; want ErrConfig without the key", tt.conn, err)
+		}
 	}
 }
 

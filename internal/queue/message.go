@@ -114,12 +114,3 @@ func (e Envelope) Header() http.Header {
 	h.Set(webhook.HeaderSignature, e.Signature)
 	return h
 }
-
-func printableASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] < 0x21 || s[i] > 0x7e {
-			return false
-		}
-	}
-	return true
-}

@@ -68,12 +68,9 @@ func (val *Validator) Decode(body []byte) (Body, error) {
 		// encoding/json would silently replace invalid bytes with U+FFFD, changing what was signed.
 		return Body{}, &Error{Message: "body is not valid UTF-8"}
 	}
-	b, named, ok := decodeFast(body)
-	if !ok {
-		var err error
-		if b, named, err = decodeObject(body); err != nil {
-			return Body{}, err
-		}
+	b, named, err := decodeObject(body)
+	if err != nil {
+		return Body{}, err
 	}
 	if named&(fieldUPN|fieldUPNs) == fieldUPN|fieldUPNs {
 		// the request contract: exactly one of them, even when one is empty or null; Validate alone would let
@@ -192,110 +189,8 @@ func typeName(t reflect.Type) string {
 	return t.String()
 }
 
-// decodeFast decodes the common case cheaply, and returns the set of names the body holds: one valid JSON object whose names are exactly
-// Body's, each at most once, with values of the right types, and no escape sequences anywhere in
-// its strings. Anything else (escapes, null, a repeated or unknown name, a wrong type) is left to
-// decodeObject, which finds the precise error. FuzzDecodeFast holds the two to the same result.
-func decodeFast(body []byte) (Body, uint, bool) {
-	// From here on the syntax is known to be right, and strings need no U+FFFD replacement.
-	if !utf8.Valid(body) || !json.Valid(body) {
-		return Body{}, 0, false
-	}
-	var (
-		b    Body
-		seen uint
-	)
-	i := skipSpace(body, 0)
-	if i == len(body) || body[i] != '{' {
-		return Body{}, 0, false
-	}
-	i = skipSpace(body, i+1)
-	for i < len(body) && body[i] == '"' {
-		key, next, ok := plainString(body, i)
-		if !ok {
-			return Body{}, 0, false
-		}
-		dst, bit := b.field(key)
-		if bit == 0 || seen&bit != 0 {
-			return Body{}, 0, false
-		}
-		seen |= bit
-		i = skipSpace(body, skipSpace(body, next)+1) // past the colon
-		switch v := dst.(type) {
-		case *string:
-			*v, i, ok = plainString(body, i)
-		case *[]string:
-			*v, i, ok = plainStrings(body, i)
-		case *bool:
-			*v, i, ok = literalBool(body, i)
-		}
-		if !ok {
-			return Body{}, 0, false
-		}
-		if i = skipSpace(body, i); body[i] == ',' {
-			i = skipSpace(body, i+1)
-		}
-	}
-	return b, seen, true // the closing brace and trailing space: json.Valid checked them
-}
-
-// plainString reads the string starting at body[i] when it has no escape sequence.
-func plainString(body []byte, i int) (string, int, bool) {
-	if body[i] != '"' {
-		return "", i, false
-	}
-	for j := i + 1; j < len(body); j++ {
-		switch body[j] {
-		case '\\':
-			return "", i, false
-		case '"':
-			return string(body[i+1 : j]), j + 1, true
-		}
-	}
-	return "", i, false
-}
-
-// plainStrings reads an array of plain strings starting at body[i].
-func plainStrings(body []byte, i int) ([]string, int, bool) {
-	if body[i] != '[' {
-		return nil, i, false
-	}
-	out := []string{}
-	i = skipSpace(body, i+1)
-	for body[i] != ']' {
-		s, next, ok := plainString(body, i)
-		if !ok {
-			return nil, i, false
-		}
-		out = append(out, s)
-		if i = skipSpace(body, next); body[i] == ',' {
-			i = skipSpace(body, i+1)
-		}
-	}
-	return out, i + 1, true
-}
-
-// literalBool reads true or false starting at body[i].
-func literalBool(body []byte, i int) (bool, int, bool) {
-	switch body[i] {
-	case 't':
-		return true, i + len("true"), true
-	case 'f':
-		return false, i + len("false"), true
-	}
-	return false, i, false
-}
-
-func skipSpace(body []byte, i int) int {
-	for i < len(body) && (body[i] == ' ' || body[i] == '\t' || body[i] == '\n' || body[i] == '\r') {
-		i++
-	}
-	return i
-}
-
 // decodeObject decodes body, which must be exactly one JSON object, in one pass, and returns the
-// set of names it holds. It is stricter
-// than json.Decoder.DisallowUnknownFields: encoding/json matches names case-insensitively ("UPN"
+// set of names it holds. It is stricter than json.Decoder.DisallowUnknownFields: encoding/json matches names case-insensitively ("UPN"
 // would fill, and could shadow, "upn") and keeps the last of two values for one name, while
 // another parser in the caller's pipeline may have acted on the first. The first syntax error,
 // unknown or repeated name is reported; a value of the wrong type only if there is none.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -42,17 +43,32 @@ type Config struct {
 	DryRun         bool     // DRY_RUN: every request is a dry run
 	Verify         bool     // VERIFY_REVOCATION
 
-	Concurrency   int // Graph calls in flight per instance
-	RatePerMinute int // revocations per minute per instance; 0 = unlimited
-	Now           func() time.Time
+	Concurrency int       // Graph calls in flight per instance
+	RateGuard   RateGuard // MAX_REVOCATIONS_PER_MINUTE; nil = unlimited
+	Now         func() time.Time
 }
 
+// RateGuard holds revocations to MAX_REVOCATIONS_PER_MINUTE against a runaway or compromised
+// caller: across all instances when the handler's state is shared, else per process.
+type RateGuard interface {
+	// Take reserves n revocations, or reports how long until they would be available. A job
+	// larger than the whole limit is let through on a full bucket: slowed, never refused forever.
+	Take(ctx context.Context, n int) (wait time.Duration, ok bool)
+	// Refund returns tokens for revocations that did not reach Graph.
+	Refund(n int)
+}
+
+// unlimited is the RateGuard of an engine configured without one.
+type unlimited struct{}
+
+func (unlimited) Take(context.Context, int) (time.Duration, bool) { return 0, true }
+func (unlimited) Refund(int)                                      {}
+
 // Engine runs revocation jobs. One Engine serves every request of a process, so its concurrency
-// limit and rate guard are per instance.
+// limit is per instance.
 type Engine struct {
 	cfg     Config
 	sem     chan struct{}
-	guard   *rateGuard
 	protUPN map[string]bool
 	protID  map[string]bool
 	domains map[string]bool
@@ -69,10 +85,12 @@ func New(cfg Config) *Engine {
 	if cfg.Concurrency < 1 {
 		cfg.Concurrency = 1
 	}
+	if cfg.RateGuard == nil {
+		cfg.RateGuard = unlimited{}
+	}
 	e := &Engine{
 		cfg:     cfg,
 		sem:     make(chan struct{}, cfg.Concurrency),
-		guard:   newRateGuard(cfg.RatePerMinute, cfg.Now),
 		protUPN: map[string]bool{},
 		protID:  map[string]bool{},
 		domains: map[string]bool{},
@@ -108,8 +126,9 @@ type Job struct {
 	// WaitForRate makes the job wait for the rate guard (within ctx) instead of failing at once:
 	// a queue drains at the guard's pace rather than burning its deliveries on refusals.
 	WaitForRate bool
-	// Prior holds outcomes of an earlier delivery of the same message, by input index; users with
-	// a prior outcome are not processed again.
+	// Prior holds outcomes of an earlier attempt at the same request (a redelivered message, a
+	// caller's retry). They are matched to Users by the user as requested, case-insensitively,
+	// never by position; only final outcomes count, and a user with one is not processed again.
 	Prior []UserResult
 }
 
@@ -186,20 +205,16 @@ func (e *Engine) Run(ctx context.Context, job Job) (Result, error) {
 		job.Defer = DeferNever
 	}
 	res := Result{ID: job.RequestID, DryRun: job.DryRun, Results: make([]UserResult, len(job.Users))}
+	done := priorFor(job)
 
-	todo := 0
-	for i := range job.Users {
-		if !e.hasPrior(job, i) {
-			todo++
-		}
-	}
+	todo := len(job.Users) - len(done)
 	var reserved int
 	if !job.DryRun && job.Defer != DeferAll && todo > 0 {
 		if wait, ok := e.reserve(ctx, job, todo); !ok {
 			if !job.LastDelivery {
 				return Result{}, &RateLimitedError{RetryAfter: wait}
 			}
-			return e.finishRateLimited(ctx, job, res, wait), nil
+			return e.finishRateLimited(ctx, job, done, res, wait), nil
 		}
 		reserved = todo
 	}
@@ -217,8 +232,8 @@ func (e *Engine) Run(ctx context.Context, job Job) (Result, error) {
 		// the Graph SDK's deep call chain needs; a fresh goroutine would grow and copy its stack
 		// on every request.
 		for i := range job.Users {
-			if e.hasPrior(job, i) {
-				res.Results[i] = job.Prior[i]
+			if r, ok := done[i]; ok {
+				res.Results[i] = r
 			} else {
 				one(i)
 			}
@@ -226,8 +241,8 @@ func (e *Engine) Run(ctx context.Context, job Job) (Result, error) {
 	} else {
 		var wg sync.WaitGroup
 		for i := range job.Users {
-			if e.hasPrior(job, i) {
-				res.Results[i] = job.Prior[i]
+			if r, ok := done[i]; ok {
+				res.Results[i] = r
 				continue
 			}
 			wg.Go(func() { one(i) })
@@ -236,14 +251,14 @@ func (e *Engine) Run(ctx context.Context, job Job) (Result, error) {
 	}
 
 	if refund := reserved - countTrue(usedCount); refund > 0 {
-		e.guard.refund(refund)
+		e.cfg.RateGuard.Refund(refund)
 	}
 
-	e.deferUsers(ctx, job, &res)
-	res.Status = overall(res.Results)
+	e.deferUsers(ctx, job, done, &res)
+	res.Status = Overall(res.Results)
 
 	for i := range res.Results {
-		if e.hasPrior(job, i) {
+		if _, ok := done[i]; ok {
 			continue
 		}
 		r := res.Results[i]
@@ -259,7 +274,7 @@ func (e *Engine) Run(ctx context.Context, job Job) (Result, error) {
 // the time.
 func (e *Engine) reserve(ctx context.Context, job Job, n int) (time.Duration, bool) {
 	for {
-		wait, ok := e.guard.reserve(n)
+		wait, ok := e.cfg.RateGuard.Take(ctx, n)
 		if ok || !job.WaitForRate {
 			return wait, ok
 		}
@@ -276,8 +291,28 @@ func (e *Engine) reserve(ctx context.Context, job Job, n int) (time.Duration, bo
 	}
 }
 
-func (e *Engine) hasPrior(job Job, i int) bool {
-	return i < len(job.Prior) && job.Prior[i].Status != ""
+// priorFor maps the index of each of job's users that an earlier attempt finished to that
+// outcome. The match is by user, case-insensitively (UPNs and object IDs both compare so): a prior
+// outcome about someone else, or one a retry could still change, is never applied.
+func priorFor(job Job) map[int]UserResult {
+	if len(job.Prior) == 0 {
+		return nil
+	}
+	byUser := make(map[string]UserResult, len(job.Prior))
+	for _, r := range job.Prior {
+		if r.Status == "" || r.Status == StatusQueued || r.Status.Retryable() {
+			continue
+		}
+		byUser[strings.ToLower(r.UPN)] = r
+	}
+	done := map[int]UserResult{}
+	for i, u := range job.Users {
+		if r, ok := byUser[strings.ToLower(u)]; ok {
+			r.UPN = u // the spelling of this request, which the caller sees
+			done[i] = r
+		}
+	}
+	return done
 }
 
 func countTrue(bs []bool) int {
@@ -291,18 +326,18 @@ func countTrue(bs []bool) int {
 }
 
 // finishRateLimited records a last delivery refused by the rate guard as throttled.
-func (e *Engine) finishRateLimited(ctx context.Context, job Job, res Result, wait time.Duration) Result {
+func (e *Engine) finishRateLimited(ctx context.Context, job Job, done map[int]UserResult, res Result, wait time.Duration) Result {
 	now := e.cfg.Now()
 	for i, u := range job.Users {
-		if e.hasPrior(job, i) {
-			res.Results[i] = job.Prior[i]
+		if r, ok := done[i]; ok {
+			res.Results[i] = r
 			continue
 		}
 		res.Results[i] = UserResult{UPN: u, Status: StatusThrottled, RetryAfter: wait,
-			Error: &ErrorInfo{Code: "rate_limited", Message: "the per-instance revocation rate limit was reached"}}
+			Error: &ErrorInfo{Code: "rate_limited", Message: "the revocation rate limit (MAX_REVOCATIONS_PER_MINUTE) was reached"}}
 		e.record(ctx, job, res.Results[i], now)
 	}
-	res.Status = overall(res.Results)
+	res.Status = Overall(res.Results)
 	return res
 }
 
@@ -427,19 +462,17 @@ func (e *Engine) lookupGuard(u User, r *UserResult) (UserResult, bool) {
 	return *r, false
 }
 
-// lookupFailure fails closed: a user we could not identify is never revoked.
+// lookupFailure fails closed — a user we could not identify is never revoked — but says why, as
+// a revocation would: a refused lookup (401/403) is denied and a missing user not_found, both
+// final; throttling and outages are throttled or failed, which a retry may change, so they are
+// deferred and retried like any transient failure instead of becoming a permanent refusal.
 func (e *Engine) lookupFailure(r UserResult, err error) UserResult {
-	var ge *GraphError
-	if errors.As(err, &ge) && ge.Status == StatusNotFound {
-		r = failure(r, err)
-		r.Guard = "lookup_not_found"
-		return r
-	}
 	r = failure(r, err)
-	r.Status, r.Guard, r.RetryAfter = StatusDenied, "lookup_failed", 0
-	if r.Error == nil || r.Error.Code == "" {
-		r.Error = &ErrorInfo{Code: "lookup_failed", Message: "the user could not be looked up to apply the guard rails"}
+	var ge *GraphError
+	if errors.As(err, &ge) && (ge.HTTPStatus == 401 || ge.HTTPStatus == 403) {
+		r.Status, r.RetryAfter = StatusDenied, 0
 	}
+	r.Guard = "lookup_" + string(r.Status)
 	return r
 }
 
@@ -496,13 +529,13 @@ func failure(r UserResult, err error) UserResult {
 
 // deferUsers hands retryable (or, with DeferAll, queued) users to the queue as one message. If the
 // queue is unavailable they are reported failed: never a silent drop.
-func (e *Engine) deferUsers(ctx context.Context, job Job, res *Result) {
+func (e *Engine) deferUsers(ctx context.Context, job Job, done map[int]UserResult, res *Result) {
 	if job.Defer == DeferNever {
 		return
 	}
 	var idx []int
 	for i, r := range res.Results {
-		if e.hasPrior(job, i) {
+		if _, ok := done[i]; ok {
 			continue
 		}
 		if r.Status == StatusQueued || (job.Defer == DeferOnFailure && r.Status.Retryable()) {
@@ -516,6 +549,11 @@ func (e *Engine) deferUsers(ctx context.Context, job Job, res *Result) {
 	for _, i := range idx {
 		d.Users = append(d.Users, job.Users[i])
 	}
+	d.Request = Result{ID: res.ID, DryRun: res.DryRun, Results: slices.Clone(res.Results)}
+	for _, i := range idx {
+		d.Request.Results[i].Status, d.Request.Results[i].RetryAfter = StatusQueued, 0
+	}
+	d.Request.Status = Overall(d.Request.Results)
 	// The job's own budget may be spent (a slow Graph is a reason to defer): the enqueue gets a
 	// short budget of its own, so that "queued" does not depend on time Graph already used.
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), deferBudget)
@@ -554,8 +592,8 @@ func (e *Engine) record(ctx context.Context, job Job, r UserResult, started time
 	e.cfg.Sink.Outcome(ctx, o)
 }
 
-// overall is the top-level status: the users' shared status, else partial.
-func overall(rs []UserResult) Status {
+// Overall is the top-level status of a result: the users' shared status, else partial.
+func Overall(rs []UserResult) Status {
 	if len(rs) == 0 {
 		return StatusPartial
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/entra-revoke/entra-revoke/internal/revoke"
+	"github.com/entra-revoke/entra-revoke/internal/state"
 )
 
 // fakeGraph is a function-field fake of the engine's Graph seams; tests of the real client run
@@ -225,7 +226,7 @@ func TestGuardRails(t *testing.T) {
 		{"protected ID by UPN needs lookup", []string{"33333333-3333-3333-3333-333333333333"}, nil, lookupDirectory, "breakglass@contoso.com", revoke.StatusProtected, true},
 		{"protected UPN by ID needs lookup", []string{"breakglass@contoso.com"}, nil, lookupDirectory, "33333333-3333-3333-3333-333333333333", revoke.StatusProtected, true},
 		{"protected lookup refused fails closed", []string{"breakglass@contoso.com"}, nil, refused, "33333333-3333-3333-3333-333333333333", revoke.StatusDenied, true},
-		{"protected lookup failing fails closed", []string{"breakglass@contoso.com"}, nil, failing, "33333333-3333-3333-3333-333333333333", revoke.StatusDenied, true},
+		{"protected lookup failing fails closed", []string{"breakglass@contoso.com"}, nil, failing, "33333333-3333-3333-3333-333333333333", revoke.StatusFailed, true},
 		{"protected lookup unknown user", []string{"breakglass@contoso.com"}, nil, lookupDirectory, "99999999-9999-9999-9999-999999999999", revoke.StatusNotFound, true},
 		{"other user with protected ID passes after lookup", []string{"33333333-3333-3333-3333-333333333333"}, nil, lookupDirectory, "alice@contoso.com", revoke.StatusRevoked, true},
 		{"domain allowed", nil, []string{"contoso.com"}, nil, "alice@contoso.com", revoke.StatusRevoked, false},
@@ -258,6 +259,89 @@ func TestGuardRails(t *testing.T) {
 				t.Errorf("outcomes = %+v; want one with the guard-rail decision", out)
 			}
 		})
+	}
+}
+
+// A guard rail's lookup that fails is never a revocation, but only a refusal (401/403) is denied:
+// throttling and outages stay retryable, so that they are deferred rather than refused for good.
+func TestLookupFailuresKeepTheirMeaning(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		err  error
+		want revoke.Status
+	}{
+		{"403 refused", &revoke.GraphError{Status: revoke.StatusDenied, HTTPStatus: 403, Code: "Authorization_RequestDenied"}, revoke.StatusDenied},
+		{"401 refused", &revoke.GraphError{Status: revoke.StatusDenied, HTTPStatus: 401, Code: "InvalidAuthenticationToken"}, revoke.StatusDenied},
+		{"401 classified otherwise by the adapter", &revoke.GraphError{Status: revoke.StatusFailed, HTTPStatus: 401}, revoke.StatusDenied},
+		{"404 unknown user", &revoke.GraphError{Status: revoke.StatusNotFound, HTTPStatus: 404, Code: "Request_ResourceNotFound"}, revoke.StatusNotFound},
+		{"429 after retries", &revoke.GraphError{Status: revoke.StatusThrottled, HTTPStatus: 429, Code: "TooManyRequests", RetryAfter: 3 * time.Second}, revoke.StatusThrottled},
+		{"503", &revoke.GraphError{Status: revoke.StatusFailed, HTTPStatus: 503, Code: "ServiceUnavailable"}, revoke.StatusFailed},
+		{"500", &revoke.GraphError{Status: revoke.StatusFailed, HTTPStatus: 500}, revoke.StatusFailed},
+		{"timeout", &revoke.GraphError{Status: revoke.StatusFailed, Err: context.DeadlineExceeded}, revoke.StatusFailed},
+		{"token failure", &revoke.GraphError{Status: revoke.StatusFailed, Err: errors.New("managed identity unavailable")}, revoke.StatusFailed},
+		{"not a GraphError", errors.New("connection reset"), revoke.StatusFailed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			g := &fakeGraph{lookup: func(context.Context, string) (revoke.User, error) { return revoke.User{}, tt.err }}
+			e, sink := newEngine(t, g, func(c *revoke.Config) { c.ProtectedUsers = []string{"breakglass@contoso.com"} })
+			res := mustRun(t, e, job("33333333-3333-3333-3333-333333333333"))
+			if got := res.Results[0]; got.Status != tt.want || got.Error == nil || got.Error.Code == "" {
+				t.Fatalf("lookup error %v: result %+v; want %s with an error code", tt.err, got, tt.want)
+			}
+			if got := g.revokedUsers(); len(got) != 0 {
+				t.Errorf("lookup error %v: revocations %v; want none without a successful lookup", tt.err, got)
+			}
+			if out := sink.outcomes(); len(out) != 1 || out[0].Guard != "lookup_"+string(tt.want) {
+				t.Errorf("outcomes = %+v; want one with guard lookup_%s", out, tt.want)
+			}
+
+			// With storage, the retryable ones are deferred like any transient failure.
+			d := &fakeDeferrer{}
+			e, _ = newEngine(t, g, func(c *revoke.Config) {
+				c.ProtectedUsers, c.Deferrer = []string{"breakglass@contoso.com"}, d
+			})
+			j := job("33333333-3333-3333-3333-333333333333")
+			j.Defer = revoke.DeferOnFailure
+			res = mustRun(t, e, j)
+			wantDeferred := tt.want.Retryable()
+			if got := res.Results[0].Status; (got == revoke.StatusQueued) != wantDeferred {
+				t.Errorf("with storage: status %s; want queued %v", got, wantDeferred)
+			}
+			if (len(d.got) == 1) != wantDeferred {
+				t.Errorf("with storage: deferrals %+v; want deferred %v", d.got, wantDeferred)
+			}
+		})
+	}
+}
+
+// Outcomes of an earlier attempt are applied to the users they are about, whatever their position
+// or spelling, and never to anyone else.
+func TestPriorOutcomesMatchByUser(t *testing.T) {
+	t.Parallel()
+	g := &fakeGraph{}
+	e, sink := newEngine(t, g, nil)
+	j := job("Alice@Contoso.com", "bob@fabrikam.com", "carol@contoso.com", "11111111-1111-1111-1111-11111111AAAA")
+	j.Prior = []revoke.UserResult{
+		{UPN: "mallory@contoso.com", Status: revoke.StatusRevoked},                   // someone else: ignored
+		{UPN: "alice@contoso.com", Status: revoke.StatusRevoked, RevokedAt: "then"},  // other position and case
+		{UPN: "carol@contoso.com", Status: revoke.StatusFailed},                      // retryable: runs again
+		{UPN: "11111111-1111-1111-1111-11111111aaaa", Status: revoke.StatusNotFound}, // object ID, other case
+	}
+	res := mustRun(t, e, j)
+	if got := statuses(res); fmt.Sprint(got) != "[revoked revoked revoked not_found]" {
+		t.Fatalf("statuses = %v; want [revoked revoked revoked not_found]", got)
+	}
+	if r := res.Results[0]; r.UPN != "Alice@Contoso.com" || r.RevokedAt != "then" {
+		t.Errorf("results[0] = %+v; want alice's earlier outcome under this request's spelling", r)
+	}
+	if got := fmt.Sprint(g.revokedUsers()); !strings.Contains(got, "bob@fabrikam.com") || !strings.Contains(got, "carol@contoso.com") || len(g.revokedUsers()) != 2 {
+		t.Errorf("revocations = %v; want bob and carol only", got)
+	}
+	if out := sink.outcomes(); len(out) != 2 {
+		t.Errorf("outcomes = %+v; want only the two users processed now", out)
 	}
 }
 
@@ -482,7 +566,8 @@ func TestRateGuard(t *testing.T) {
 
 	g := &fakeGraph{}
 	e, sink := newEngine(t, g, func(c *revoke.Config) {
-		c.RatePerMinute, c.Now, c.ProtectedUsers = 3, clock, []string{"breakglass@contoso.com"}
+		c.Now, c.ProtectedUsers = clock, []string{"breakglass@contoso.com"}
+		c.RateGuard = state.NewMemory(state.MemoryConfig{RatePerMinute: 3, Now: clock})
 	})
 	mustRun(t, e, job("a@contoso.com", "b@contoso.com"))
 	// Guard rails that stop a user before Graph give the token back.
@@ -628,7 +713,7 @@ func TestQueueJobsWaitForTheRateGuard(t *testing.T) {
 	t.Parallel()
 	g := &fakeGraph{}
 	// 120 per minute: a token every 500 ms once the bucket is empty.
-	e, _ := newEngine(t, g, func(c *revoke.Config) { c.RatePerMinute = 120 })
+	e, _ := newEngine(t, g, func(c *revoke.Config) { c.RateGuard = state.NewMemory(state.MemoryConfig{RatePerMinute: 120}) })
 	users := make([]string, 120)
 	for i := range users {
 		users[i] = fmt.Sprintf("u%d@contoso.com", i)

@@ -105,6 +105,9 @@ type Meta struct {
 	InvocationID string // X-Azure-Functions-InvocationId
 	Caller       string // "webhook:<key index>" or "entra:<client id>"
 	DequeueCount int    // queue deliveries, 0 for HTTP
+	// StatusHandle is the opaque handle of the request's status record, carried through the queue
+	// so that a deferred request's final outcome updates it. It is a credential: never recorded.
+	StatusHandle string
 }
 
 // Deferral is a set of users handed to the queue to be finished later.
@@ -115,6 +118,9 @@ type Deferral struct {
 	Reason      string
 	RequestedBy string
 	DryRun      bool
+	// Request is the whole request's result as the caller is about to see it, in input order,
+	// with the deferred users queued: what a status record starts from.
+	Request Result
 }
 
 // Deferrer durably queues users whose revocation cannot finish now.

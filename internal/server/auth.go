@@ -83,7 +83,8 @@ func authenticate(r *http.Request, d Deps, body []byte) (c caller, reason string
 			}
 			return caller{}, "bad_token", false
 		}
-		return caller{Name: who.String(), Scope: who.String()}, "", false
+		// Each Entra client has its own id namespace (two automations may both use ticket numbers).
+		return caller{Name: who.String(), Scope: "entra:" + who.TenantID + ":" + who.ClientID}, "", false
 	}
 	if d.Keys.Len() == 0 {
 		return caller{}, "missing_token", false
@@ -109,16 +110,21 @@ func requestIDHint(r *http.Request) string {
 	return id
 }
 
-// clientIP prefers the first X-Forwarded-For address the Functions front end adds.
+// clientIP is the caller's address as the platform saw it, for WebhookRejected. On App Service
+// and Functions the front end appends the address it received the connection from as the LAST
+// X-Forwarded-For entry, and the host forwards the header to the handler; entries before it are
+// whatever the caller sent and prove nothing. The front end writes it as ip:port (IPv6 in
+// brackets). Without the header (local runs, tests) it is the connection's own peer.
 func clientIP(r *http.Request) string {
-	if xff := r.Header.Get("X-Forwarded-For"); xff != "" {
-		first, _, _ := strings.Cut(xff, ",")
-		first = strings.TrimSpace(first)
-		if host, _, err := net.SplitHostPort(first); err == nil {
-			first = host
+	if xff := r.Header.Values("X-Forwarded-For"); len(xff) > 0 {
+		entries := strings.Split(xff[len(xff)-1], ",")
+		last := strings.TrimSpace(entries[len(entries)-1])
+		if host, _, err := net.SplitHostPort(last); err == nil {
+			last = host
 		}
-		if net.ParseIP(first) != nil {
-			return first
+		last = strings.Trim(last, "[]")
+		if ip := net.ParseIP(last); ip != nil {
+			return ip.String()
 		}
 	}
 	host, _, err := net.SplitHostPort(r.RemoteAddr)

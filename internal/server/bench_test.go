@@ -15,11 +15,11 @@ import (
 
 	graphclient "github.com/entra-revoke/entra-revoke/internal/graph"
 	"github.com/entra-revoke/entra-revoke/internal/graph/graphtest"
-	"github.com/entra-revoke/entra-revoke/internal/idempotency"
 	"github.com/entra-revoke/entra-revoke/internal/queue"
 	"github.com/entra-revoke/entra-revoke/internal/request"
 	"github.com/entra-revoke/entra-revoke/internal/revoke"
 	"github.com/entra-revoke/entra-revoke/internal/server"
+	"github.com/entra-revoke/entra-revoke/internal/state"
 	"github.com/entra-revoke/entra-revoke/internal/telemetry"
 	"github.com/entra-revoke/entra-revoke/internal/webhook"
 	"go.opentelemetry.io/otel"
@@ -84,7 +84,7 @@ func newBenchPath(b *testing.B, users int) *benchPath {
 	engine := revoke.New(revoke.Config{Revoker: gc, Users: gc, Sink: tel, Concurrency: 8})
 	return &benchPath{
 		handler: server.NewServer(server.Deps{
-			Engine: engine, Validator: request.NewValidator(), Idempotency: idempotency.New(10*time.Minute, nil),
+			Engine: engine, Validator: request.NewValidator(), State: state.NewMemory(state.MemoryConfig{}),
 			Audit: tel, Keys: keys, Tolerance: 5 * time.Minute, MaxDequeueCount: 5, QueueMaxAge: 24 * time.Hour,
 		}),
 		keys:  keys,
@@ -243,7 +243,7 @@ func BenchmarkQueueInvocation(b *testing.B) {
 		b.Run(fmt.Sprintf("after%d", remembered), func(b *testing.B) {
 			engine := &benchEngine{}
 			h := server.NewServer(server.Deps{
-				Engine: engine, Validator: request.NewValidator(), Idempotency: idempotency.New(10*time.Minute, nil),
+				Engine: engine, Validator: request.NewValidator(), State: state.NewMemory(state.MemoryConfig{}),
 				Audit: &audit{}, Keys: keys, Tolerance: 5 * time.Minute, QueueMaxAge: 24 * time.Hour, MaxDequeueCount: 5,
 			})
 			n := 0

@@ -9,6 +9,7 @@ type health struct {
 	Version   string          `json:"version"`
 	Auth      healthAuth      `json:"auth"`
 	Queue     bool            `json:"queue"`
+	State     string          `json:"state"` // "memory", "table" or "degraded" (the table unreachable)
 	Telemetry healthTelemetry `json:"telemetry"`
 }
 
@@ -33,6 +34,7 @@ func handleHealth(d Deps) http.Handler {
 			Version: d.Version,
 			Auth:    healthAuth{Webhook: d.Keys.Len() > 0, Entra: d.Tokens != nil},
 			Queue:   d.Storage,
+			State:   d.State.Mode(),
 			Telemetry: healthTelemetry{
 				Buffered: st.Buffered, Sent: st.Sent, Dropped: st.Dropped, Failed: st.Failed,
 			},

@@ -25,10 +25,10 @@ import (
 	"github.com/getkin/kin-openapi/routers"
 
 	"github.com/entra-revoke/entra-revoke/internal/entraauth"
-	"github.com/entra-revoke/entra-revoke/internal/idempotency"
 	"github.com/entra-revoke/entra-revoke/internal/request"
 	"github.com/entra-revoke/entra-revoke/internal/revoke"
 	"github.com/entra-revoke/entra-revoke/internal/server"
+	"github.com/entra-revoke/entra-revoke/internal/state"
 	"github.com/entra-revoke/entra-revoke/internal/testenv"
 )
 
@@ -192,6 +192,8 @@ func conformanceCases() []conformanceCase {
 			request: signedBody("msg_404", alice), want: 404, wantBody: "not_found"},
 		{name: "409 conflict", before: func(h *harness) { h.do(h.signed("msg_409", alice)) },
 			request: signedBody("msg_409", `{"upn":"bob@contoso.com"}`), want: 409, wantBody: "conflict"},
+		{name: "409 in progress", before: func(h *harness) { holdClaim(h, "webhook", "msg_409b", alice) },
+			request: signedBody("msg_409b", alice), want: 409, wantBody: "in_progress"},
 		{name: "413 too large", request: signedBody("msg_413", `{"upn":"alice@contoso.com","reason":"`+strings.Repeat("x", request.MaxBodyBytes)+`"}`), want: 413, wantBody: "payload_too_large"},
 		{name: "415 media type", request: func(h *harness) *http.Request {
 			r := h.signed("msg_415", alice)
@@ -199,7 +201,7 @@ func conformanceCases() []conformanceCase {
 			return r
 		}, want: 415, wantBody: "unsupported_media_type"},
 		{name: "429 throttled", graph: statusFor("alice@contoso.com", throttled), request: signedBody("msg_429", alice), want: 429, wantBody: "throttled"},
-		{name: "429 rate limited", opts: options{engine: func(c *revoke.Config) { c.RatePerMinute = 1 }},
+		{name: "429 rate limited", opts: options{rate: 1},
 			before:  func(h *harness) { h.do(h.signed("msg_rl1", `{"upn":"bob@contoso.com"}`)) },
 			request: signedBody("msg_rl2", alice), want: 429, wantBody: "rate_limited"},
 		{name: "500 internal", engine: engineFunc(func(context.Context, revoke.Job) (revoke.Result, error) {
@@ -261,7 +263,7 @@ func TestOpenAPIConformance(t *testing.T) {
 			h := newHarness(t, tt.opts)
 			if tt.engine != nil {
 				h.handler = server.NewServer(server.Deps{
-					Engine: tt.engine, Validator: request.NewValidator(), Idempotency: idempotency.New(time.Minute, nil),
+					Engine: tt.engine, Validator: request.NewValidator(), State: state.NewMemory(state.MemoryConfig{}),
 					Audit: h.audit, Keys: h.keys, Tolerance: 5 * time.Minute,
 					Now: func() time.Time { return fixtureTime.Add(30 * time.Second) },
 				})

@@ -8,11 +8,10 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
-	"time"
 
 	"github.com/entra-revoke/entra-revoke/internal/queue"
 	"github.com/entra-revoke/entra-revoke/internal/revoke"
+	"github.com/entra-revoke/entra-revoke/internal/state"
 	"github.com/entra-revoke/entra-revoke/internal/telemetry"
 	"github.com/entra-revoke/entra-revoke/internal/webhook"
 )
@@ -35,12 +34,18 @@ func reply(w http.ResponseWriter, status int, logs ...string) {
 	encode(w, status, hostReply{Outputs: map[string]any{}, Logs: logs})
 }
 
-// handleQueue serves POST /revoke-queue, the queue trigger's invocation (queue contract). It answers 200
-// when the message is finished, whatever the users' outcomes, and non-2xx only while a retry could
-// still change an outcome, so that the host delivers the message again.
-func handleQueue(d Deps, progress *attempts) http.Handler {
+// handleQueue serves POST /revoke-queue, the queue trigger's invocation. It answers 200 when the
+// message is finished, whatever the users' outcomes, and non-2xx only while a retry could still
+// change an outcome, so that the host delivers the message again.
+//
+// What each message achieved is kept in the state store under state.MessageKey: the host's
+// Metadata.Id, which stays the same across redeliveries of one message, and a hash of the message
+// text. Two different messages never share it — not even when they carry the same webhook-id or
+// request id, or reuse an id after the first was deleted — so a redelivery skips only its own
+// finished users, and only a redelivery of a completed message is a no-op.
+func handleQueue(d Deps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		inv, err := queue.DecodeInvocation(http.MaxBytesReader(w, r.Body, maxInvocationBytes))
+		inv, err := decodeQueueInvocation(http.MaxBytesReader(w, r.Body, maxInvocationBytes))
 		if err != nil {
 			// Without the message text there is nothing to poison; the host retries and then
 			// poisons it itself.
@@ -63,16 +68,30 @@ func handleQueue(d Deps, progress *attempts) http.Handler {
 		}
 		meta.Trigger, meta.InvocationID, meta.DequeueCount = revoke.TriggerQueue, invocationID, inv.DequeueCount
 
-		key := meta.RequestID
-		prior, done := progress.get(key, d.Now())
-		if done {
-			reply(w, http.StatusOK, fmt.Sprintf("message %s was already completed", key))
-			return
+		key := state.MessageKey{MessageID: inv.ID, ContentHash: bodyHash(inv.Message)}
+		// The host always sends Metadata.Id; without it a redelivery cannot be told from another
+		// message with the same text, so nothing is remembered (the users run again).
+		remember := inv.ID != ""
+		var prior []revoke.UserResult
+		if remember {
+			sctx, cancel := context.WithTimeout(ctx, stateBudget)
+			p, done, err := d.State.MessageProgress(sctx, key)
+			cancel()
+			switch {
+			case err != nil:
+				d.Logger.Warn("message progress unavailable; running every user", "request_id", meta.RequestID, "error", err)
+			case done:
+				reply(w, http.StatusOK, "message "+inv.ID+" was already completed")
+				return
+			default:
+				prior = decodeProgress(p)
+			}
 		}
+
 		final := inv.DequeueCount >= d.MaxDequeueCount
-		ctx, cancel := workContext(r, d, queueBudget)
+		wctx, cancel := workContext(r, d, queueBudget)
 		defer cancel()
-		res, err := d.Engine.Run(ctx, revoke.Job{
+		res, err := d.Engine.Run(wctx, revoke.Job{
 			Meta: meta, Users: req.Users(), Ticket: req.Ticket, Reason: req.Reason,
 			RequestedBy: req.RequestedBy, DryRun: req.DryRun, Final: final, LastDelivery: final, WaitForRate: true, Prior: prior,
 		})
@@ -82,32 +101,70 @@ func handleQueue(d Deps, progress *attempts) http.Handler {
 			return
 		}
 		if err != nil {
-			d.Logger.Error("queue revocation failed", "request_id", key, "error", err)
+			d.Logger.Error("queue revocation failed", "request_id", meta.RequestID, "error", err)
 			reply(w, http.StatusInternalServerError, "internal error")
 			return
 		}
+
+		// Bookkeeping gets a budget of its own: the work may have used all of its.
+		sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), stateBudget)
+		defer scancel()
 		logs := []string{summary(res)}
-		if res.Retryable() && !final {
-			progress.put(key, res.Results, false, d.Now())
-			reply(w, http.StatusServiceUnavailable, append(logs, "some users could not be revoked yet; the host will retry")...)
-			return
-		}
-		progress.put(key, res.Results, true, d.Now())
-		if res.Retryable() && d.Poison != nil {
+		status, done := http.StatusOK, true
+		switch {
+		case res.Retryable() && !final:
+			status, done = http.StatusServiceUnavailable, false
+			logs = append(logs, "some users could not be revoked yet; the host will retry")
+		case res.Retryable() && d.Poison != nil:
 			// Last delivery: the outcome is recorded as final, and a copy is kept in the poison
-			// queue so that an operator can replay it once Graph recovers. Nothing is lost.
-			if err := d.Poison.Poison(ctx, inv.Message); err != nil {
-				d.Logger.Error("poison copy failed", "request_id", key, "error", err)
+			// queue so that an operator can replay it once Graph recovers. If the copy fails, the
+			// invocation fails too: the host then moves the message to the poison queue itself.
+			if err := d.Poison.Poison(sctx, inv.Message); err != nil {
+				d.Logger.Error("poison copy failed; leaving the message to the host", "request_id", meta.RequestID, "error", err)
+				status, done = http.StatusServiceUnavailable, false
+				logs = append(logs, "final attempt: outcome recorded; the poison copy failed, so the host must poison the message")
+			} else {
+				logs = append(logs, "final attempt: outcome recorded, message copied to the poison queue")
 			}
-			logs = append(logs, "final attempt: outcome recorded, message copied to the poison queue")
 		}
-		reply(w, http.StatusOK, logs...)
+		if remember {
+			if err := d.State.SaveMessageProgress(sctx, key, encodeProgress(res.Results), done); err != nil {
+				d.Logger.Warn("message progress not saved", "request_id", meta.RequestID, "error", err)
+			}
+		}
+		if meta.StatusHandle != "" {
+			updateStatus(sctx, d, meta, res, final)
+		}
+		reply(w, status, logs...)
 	})
 }
 
+// updateStatus records a deferred request's outcomes in its status record: every final one, and
+// on the last delivery the throttled and failed ones too, since they are final then.
+func updateStatus(ctx context.Context, d Deps, meta revoke.Meta, res revoke.Result, final bool) {
+	var outcomes []revoke.UserResult
+	for _, u := range res.Results {
+		if u.Status != revoke.StatusQueued && (final || !u.Status.Retryable()) {
+			outcomes = append(outcomes, u)
+		}
+	}
+	if len(outcomes) == 0 {
+		return
+	}
+	err := d.State.UpdateStatus(ctx, meta.StatusHandle, d.IdempotencyTTL, func(record []byte) ([]byte, error) {
+		return applyOutcomes(record, outcomes)
+	})
+	if err != nil {
+		// Expired, or the store is down: the outcome itself is recorded; only the link lags.
+		d.Logger.Warn("status not updated", "request_id", meta.RequestID, "error", err)
+	}
+}
+
 // openMessage verifies a message's signature (or accepts it unsigned when allowed) and returns the
-// §3 body, or the reason it can never succeed.
-func openMessage(d Deps, inv queue.Invocation) (body []byte, meta revoke.Meta, reason string) {
+// request body, or the reason it can never succeed. A signed body may carry the origin of a
+// deferred request (queue.Origin): its request id, caller and status handle then stand for the
+// message's, since only a holder of a webhook secret can have written them.
+func openMessage(d Deps, inv queueInvocation) (body []byte, meta revoke.Meta, reason string) {
 	meta.RequestID = inv.ID
 	env, signed, err := queue.ParseMessage(inv.Message)
 	if err != nil {
@@ -117,6 +174,7 @@ func openMessage(d Deps, inv queue.Invocation) (body []byte, meta revoke.Meta, r
 		if !d.AllowUnsigned {
 			return nil, meta, "unsigned_message"
 		}
+		// An unsigned body goes to the strict request decoder as it is, which refuses an origin.
 		meta.Caller = "queue:unsigned"
 		return inv.Message, meta, ""
 	}
@@ -131,12 +189,20 @@ func openMessage(d Deps, inv queue.Invocation) (body []byte, meta revoke.Meta, r
 		return nil, meta, err.Error()
 	}
 	meta.Caller = "webhook:" + strconv.Itoa(s.KeyIndex)
-	return []byte(env.Body), meta, ""
+	body, origin, err := queue.SplitBody([]byte(env.Body))
+	if err != nil {
+		return nil, meta, "invalid_request"
+	}
+	if origin != nil {
+		meta.RequestID, meta.Caller, meta.StatusHandle = origin.RequestID, origin.Caller, origin.StatusHandle
+	}
+	return body, meta, ""
 }
 
 // poison copies a message that can never succeed to <queue>-poison, records why (the
-// WebhookRejected event is the log line), and completes it. If the copy fails the invocation fails, so the host retries and poisons it itself.
-func poison(ctx context.Context, w http.ResponseWriter, d Deps, inv queue.Invocation, requestID, reason string) {
+// WebhookRejected event is the log line), and completes it. If the copy fails the invocation
+// fails, so the host retries and poisons it itself.
+func poison(ctx context.Context, w http.ResponseWriter, d Deps, inv queueInvocation, requestID, reason string) {
 	d.Audit.Rejected(ctx, telemetry.Rejection{Reason: reason, Trigger: revoke.TriggerQueue, RequestID: requestID})
 	if d.Poison == nil {
 		reply(w, http.StatusOK, "message rejected ("+reason+"); no storage configured to keep a copy")
@@ -162,68 +228,4 @@ func summary(res revoke.Result) string {
 	}
 	sort.Strings(parts)
 	return fmt.Sprintf("%d users: %s", len(res.Results), strings.Join(parts, " "))
-}
-
-// attempts remembers per request what earlier attempts achieved: a redelivered queue message, or
-// an HTTP caller's retry (same id, same body) of a request that partly failed, does not revoke its
-// finished users again, and a duplicate of a completed message is a no-op. It is per instance and
-// best effort: another instance simply revokes again, which Graph tolerates.
-type attempts struct {
-	mu    sync.Mutex
-	m     map[string]attempt
-	order []string // insertion order; entries expire in it, so the front is the oldest
-}
-
-type attempt struct {
-	results []revoke.UserResult
-	done    bool
-	expires time.Time
-}
-
-const (
-	// attemptTTL outlives the host's retries of one message (five deliveries, minutes apart).
-	attemptTTL = time.Hour
-	// maxAttempts bounds memory during a huge backlog; the oldest are forgotten first.
-	maxAttempts = 100_000
-)
-
-func newAttempts() *attempts { return &attempts{m: map[string]attempt{}} }
-
-// get returns the non-retryable outcomes of earlier attempts by input index, and whether the
-// request was completed.
-func (p *attempts) get(key string, now time.Time) (prior []revoke.UserResult, done bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	e, ok := p.m[key]
-	if !ok || now.After(e.expires) {
-		return nil, false
-	}
-	prior = make([]revoke.UserResult, len(e.results))
-	for i, r := range e.results {
-		if !r.Status.Retryable() {
-			prior[i] = r
-		}
-	}
-	return prior, e.done
-}
-
-// put records an attempt, forgetting expired entries from the front (amortised O(1)).
-func (p *attempts) put(key string, results []revoke.UserResult, done bool, now time.Time) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if _, seen := p.m[key]; !seen {
-		p.order = append(p.order, key)
-	}
-	p.m[key] = attempt{results: results, done: done, expires: now.Add(attemptTTL)}
-	for len(p.order) > 0 {
-		k := p.order[0]
-		e, ok := p.m[k]
-		if ok && !now.After(e.expires) && len(p.m) <= maxAttempts {
-			break
-		}
-		if ok && k != key {
-			delete(p.m, k)
-		}
-		p.order = p.order[1:]
-	}
 }

@@ -172,7 +172,7 @@ func TestQueueRedeliverySkipsFinishedUsers(t *testing.T) {
 
 func TestQueueRateGuardRetries(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, options{storage: true, engine: func(c *revoke.Config) { c.RatePerMinute = 1 }})
+	h := newHarness(t, options{storage: true, rate: 1})
 	if code, _ := h.invoke(fixture(t, "queue-signed.json")); code != 200 {
 		t.Fatalf("first message = %d", code)
 	}

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -12,8 +13,8 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/entra-revoke/entra-revoke/internal/idempotency"
 	"github.com/entra-revoke/entra-revoke/internal/revoke"
+	"github.com/entra-revoke/entra-revoke/internal/state"
 	"github.com/entra-revoke/entra-revoke/internal/webhook"
 )
 
@@ -48,7 +49,13 @@ func httpStatus(res revoke.Result) int {
 }
 
 // handleRevoke serves POST /api/revoke for an authenticated caller.
-func handleRevoke(d Deps, progress *attempts) http.Handler {
+//
+// A request id from the caller (webhook-id, or Idempotency-Key) is claimed in the state store
+// before any work: key = the caller's scope and the id (state.RequestKey), so two callers that both
+// use ticket numbers as keys never meet, while a caller's own retry — on any instance — does. Only
+// one attempt holds the claim at a time; a final response is kept for replay, and a retryable one
+// releases the claim with the users already finished, so that the retry skips them.
+func handleRevoke(d Deps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c := callerFrom(r.Context())
 		if !jsonMediaType(r.Header.Get("Content-Type")) {
@@ -68,37 +75,74 @@ func handleRevoke(d Deps, progress *attempts) http.Handler {
 				id = uuid.NewString()
 			}
 		}
+		if !fromCaller {
+			// A generated id is never seen again: nothing to claim or remember.
+			writeResponse(w, runRevoke(r, d, c, id, nil))
+			return
+		}
 
-		commit := func(*idempotency.Response) {}
-		if fromCaller {
-			replay, done, err := d.Idempotency.Claim(r.Context(), c.Scope+"\x00"+id, c.Body)
-			switch {
-			case errors.Is(err, idempotency.ErrConflict):
-				writeError(w, http.StatusConflict, codeConflict, "this request id was already used with a different body")
-				return
-			case err != nil:
-				return // the caller went away while an identical request was in flight
-			case replay != nil:
-				w.Header().Set("Idempotent-Replayed", "true")
-				w.Header().Set("Content-Type", replay.ContentType)
-				w.WriteHeader(replay.Status)
-				_, _ = w.Write(replay.Body)
-				return
+		key := state.RequestKey{Scope: c.Scope, ID: id}
+		claim, err := claimRequest(r.Context(), d, key, bodyHash(c.Body))
+		var busy *state.InProgressError
+		switch {
+		case errors.Is(err, state.ErrConflict):
+			writeError(w, http.StatusConflict, codeConflict, "this request id was already used with a different body")
+			return
+		case errors.As(err, &busy):
+			retryAfter(w, busy.RetryAfter)
+			writeError(w, http.StatusConflict, codeInProgress, "a request with this id is still being worked on; retry later")
+			return
+		case err != nil:
+			// The state store failed outright. A revocation already authorised must not be lost
+			// to an outage of its bookkeeping: run it, unprotected against a concurrent duplicate.
+			d.Logger.Error("request claim failed; running without idempotency", "request_id", id, "error", err)
+			writeResponse(w, runRevoke(r, d, c, id, nil))
+			return
+		case claim.Replay != nil:
+			w.Header().Set("Idempotent-Replayed", "true")
+			if link := statusURLOf(claim.Replay.Body); link != "" {
+				w.Header().Set("Location", link)
+				retryAfter(w, statusPollInterval)
 			}
-			commit = done
+			writeJSON(w, claim.Replay.Status, claim.Replay.Body)
+			return
 		}
 
-		resp := runRevoke(r, d, c, id, progress)
+		// Whatever happens from here — a panic included — the claim ends with an answer recorded
+		// or released, never held until its lease runs out.
+		recorded := false
+		defer func() {
+			if !recorded {
+				ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), stateBudget)
+				defer cancel()
+				if err := d.State.Release(ctx, key, claim.Lease, nil); err != nil {
+					d.Logger.Warn("request release failed", "request_id", id, "error", err)
+				}
+			}
+		}()
+
+		resp := runRevoke(r, d, c, id, decodeProgress(claim.Progress))
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), stateBudget)
+		defer cancel()
 		if resp.keep {
-			commit(&idempotency.Response{Status: resp.status, ContentType: "application/json", Body: resp.body})
+			err = d.State.Finish(ctx, key, claim.Lease, state.Response{Status: resp.status, Body: resp.body}, d.IdempotencyTTL)
 		} else {
-			commit(nil)
+			err = d.State.Release(ctx, key, claim.Lease, resp.progress)
 		}
-		if resp.retryAfter > 0 {
-			retryAfter(w, resp.retryAfter)
+		recorded = true
+		if err != nil {
+			// The answer stands; only its replay (or the skipping of finished users) is lost.
+			d.Logger.Warn("request outcome not remembered", "request_id", id, "error", err)
 		}
-		writeJSON(w, resp.status, resp.body)
+		writeResponse(w, resp)
 	})
+}
+
+// claimRequest claims key within the state store's budget.
+func claimRequest(ctx context.Context, d Deps, key state.RequestKey, hash string) (state.Claim, error) {
+	ctx, cancel := context.WithTimeout(ctx, stateBudget)
+	defer cancel()
+	return d.State.Claim(ctx, key, hash, claimLease)
 }
 
 // response is a finished request, ready to write and perhaps to remember.
@@ -106,7 +150,19 @@ type response struct {
 	status     int
 	body       []byte
 	retryAfter time.Duration
-	keep       bool // may be replayed: a retry could not change it
+	location   string // the status link, when some user is queued
+	keep       bool   // may be replayed: a retry could not change it
+	progress   []byte // when not kept: the users finished so far, for the retry
+}
+
+func writeResponse(w http.ResponseWriter, resp response) {
+	if resp.location != "" {
+		w.Header().Set("Location", resp.location)
+	}
+	if resp.retryAfter > 0 {
+		retryAfter(w, resp.retryAfter)
+	}
+	writeJSON(w, resp.status, resp.body)
 }
 
 func errorResponse(status int, code, message string) response {
@@ -114,9 +170,17 @@ func errorResponse(status int, code, message string) response {
 	return response{status: status, body: b}
 }
 
+// revokeResponse is the body of POST /api/revoke: the engine's result, and the status link when
+// some user is queued.
+type revokeResponse struct {
+	revoke.Result
+	StatusURL string `json:"statusUrl,omitempty"`
+}
+
 // runRevoke decodes, runs and maps one request. Outcomes that a retry could change (throttled,
-// failed, rate limited) are not remembered, so that the caller's retry really runs again.
-func runRevoke(r *http.Request, d Deps, c caller, id string, progress *attempts) response {
+// failed, rate limited) are not remembered as final, so that the caller's retry really runs again;
+// prior holds what an earlier attempt at the same id and body finished.
+func runRevoke(r *http.Request, d Deps, c caller, id string, prior []revoke.UserResult) response {
 	req, err := d.Validator.Decode(c.Body)
 	if err != nil {
 		st, e := requestError(err)
@@ -125,20 +189,14 @@ func runRevoke(r *http.Request, d Deps, c caller, id string, progress *attempts)
 	}
 
 	mode := revoke.DeferNever
+	handle := ""
 	if d.Storage {
 		mode = revoke.DeferOnFailure
 		if preferAsync(r.Header.Values("Prefer")) {
 			mode = revoke.DeferAll
 		}
-	}
-	// A retry of a bulk request that partly failed (same id and body) skips the users already
-	// done. Single-user requests have nothing to skip, so they pay for no hash or lookup.
-	users := req.Users()
-	var key string
-	var prior []revoke.UserResult
-	if len(users) > 1 {
-		key = "http\x00" + c.Scope + "\x00" + id + "\x00" + bodyHash(c.Body)
-		prior, _ = progress.get(key, d.Now())
+		// Only used if some user is deferred; cheap enough to make for every request.
+		handle = newHandle()
 	}
 
 	ctx, cancel := workContext(r, d, httpBudget)
@@ -146,14 +204,14 @@ func runRevoke(r *http.Request, d Deps, c caller, id string, progress *attempts)
 	res, err := d.Engine.Run(ctx, revoke.Job{
 		Meta: revoke.Meta{
 			Trigger: revoke.TriggerHTTP, RequestID: id, Caller: c.Name,
-			InvocationID: r.Header.Get("X-Azure-Functions-InvocationId"),
+			InvocationID: r.Header.Get("X-Azure-Functions-InvocationId"), StatusHandle: handle,
 		},
-		Users: users, Ticket: req.Ticket, Reason: req.Reason, RequestedBy: req.RequestedBy,
+		Users: req.Users(), Ticket: req.Ticket, Reason: req.Reason, RequestedBy: req.RequestedBy,
 		DryRun: req.DryRun, Defer: mode, Final: true, Prior: prior,
 	})
 	var rl *revoke.RateLimitedError
 	if errors.As(err, &rl) {
-		resp := errorResponse(http.StatusTooManyRequests, codeRateLimited, "too many revocations from this instance; retry later")
+		resp := errorResponse(http.StatusTooManyRequests, codeRateLimited, "too many revocations (MAX_REVOCATIONS_PER_MINUTE); retry later")
 		resp.retryAfter = rl.RetryAfter
 		return resp
 	}
@@ -161,16 +219,23 @@ func runRevoke(r *http.Request, d Deps, c caller, id string, progress *attempts)
 		d.Logger.Error("revocation failed", "request_id", id, "error", err)
 		return errorResponse(http.StatusInternalServerError, codeInternal, "internal error")
 	}
-	body, err := json.Marshal(res)
+	out := revokeResponse{Result: res}
+	if anyQueued(res) && handle != "" {
+		out.StatusURL = statusURL(r, d.PublicBaseURL, handle)
+	}
+	body, err := json.Marshal(out)
 	if err != nil {
 		return errorResponse(http.StatusInternalServerError, codeInternal, "internal error")
 	}
-	resp := response{status: httpStatus(res), body: body, keep: !res.Retryable()}
-	if !resp.keep && key != "" {
-		progress.put(key, res.Results, false, d.Now())
+	resp := response{status: httpStatus(res), body: body, keep: !res.Retryable(), location: out.StatusURL}
+	if !resp.keep {
+		resp.progress = encodeProgress(res.Results)
 	}
-	if resp.status == http.StatusTooManyRequests {
+	switch {
+	case resp.status == http.StatusTooManyRequests:
 		resp.retryAfter = max(res.RetryAfter(), time.Second)
+	case out.StatusURL != "":
+		resp.retryAfter = statusPollInterval
 	}
 	return resp
 }

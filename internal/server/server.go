@@ -1,18 +1,19 @@
 // Package server adapts HTTP and the Azure Functions custom-handler protocol to the revocation
-// engine: caller authentication, request decoding, idempotent replay, status mapping, and the
-// queue trigger's invocation format.
+// engine: caller authentication, request decoding, idempotent replay, status mapping and status
+// links, and the host's queue and timer invocations.
 package server
 
 import (
 	"context"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/entra-revoke/entra-revoke/internal/entraauth"
-	"github.com/entra-revoke/entra-revoke/internal/idempotency"
 	"github.com/entra-revoke/entra-revoke/internal/request"
 	"github.com/entra-revoke/entra-revoke/internal/revoke"
+	"github.com/entra-revoke/entra-revoke/internal/state"
 	"github.com/entra-revoke/entra-revoke/internal/telemetry"
 	"github.com/entra-revoke/entra-revoke/internal/webhook"
 )
@@ -39,23 +40,58 @@ type Poisoner interface {
 	Poison(ctx context.Context, text []byte) error
 }
 
+// Requests is the idempotency memory of POST /api/revoke: an exclusive, expiring claim on a
+// caller's request id, the first final response for replay, and the progress of an attempt that
+// ended retryable.
+type Requests interface {
+	Claim(ctx context.Context, key state.RequestKey, bodyHash string, lease time.Duration) (state.Claim, error)
+	Finish(ctx context.Context, key state.RequestKey, lease string, resp state.Response, ttl time.Duration) error
+	Release(ctx context.Context, key state.RequestKey, lease string, progress []byte) error
+}
+
+// Messages remembers what each queue message's deliveries achieved.
+type Messages interface {
+	MessageProgress(ctx context.Context, key state.MessageKey) (progress []byte, done bool, err error)
+	SaveMessageProgress(ctx context.Context, key state.MessageKey, progress []byte, done bool) error
+}
+
+// Statuses keeps the status records behind status links.
+type Statuses interface {
+	PutStatus(ctx context.Context, handle string, body []byte, ttl time.Duration) error
+	GetStatus(ctx context.Context, handle string) ([]byte, error)
+	UpdateStatus(ctx context.Context, handle string, ttl time.Duration, update func(body []byte) ([]byte, error)) error
+}
+
+// State is everything the server remembers across requests (state.Store satisfies it): in one
+// process's memory, or shared by every instance in an Azure Table.
+type State interface {
+	Requests
+	Messages
+	Statuses
+	Cleanup(ctx context.Context) (deleted int, err error)
+	Mode() string // "memory", "table" or "degraded", for GET /api/health
+}
+
 // Deps is everything the server needs. Optional collaborators are nil when not configured.
 type Deps struct {
-	Logger      *slog.Logger
-	Engine      Engine
-	Validator   *request.Validator
-	Idempotency *idempotency.Store
-	Audit       Auditor
+	Logger    *slog.Logger
+	Engine    Engine
+	Validator *request.Validator
+	State     State
+	Audit     Auditor
 
 	Keys      webhook.Keys   // Standard Webhooks secrets; empty when not configured
 	Tolerance time.Duration  // WEBHOOK_TOLERANCE
 	Tokens    TokenValidator // nil unless Entra ID tokens are accepted
 
-	Storage         bool          // AzureWebJobsStorage configured: deferral is possible
+	IdempotencyTTL time.Duration // IDEMPOTENCY_TTL: how long final responses and status records are kept
+	PublicBaseURL  *url.URL      // PUBLIC_BASE_URL for status links; nil: the request's scheme and host
+
+	Storage         bool          // AzureWebJobsStorage configured and deferral possible
 	Poison          Poisoner      // nil without storage
 	AllowUnsigned   bool          // QUEUE_ALLOW_UNSIGNED
 	QueueMaxAge     time.Duration // QUEUE_SIGNATURE_MAX_AGE
-	MaxDequeueCount int
+	MaxDequeueCount int           // the host's maxDequeueCount: the delivery that is a message's last
 
 	Version string
 	Now     func() time.Time
@@ -85,6 +121,15 @@ const httpBudget = 25 * time.Second
 // Graph is better met by the queue's own retry than by holding the message.
 const queueBudget = 60 * time.Second
 
+// claimLease is how long a claim on a request id excludes others: the request's budget, the
+// deferral's own budget after it, and a margin for the state store's writes. An instance that dies
+// mid-request holds the id no longer than this; a live one finishes well within it.
+const claimLease = httpBudget + 5*time.Second + 5*time.Second
+
+// stateBudget bounds one bookkeeping call to the state store on the request path. The store
+// answers in milliseconds, and falls back to memory when the table is slow, so this is a safety net.
+const stateBudget = 5 * time.Second
+
 // NewServer returns the handler's HTTP handler with every route and its middleware.
 func NewServer(d Deps) http.Handler {
 	if d.Now == nil {
@@ -92,6 +137,12 @@ func NewServer(d Deps) http.Handler {
 	}
 	if d.Logger == nil {
 		d.Logger = slog.New(slog.DiscardHandler)
+	}
+	if d.State == nil {
+		d.State = state.NewMemory(state.MemoryConfig{Now: d.Now})
+	}
+	if d.IdempotencyTTL <= 0 {
+		d.IdempotencyTTL = 24 * time.Hour
 	}
 	mux := http.NewServeMux()
 	addRoutes(mux, d)

@@ -9,22 +9,23 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/entra-revoke/entra-revoke/internal/entraauth"
-	"github.com/entra-revoke/entra-revoke/internal/idempotency"
 	"github.com/entra-revoke/entra-revoke/internal/request"
 	"github.com/entra-revoke/entra-revoke/internal/revoke"
 	"github.com/entra-revoke/entra-revoke/internal/server"
+	"github.com/entra-revoke/entra-revoke/internal/state"
 	"github.com/entra-revoke/entra-revoke/internal/telemetry"
 	"github.com/entra-revoke/entra-revoke/internal/testenv"
 	"github.com/entra-revoke/entra-revoke/internal/webhook"
 )
 
-// fixtureSecret signs the files in shared/fixtures at fixtureTime.
+// fixtureSecret signs the files of testdata/host at fixtureTime.
 const fixtureSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
 var fixtureTime = time.Unix(1763769541, 0)
@@ -162,10 +163,13 @@ type harness struct {
 	audit    *audit
 	deferrer *deferrer
 	poison   *poisoner
+	state    *state.Memory
 	keys     webhook.Keys
 }
 
 type options struct {
+	rate          int      // MAX_REVOCATIONS_PER_MINUTE; 0 = unlimited
+	publicBase    *url.URL // PUBLIC_BASE_URL
 	storage       bool
 	tokens        server.TokenValidator
 	engine        func(*revoke.Config)
@@ -183,16 +187,18 @@ func newHarness(t *testing.T, o options) *harness {
 		keys = webhook.Keys{}
 	}
 	h := &harness{t: t, graph: &graph{}, audit: &audit{}, deferrer: &deferrer{}, poison: &poisoner{}, keys: keys}
-	cfg := revoke.Config{Revoker: h.graph, Users: h.graph, Sink: h.audit, Concurrency: 4, Now: func() time.Time { return fixtureTime }}
+	h.state = state.NewMemory(state.MemoryConfig{RatePerMinute: o.rate, Now: func() time.Time { return fixtureTime }})
+	cfg := revoke.Config{Revoker: h.graph, Users: h.graph, Sink: h.audit, Concurrency: 4, RateGuard: h.state, Now: func() time.Time { return fixtureTime }}
 	if o.storage {
-		cfg.Deferrer = h.deferrer
+		// As the CLI wires it: the status record is written before the message is enqueued.
+		cfg.Deferrer = &server.StatusDeferrer{Next: h.deferrer, Status: h.state, TTL: time.Hour}
 	}
 	if o.engine != nil {
 		o.engine(&cfg)
 	}
 	d := server.Deps{
 		Engine: revoke.New(cfg), Validator: request.NewValidator(),
-		Idempotency: idempotency.New(10*time.Minute, nil), Audit: h.audit,
+		State: h.state, Audit: h.audit, IdempotencyTTL: time.Hour, PublicBaseURL: o.publicBase,
 		Keys: keys, Tolerance: 5 * time.Minute, Tokens: o.tokens,
 		Storage: o.storage, AllowUnsigned: o.allowUnsigned, QueueMaxAge: 24 * time.Hour, MaxDequeueCount: 5,
 		Version: "test", Now: func() time.Time { return fixtureTime.Add(30 * time.Second) },
@@ -226,11 +232,12 @@ func (h *harness) do(r *http.Request) *httptest.ResponseRecorder {
 }
 
 type respBody struct {
-	ID      string              `json:"id"`
-	Status  string              `json:"status"`
-	DryRun  bool                `json:"dryRun"`
-	Results []revoke.UserResult `json:"results"`
-	Error   *struct {
+	ID        string              `json:"id"`
+	Status    string              `json:"status"`
+	DryRun    bool                `json:"dryRun"`
+	Results   []revoke.UserResult `json:"results"`
+	StatusURL string              `json:"statusUrl"`
+	Error     *struct {
 		Code    string           `json:"code"`
 		Message string           `json:"message"`
 		Details []request.Detail `json:"details"`
@@ -504,11 +511,11 @@ func TestUserStatusMapping(t *testing.T) {
 		{"failed", `{"upn":"alice@contoso.com"}`, statusFor("alice@contoso.com", &revoke.GraphError{Status: revoke.StatusFailed, HTTPStatus: 503, Code: "ServiceUnavailable"}), options{}, "", 503, "failed", ""},
 		{"protected", `{"upn":"breakglass@contoso.com"}`, nil, options{engine: func(c *revoke.Config) { c.ProtectedUsers = []string{"breakglass@contoso.com"} }}, "", 403, "protected", ""},
 		{"out of scope", `{"upn":"bob@fabrikam.com"}`, nil, options{engine: func(c *revoke.Config) { c.AllowedDomains = []string{"contoso.com"} }}, "", 403, "out_of_scope", ""},
-		{"failed is queued with storage", `{"upn":"alice@contoso.com"}`, statusFor("alice@contoso.com", throttled), options{storage: true}, "", 202, "queued", ""},
-		{"respond-async", `{"upn":"alice@contoso.com"}`, nil, options{storage: true}, "respond-async, wait=10", 202, "queued", ""},
+		{"failed is queued with storage", `{"upn":"alice@contoso.com"}`, statusFor("alice@contoso.com", throttled), options{storage: true}, "", 202, "queued", "10"},
+		{"respond-async", `{"upn":"alice@contoso.com"}`, nil, options{storage: true}, "respond-async, wait=10", 202, "queued", "10"},
 		{"respond-async without storage runs now", `{"upn":"alice@contoso.com"}`, nil, options{}, "respond-async", 200, "revoked", ""},
 		{"bulk all revoked", `{"upns":["a@contoso.com","b@contoso.com"]}`, nil, options{}, "", 200, "revoked", ""},
-		{"bulk all queued", `{"upns":["a@contoso.com","b@contoso.com"]}`, nil, options{storage: true}, "respond-async", 202, "queued", ""},
+		{"bulk all queued", `{"upns":["a@contoso.com","b@contoso.com"]}`, nil, options{storage: true}, "respond-async", 202, "queued", "10"},
 		{"bulk mixed", `{"upns":["a@contoso.com","ghost@contoso.com"]}`, statusFor("ghost@contoso.com", &revoke.GraphError{Status: revoke.StatusNotFound, HTTPStatus: 404, Code: "Request_ResourceNotFound"}), options{}, "", 207, "partial", ""},
 		{"bulk all not found", `{"upns":["x@contoso.com","ghost@contoso.com"]}`, func(string) (revoke.GraphResult, error) {
 			return revoke.GraphResult{}, &revoke.GraphError{Status: revoke.StatusNotFound, HTTPStatus: 404, Code: "Request_ResourceNotFound"}
@@ -584,7 +591,7 @@ func TestIdempotentReplay(t *testing.T) {
 
 func TestRateLimited(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, options{engine: func(c *revoke.Config) { c.RatePerMinute = 1 }})
+	h := newHarness(t, options{rate: 1})
 	if w := h.do(h.signed("msg_1", `{"upn":"a@contoso.com"}`)); w.Code != 200 {
 		t.Fatalf("first = %d", w.Code)
 	}

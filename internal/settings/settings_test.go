@@ -5,6 +5,9 @@ import (
 	"errors"
 	"log/slog"
 	"maps"
+	"net/url"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -12,9 +15,10 @@ import (
 )
 
 const (
-	testSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-	tenantID   = "72f988bf-86f1-41af-91ab-2d7cd011db47"
-	clientID   = "9f8e7d6c-5b4a-4392-8170-6f5e4d3c2b1a"
+	testSecret   = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+	secondSecret = "whsec_c2Vjb25kLXNlY3JldC1mb3Itcm90YXRpb24=" // "second-secret-for-rotation"
+	tenantID     = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+	clientID     = "9f8e7d6c-5b4a-4392-8170-6f5e4d3c2b1a"
 )
 
 // env is a map-backed getenv, so that tests run in parallel without touching the process.
@@ -59,54 +63,55 @@ func problems(err error) []string {
 	return out
 }
 
-// specSetting is one row of the documented settings' table.
-type specSetting struct{ Name, Default string }
-
-// specTable is the documented settings table (README): a change to Table must be a deliberate
-// change to the contract, made here too.
-var specTable = []specSetting{
-	{"WEBHOOK_SECRETS", ""},
-	{"WEBHOOK_TOLERANCE", "5m"},
-	{"ENTRA_TENANT_ID", ""},
-	{"ENTRA_AUDIENCE", ""},
-	{"ENTRA_REQUIRED_ROLE", "Sessions.Revoke"},
-	{"ENTRA_ALLOWED_CLIENTS", ""},
-	{"ENTRA_OPENID_CONFIG_URL", "https://login.microsoftonline.com/{tenant}/v2.0/.well-known/openid-configuration"},
-	{"GRAPH_BASE_URL", "https://graph.microsoft.com/v1.0"},
-	{"AZURE_CLIENT_ID", ""},
-	{"PROTECTED_USERS", ""},
-	{"ALLOWED_DOMAINS", ""},
-	{"DRY_RUN", "false"},
-	{"VERIFY_REVOCATION", "false"},
-	{"GRAPH_CONCURRENCY", "8"},
-	{"MAX_REVOCATIONS_PER_MINUTE", "600"},
-	{"IDEMPOTENCY_TTL", "10m"},
-	{"REVOKE_QUEUE", "revoke-requests"},
-	{"AzureWebJobsStorage", ""},
-	{"QUEUE_ALLOW_UNSIGNED", "false"},
-	{"QUEUE_SIGNATURE_MAX_AGE", "24h"},
-	{"MAX_DEQUEUE_COUNT", "5"},
-	{"APPLICATIONINSIGHTS_CONNECTION_STRING", ""},
-	{"TELEMETRY_REDACT_UPN", "false"},
+// docSetting is one row of a settings table in docs/settings.md.
+type docSetting struct {
+	Name, Default   string
+	Secret, Retired bool
 }
 
+// docTables reads the tables of docs/settings.md, by the heading above each.
+func docTables(t *testing.T) map[string][]docSetting {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "..", "docs", "settings.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tables := map[string][]docSetting{}
+	heading := ""
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if h, ok := strings.CutPrefix(line, "## "); ok {
+			heading = h
+			continue
+		}
+		cells := strings.Split(line, "|")
+		if !strings.HasPrefix(line, "| ") || len(cells) != 5 || strings.TrimSpace(cells[1]) == "name" {
+			continue
+		}
+		name, def, meaning := strings.TrimSpace(cells[1]), strings.TrimSpace(cells[2]), strings.TrimSpace(cells[3])
+		var d docSetting
+		name, d.Retired = strings.CutPrefix(name, "*(retired)* ")
+		d.Name = strings.Trim(name, "`")
+		if def != "—" {
+			d.Default = strings.Trim(def, "`")
+		}
+		d.Secret = strings.HasPrefix(meaning, "**Secret.**")
+		tables[heading] = append(tables[heading], d)
+	}
+	return tables
+}
+
+// Table and Platform are the documented settings, in the documented order, with the documented
+// defaults: docs/settings.md is the reference, and code that drifts from it fails here.
 func TestTableMatchesTheDocumentedSettings(t *testing.T) {
 	t.Parallel()
-	var got []specSetting
-	for _, s := range Table {
-		got = append(got, specSetting{s.Name, s.Default})
-	}
-	if !reflect.DeepEqual(got, specTable) {
-		t.Errorf("Table = %v;\nwant the documented settings %v", got, specTable)
-	}
-}
-
-func TestTableSecrets(t *testing.T) {
-	t.Parallel()
-	want := map[string]bool{"WEBHOOK_SECRETS": true, "AzureWebJobsStorage": true, "APPLICATIONINSIGHTS_CONNECTION_STRING": true}
-	for _, s := range Table {
-		if s.Secret != want[s.Name] {
-			t.Errorf("Table[%s].Secret = %v; want %v", s.Name, s.Secret, want[s.Name])
+	docs := docTables(t)
+	for heading, table := range map[string][]Setting{"The handler's settings": Table, "Set by the platform": Platform} {
+		var got []docSetting
+		for _, s := range table {
+			got = append(got, docSetting(s))
+		}
+		if want := docs[heading]; !reflect.DeepEqual(got, want) {
+			t.Errorf("settings = %+v;\nwant the table under %q in docs/settings.md: %+v", got, heading, want)
 		}
 	}
 }
@@ -133,13 +138,18 @@ func TestLoadDefaults(t *testing.T) {
 		{"VerifyRevocation", s.VerifyRevocation, false},
 		{"GraphConcurrency", s.GraphConcurrency, 8},
 		{"MaxRevocationsPerMinute", s.MaxRevocationsPerMinute, 600},
-		{"IdempotencyTTL", s.IdempotencyTTL, 10 * time.Minute},
+		{"IdempotencyTTL", s.IdempotencyTTL, 24 * time.Hour},
+		{"StateStore", s.StateStore, "memory"},
+		{"StateTable", s.StateTable, "revokestate"},
+		{"PublicBaseURL", s.PublicBaseURL, (*url.URL)(nil)},
 		{"RevokeQueue", s.RevokeQueue, "revoke-requests"},
 		{"QueueAllowUnsigned", s.QueueAllowUnsigned, false},
 		{"QueueSignatureMaxAge", s.QueueSignatureMaxAge, 24 * time.Hour},
 		{"MaxDequeueCount", s.MaxDequeueCount, 5},
 		{"AppInsightsConnectionString", s.AppInsightsConnectionString, ""},
 		{"TelemetryRedactUPN", s.TelemetryRedactUPN, false},
+		{"TelemetryUPNSalt", s.TelemetryUPNSalt, ""},
+		{"Warnings", s.Warnings, []string(nil)},
 		{"Addr", s.Addr, ":8080"},
 		{"WebhookEnabled", s.WebhookEnabled(), true},
 		{"EntraEnabled", s.EntraEnabled(), false},
@@ -184,7 +194,7 @@ func TestLoadExplicitDefaults(t *testing.T) {
 func TestLoadValues(t *testing.T) {
 	t.Parallel()
 	e := env{
-		"WEBHOOK_SECRETS":                       " " + testSecret + " , whsec_c2Vjb25kLXNlY3JldA== ",
+		"WEBHOOK_SECRETS":                       " " + testSecret + " , " + secondSecret + " ",
 		"WEBHOOK_TOLERANCE":                     "90s",
 		"ENTRA_TENANT_ID":                       tenantID,
 		"ENTRA_AUDIENCE":                        "api://entra-revoke, " + clientID,
@@ -200,13 +210,18 @@ func TestLoadValues(t *testing.T) {
 		"GRAPH_CONCURRENCY":                     "16",
 		"MAX_REVOCATIONS_PER_MINUTE":            "0",
 		"IDEMPOTENCY_TTL":                       "1h",
+		"STATE_STORE":                           "Memory",
+		"STATE_TABLE":                           "RevokeState2",
+		"PUBLIC_BASE_URL":                       "https://revoke.contoso.com/gateway/",
 		"REVOKE_QUEUE":                          "revoke-2",
 		"AzureWebJobsStorage":                   "UseDevelopmentStorage=true",
 		"QUEUE_ALLOW_UNSIGNED":                  "TRUE",
+		"FUNCTIONS_CUSTOMHANDLER_PORT":          "34567",
 		"QUEUE_SIGNATURE_MAX_AGE":               "48h",
-		"MAX_DEQUEUE_COUNT":                     "10",
+		EnvHostMaxDequeueCount:                  "10",
 		"APPLICATIONINSIGHTS_CONNECTION_STRING": "InstrumentationKey=00000000-0000-0000-0000-000000000000",
 		"TELEMETRY_REDACT_UPN":                  "true",
+		"TELEMETRY_UPN_SALT":                    "pepper-pepper-pepper",
 		"WEBSITE_SITE_NAME":                     "revoke-prod",
 		"WEBSITE_INSTANCE_ID":                   "abc123",
 	}
@@ -215,7 +230,7 @@ func TestLoadValues(t *testing.T) {
 		name      string
 		got, want any
 	}{
-		{"WebhookSecrets", s.WebhookSecrets, []string{testSecret, "whsec_c2Vjb25kLXNlY3JldA=="}},
+		{"WebhookSecrets", s.WebhookSecrets, []string{testSecret, secondSecret}},
 		{"Keys.Len", s.Keys.Len(), 2},
 		{"WebhookTolerance", s.WebhookTolerance, 90 * time.Second},
 		{"EntraTenantID", s.EntraTenantID, tenantID},
@@ -232,12 +247,17 @@ func TestLoadValues(t *testing.T) {
 		{"GraphConcurrency", s.GraphConcurrency, 16},
 		{"MaxRevocationsPerMinute", s.MaxRevocationsPerMinute, 0},
 		{"IdempotencyTTL", s.IdempotencyTTL, time.Hour},
+		{"StateStore", s.StateStore, "memory"},
+		{"StateTable", s.StateTable, "RevokeState2"},
+		{"PublicBaseURL", s.PublicBaseURL.String(), "https://revoke.contoso.com/gateway"},
 		{"RevokeQueue", s.RevokeQueue, "revoke-2"},
 		{"QueueAllowUnsigned", s.QueueAllowUnsigned, true},
 		{"QueueSignatureMaxAge", s.QueueSignatureMaxAge, 48 * time.Hour},
 		{"MaxDequeueCount", s.MaxDequeueCount, 10},
 		{"AppInsightsConnectionString", s.AppInsightsConnectionString, "InstrumentationKey=00000000-0000-0000-0000-000000000000"},
 		{"TelemetryRedactUPN", s.TelemetryRedactUPN, true},
+		{"TelemetryUPNSalt", s.TelemetryUPNSalt, "pepper-pepper-pepper"},
+		{"Addr", s.Addr, "127.0.0.1:34567"},
 		{"SiteName", s.SiteName, "revoke-prod"},
 		{"InstanceName", s.InstanceName, "abc123"},
 		{"WebhookEnabled", s.WebhookEnabled(), true},
@@ -345,9 +365,27 @@ func TestLoadBadValues(t *testing.T) {
 		{"REVOKE_QUEUE", strings.Repeat("q", 57)},
 		{"QUEUE_ALLOW_UNSIGNED", "yes"},
 		{"QUEUE_SIGNATURE_MAX_AGE", "1d"},
+		{"WEBHOOK_SECRETS", "whsec_c2Vjb25kIHNlY3JldA=="},               // 13 bytes
+		{"WEBHOOK_SECRETS", testSecret + ",whsec_c2Vjb25kIHNlY3JldA=="}, // a short second key
+		{"STATE_STORE", "shared"},
+		{"STATE_STORE", "table"}, // without storage
+		{"STATE_TABLE", "1revoke"},
+		{"STATE_TABLE", "rs"},
+		{"STATE_TABLE", "revoke-state"},
+		{"STATE_TABLE", "tables"},
+		{"STATE_TABLE", strings.Repeat("t", 64)},
+		{"PUBLIC_BASE_URL", "http://revoke.contoso.com"},
+		{"PUBLIC_BASE_URL", "revoke.contoso.com"},
+		{"PUBLIC_BASE_URL", "https://revoke.contoso.com/?code=x"},
+		{"PUBLIC_BASE_URL", "/api"},
 		{"MAX_DEQUEUE_COUNT", "0"},
 		{"MAX_DEQUEUE_COUNT", "five"},
+		{"MAX_DEQUEUE_COUNT", "10"}, // the host says 5
+		{EnvHostMaxDequeueCount, "0"},
+		{EnvHostMaxDequeueCount, "five"},
+		{"QUEUE_ALLOW_UNSIGNED", "true"}, // off the Functions host
 		{"TELEMETRY_REDACT_UPN", "2"},
+		{"TELEMETRY_UPN_SALT", "too-short-salt"},
 		{"FUNCTIONS_CUSTOMHANDLER_PORT", "http"},
 		{"FUNCTIONS_CUSTOMHANDLER_PORT", "70000"},
 		{"FUNCTIONS_CUSTOMHANDLER_PORT", "-1"},
@@ -388,11 +426,20 @@ func TestLoadGoodValues(t *testing.T) {
 		{"MAX_REVOCATIONS_PER_MINUTE", "0"},
 		{"GRAPH_CONCURRENCY", "1"},
 		{"REVOKE_QUEUE", "abc"},
+		{"REVOKE_QUEUE", "q-1"},
 		{"REVOKE_QUEUE", strings.Repeat("q", 56)},
 		{"ALLOWED_DOMAINS", "@contoso.com"},
 		{"PROTECTED_USERS", "jane_fabrikam.com#EXT#@contoso.onmicrosoft.com"},
 		{"QUEUE_SIGNATURE_MAX_AGE", "1h30m"},
 		{"FUNCTIONS_CUSTOMHANDLER_PORT", "0"},
+		{"STATE_STORE", "MEMORY"},
+		{"STATE_TABLE", "abc"},
+		{"STATE_TABLE", "A" + strings.Repeat("9", 62)},
+		{"PUBLIC_BASE_URL", "https://revoke.contoso.com"},
+		{"PUBLIC_BASE_URL", "http://127.0.0.1:7071"},
+		{"MAX_DEQUEUE_COUNT", "5"}, // retired, but agrees with the host
+		{EnvHostMaxDequeueCount, "1"},
+		{"TELEMETRY_UPN_SALT", "sixteen-chars-ok"},
 	}
 	for _, tt := range tests {
 		e := base.with(tt.name, tt.value)
@@ -456,12 +503,13 @@ func TestLoadListenAddr(t *testing.T) {
 func TestSecretsNeverAppear(t *testing.T) {
 	t.Parallel()
 	const (
-		hookKey    = "U2VjcmV0V2ViaG9va0tleTQy"                   // base64 of "SecretWebhookKey42"
-		storageKey = "c3RvcmFnZS1hY2NvdW50LWtleS1TRUNSRVQ="       // looks like an account key
-		ikey       = "5ec2e7a1-0000-4000-8000-5ec2e7a15ec2"       // instrumentation key
-		badHook    = "whsec_" + hookKey + "!NotBase64!SecretPart" // a broken secret must not be echoed
+		hookKey    = "U2VjcmV0V2ViaG9va0tleTQyLVNlY3JldFdlYmhvb2tLZXk0Mg==" // base64 of "SecretWebhookKey42-SecretWebhookKey42"
+		storageKey = "c3RvcmFnZS1hY2NvdW50LWtleS1TRUNSRVQ="                 // looks like an account key
+		ikey       = "5ec2e7a1-0000-4000-8000-5ec2e7a15ec2"                 // instrumentation key
+		badHook    = "whsec_" + hookKey + "!NotBase64!SecretPart"           // a broken secret must not be echoed
+		salt       = "SaltThatMustNeverBePrinted"
 	)
-	secrets := []string{hookKey, storageKey, ikey, "NotBase64!SecretPart", "SecretWebhookKey42"}
+	secrets := []string{hookKey, storageKey, ikey, "NotBase64!SecretPart", "SecretWebhookKey42", salt}
 	storage := "DefaultEndpointsProtocol=https;AccountName=revokestore;AccountKey=" + storageKey + ";EndpointSuffix=core.windows.net"
 	insights := "InstrumentationKey=" + ikey + ";IngestionEndpoint=https://westeurope-5.in.applicationinsights.azure.com/"
 
@@ -469,6 +517,8 @@ func TestSecretsNeverAppear(t *testing.T) {
 		"WEBHOOK_SECRETS":                       "whsec_" + hookKey,
 		"AzureWebJobsStorage":                   storage,
 		"APPLICATIONINSIGHTS_CONNECTION_STRING": insights,
+		"TELEMETRY_REDACT_UPN":                  "true",
+		"TELEMETRY_UPN_SALT":                    salt,
 	}
 	broken := []env{
 		good.with("WEBHOOK_SECRETS", badHook),
@@ -476,6 +526,7 @@ func TestSecretsNeverAppear(t *testing.T) {
 		good.with("WEBHOOK_SECRETS", hookKey),
 		good.with("WEBHOOK_TOLERANCE", "x", "GRAPH_CONCURRENCY", "x", "ENTRA_AUDIENCE", "x", "DRY_RUN", "x"),
 		good.with("WEBHOOK_SECRETS", badHook, "REVOKE_QUEUE", "X", "PORT", "x", "ENTRA_TENANT_ID", "x"),
+		good.with("TELEMETRY_UPN_SALT", salt[:10]),
 	}
 	for _, e := range broken {
 		_, err := Load(e.get)
@@ -528,5 +579,124 @@ func TestURLCredentialsNeverAppear(t *testing.T) {
 				t.Errorf("Load with %s=%q: error %q; want it to name %s", name, v, err, name)
 			}
 		}
+	}
+}
+
+// mustHostJSON writes a host.json with content into a new app root and returns the directory.
+func mustHostJSON(t *testing.T, content string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "host.json"), []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// The last delivery is the host's own maxDequeueCount: its app setting, else host.json, else 5.
+func TestLoadMaxDequeueCount(t *testing.T) {
+	t.Parallel()
+	seven := mustHostJSON(t, `{"version":"2.0","extensions":{"queues":{"maxDequeueCount":7,"batchSize":4}}}`)
+	tests := []struct {
+		name        string
+		appRoot     string
+		env         env
+		want        int
+		wantErr     string // prefix of the only problem; "" for none
+		wantWarning string
+	}{
+		{name: "no host.json read", want: 5},
+		{name: "no host.json in the app root", appRoot: t.TempDir(), want: 5},
+		{name: "host.json", appRoot: seven, want: 7},
+		{name: "host.json, keys in another case", appRoot: mustHostJSON(t, `{"Extensions":{"Queues":{"MaxDequeueCount":3}}}`), want: 3},
+		{name: "host.json without queues", appRoot: mustHostJSON(t, `{"version":"2.0"}`), want: 5},
+		{name: "app setting overrides host.json", appRoot: seven, env: env{EnvHostMaxDequeueCount: "9"}, want: 9},
+		{name: "retired setting agreeing", appRoot: seven, env: env{"MAX_DEQUEUE_COUNT": "7"}, want: 7, wantWarning: "MAX_DEQUEUE_COUNT is retired"},
+		{name: "retired setting disagreeing with host.json", appRoot: seven, env: env{"MAX_DEQUEUE_COUNT": "5"},
+			wantErr: "MAX_DEQUEUE_COUNT: is retired and disagrees with the host, which delivers a message at most 7 times"},
+		{name: "retired setting disagreeing with the app setting", env: env{"MAX_DEQUEUE_COUNT": "5", EnvHostMaxDequeueCount: "6"},
+			wantErr: "MAX_DEQUEUE_COUNT: is retired and disagrees with the host, which delivers a message at most 6 times (app setting"},
+		{name: "host.json not JSON", appRoot: mustHostJSON(t, `{"extensions": // comment`), wantErr: "host.json: "},
+		{name: "host.json value not a count", appRoot: mustHostJSON(t, `{"extensions":{"queues":{"maxDequeueCount":0}}}`), wantErr: "host.json: "},
+		// The host's configuration reads every JSON value as text, so a quoted number works there.
+		{name: "host.json value a quoted number", appRoot: mustHostJSON(t, `{"extensions":{"queues":{"maxDequeueCount":"4"}}}`), want: 4},
+		{name: "host.json value a word", appRoot: mustHostJSON(t, `{"extensions":{"queues":{"maxDequeueCount":"five"}}}`), wantErr: "host.json: "},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			e := webhookOnly.with()
+			maps.Copy(e, tt.env)
+			s, err := LoadWith(e.get, Options{AppRoot: tt.appRoot})
+			if tt.wantErr != "" {
+				if err == nil || len(problems(err)) != 1 || !strings.HasPrefix(err.Error(), tt.wantErr) {
+					t.Fatalf("LoadWith(%v, app root %s) error = %v; want one problem starting %q", tt.env, tt.appRoot, err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("LoadWith(%v, app root %s) error = %v; want nil", tt.env, tt.appRoot, err)
+			}
+			if s.MaxDequeueCount != tt.want {
+				t.Errorf("LoadWith(%v, app root %s).MaxDequeueCount = %d; want %d", tt.env, tt.appRoot, s.MaxDequeueCount, tt.want)
+			}
+			if got := strings.Join(s.Warnings, "\n"); (tt.wantWarning == "") != (got == "") || !strings.Contains(got, tt.wantWarning) {
+				t.Errorf("LoadWith(%v).Warnings = %q; want %q", tt.env, s.Warnings, tt.wantWarning)
+			}
+		})
+	}
+}
+
+// Rules between settings: each names the setting to fix.
+func TestLoadRulesBetweenSettings(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		env     env
+		mode    Mode
+		wantErr string // the whole problem's prefix; "" for success
+		check   func(s Settings) bool
+	}{
+		{name: "redaction needs a salt", env: webhookOnly.with("TELEMETRY_REDACT_UPN", "true"),
+			wantErr: "TELEMETRY_UPN_SALT: is required with TELEMETRY_REDACT_UPN=true"},
+		{name: "redaction needs a salt, also for operators", env: env{"TELEMETRY_REDACT_UPN": "true"}, mode: Operator,
+			wantErr: "TELEMETRY_UPN_SALT: is required with TELEMETRY_REDACT_UPN=true"},
+		{name: "a salt without redaction (hash-upn)", env: webhookOnly.with("TELEMETRY_UPN_SALT", "sixteen-chars-ok"),
+			check: func(s Settings) bool { return s.TelemetryUPNSalt == "sixteen-chars-ok" && !s.TelemetryRedactUPN }},
+		{name: "unsigned queue messages off the host", env: webhookOnly.with("QUEUE_ALLOW_UNSIGNED", "true", "PORT", "9000"),
+			wantErr: "QUEUE_ALLOW_UNSIGNED: true is refused outside the Functions host"},
+		{name: "unsigned queue messages on the host", env: webhookOnly.with("QUEUE_ALLOW_UNSIGNED", "true", "FUNCTIONS_CUSTOMHANDLER_PORT", "34567"),
+			check: func(s Settings) bool { return s.QueueAllowUnsigned && s.Addr == "127.0.0.1:34567" }},
+		{name: "unsigned queue messages: an operator serves nothing", env: env{"QUEUE_ALLOW_UNSIGNED": "true"}, mode: Operator,
+			check: func(s Settings) bool { return s.QueueAllowUnsigned }},
+		{name: "auto state with storage is the table", env: webhookOnly.with("AzureWebJobsStorage", "UseDevelopmentStorage=true"),
+			check: func(s Settings) bool { return s.StateStore == StateTable && s.StateTable == "revokestate" }},
+		{name: "auto state with identity-based storage is the table", env: webhookOnly.with(EnvStorageAccountName, "contosorevoke"),
+			check: func(s Settings) bool { return s.StateStore == StateTable }},
+		{name: "memory state with storage", env: webhookOnly.with("AzureWebJobsStorage", "UseDevelopmentStorage=true", "STATE_STORE", "memory"),
+			check: func(s Settings) bool { return s.StateStore == StateMemory }},
+		{name: "table state without storage", env: webhookOnly.with("STATE_STORE", "table"),
+			wantErr: "STATE_STORE: table needs AzureWebJobsStorage"},
+		{name: "operators need no caller", env: env{}, mode: Operator,
+			check: func(s Settings) bool { return !s.WebhookEnabled() && !s.EntraEnabled() }},
+		{name: "operators: half an Entra configuration is still wrong", env: env{"ENTRA_TENANT_ID": tenantID}, mode: Operator,
+			wantErr: "ENTRA_AUDIENCE: is required with ENTRA_TENANT_ID"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			s, err := LoadWith(tt.env.get, Options{Mode: tt.mode})
+			if tt.wantErr != "" {
+				if err == nil || len(problems(err)) != 1 || !strings.HasPrefix(err.Error(), tt.wantErr) {
+					t.Fatalf("LoadWith(%v, mode %d) error = %v; want one problem starting %q", tt.env, tt.mode, err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("LoadWith(%v, mode %d) error = %v; want nil", tt.env, tt.mode, err)
+			}
+			if !tt.check(s) {
+				t.Errorf("LoadWith(%v, mode %d) = %+v; want the case's check to hold", tt.env, tt.mode, s)
+			}
+		})
 	}
 }

@@ -3,7 +3,6 @@ package telemetry
 import (
 	"errors"
 	"fmt"
-	"net/url"
 	"strings"
 
 	"github.com/entra-revoke/entra-revoke/internal/endpoint"
@@ -92,26 +91,13 @@ func ParseConnectionString(s string) (ConnectionString, error) {
 	return c, nil
 }
 
-// normalizeEndpoint accepts an absolute https URL, or http to a loopback host (local fakes and
-// tests): outcomes and bearer tokens must not cross a network in clear text.
+// normalizeEndpoint applies the handler's outbound URL rule (internal/endpoint): outcomes and
+// bearer tokens must not cross a network in clear text.
 func normalizeEndpoint(s string) (string, error) {
-	u, err := url.Parse(s)
+	u, err := endpoint.Parse(s)
 	if err != nil {
-		return "", errors.New("is not a URL")
+		return "", err
 	}
-	if u.Host == "" || u.Hostname() == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "" {
-		return "", errors.New("must be scheme://host[/path]")
-	}
-	switch strings.ToLower(u.Scheme) {
-	case "https":
-	case "http":
-		if !endpoint.IsLoopback(u.Hostname()) {
-			return "", errors.New("must use https")
-		}
-	default:
-		return "", errors.New("must use https")
-	}
-	u.Scheme = strings.ToLower(u.Scheme)
 	u.Path = strings.TrimRight(u.Path, "/")
 	u.RawPath = ""
 	return u.String(), nil

@@ -1,69 +1,66 @@
 package telemetry
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
+	"fmt"
 	"net/url"
 	"regexp"
-	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
 )
 
-// The Application Insights wire format (the "Breeze" envelope schema), as the official SDKs send it.
-// baseData is an item's baseData object, appended by hand (see jsonenc.go).
-type baseData interface {
-	appendBase(b []byte) []byte
+// The Application Insights wire format (the "Breeze" envelope schema), as the official SDKs send
+// it, encoded with encoding/json.
+type envelope struct {
+	Ver  int          `json:"ver"`
+	Name string       `json:"name"`
+	Time time.Time    `json:"time"`
+	IKey string       `json:"iKey"`
+	Tags tags         `json:"tags"`
+	Data envelopeData `json:"data"`
 }
 
-// eventData is an EventData item: properties and measurements in their fixed order.
+type tags struct {
+	Role              string `json:"ai.cloud.role"`
+	RoleInstance      string `json:"ai.cloud.roleInstance"`
+	OperationID       string `json:"ai.operation.id"`
+	OperationParentID string `json:"ai.operation.parentId,omitempty"`
+	SDKVersion        string `json:"ai.internal.sdkVersion"`
+}
+
+type envelopeData struct {
+	BaseType string `json:"baseType"`
+	BaseData any    `json:"baseData"` // eventData or dependencyData
+}
+
+// eventData is an EventData item.
 type eventData struct {
-	name  string
-	props []field
-	meas  []measure
-}
-
-func (d eventData) appendBase(b []byte) []byte {
-	b = append(b, `{"ver":2`...)
-	b = appendMember(b, "name", d.name)
-	b = appendObject(b, "properties", d.props)
-	if len(d.meas) > 0 {
-		b = appendKey(b, "measurements")
-		b = append(b, '{')
-		b = append(appendMeasures(b, d.meas), '}')
-	}
-	return append(b, '}')
+	Ver          int                `json:"ver"`
+	Name         string             `json:"name"`
+	Properties   map[string]string  `json:"properties,omitempty"`
+	Measurements map[string]float64 `json:"measurements,omitempty"`
 }
 
 // dependencyData is a RemoteDependencyData item.
 type dependencyData struct {
-	id, name, resultCode, duration string
-	success                        bool
-	typ, target, data              string
-	props                          []field
-}
-
-func (d dependencyData) appendBase(b []byte) []byte {
-	b = append(b, `{"ver":2`...)
-	b = appendMember(b, "id", d.id)
-	b = appendMember(b, "name", d.name)
-	b = appendMember(b, "resultCode", d.resultCode)
-	b = appendMember(b, "duration", d.duration)
-	b = appendKey(b, "success")
-	b = strconv.AppendBool(b, d.success)
-	b = appendMember(b, "type", d.typ)
-	b = appendMember(b, "target", d.target)
-	b = appendMember(b, "data", d.data)
-	b = appendObject(b, "properties", d.props)
-	return append(b, '}')
+	Ver        int               `json:"ver"`
+	ID         string            `json:"id"`
+	Name       string            `json:"name"`
+	ResultCode string            `json:"resultCode"`
+	Duration   string            `json:"duration"`
+	Success    bool              `json:"success"`
+	Type       string            `json:"type"`
+	Target     string            `json:"target"`
+	Data       string            `json:"data"`
+	Properties map[string]string `json:"properties,omitempty"`
 }
 
 // Event names (telemetry contract).
 const (
-	eventRevocation = "SessionRevocation"
-	eventRejected   = "WebhookRejected"
-	eventDropped    = "TelemetryDropped"
+	eventRevocation    = "SessionRevocation"
+	eventRejected      = "WebhookRejected"
+	eventDropped       = "TelemetryDropped"
+	eventStateFallback = "StateFallback"
 )
 
 // Ingestion limits: longer values are truncated by the service anyway; truncating here keeps a
@@ -74,7 +71,7 @@ const (
 	maxNameLen     = 1024
 )
 
-// field is one property in the fixed order used for the stdout line.
+// field is one property, in the fixed order of the stdout line.
 type field struct{ key, val string }
 
 // measure is one measurement, in order.
@@ -85,42 +82,10 @@ type measure struct {
 
 // formatDuration renders d as the d.hh:mm:ss.fffffff TimeSpan the ingestion API expects.
 func formatDuration(d time.Duration) string {
-	if d < 0 {
-		d = 0
-	}
+	d = max(d, 0)
 	days := d / (24 * time.Hour)
-	d -= days * 24 * time.Hour
-	h := d / time.Hour
-	d -= h * time.Hour
-	m := d / time.Minute
-	d -= m * time.Minute
-	s := d / time.Second
-	d -= s * time.Second
-	b := make([]byte, 0, 20)
-	b = strconv.AppendInt(b, int64(days), 10)
-	b = append(b, '.')
-	b = appendPadded(b, int64(h), 2)
-	b = append(b, ':')
-	b = appendPadded(b, int64(m), 2)
-	b = append(b, ':')
-	b = appendPadded(b, int64(s), 2)
-	b = append(b, '.')
-	b = appendPadded(b, int64(d/100), 7) // 100 ns ticks
-	return string(b)
-}
-
-// appendPadded appends 0 <= n < 10^width with leading zeros to width digits (fmt's %0*d, which
-// cost more than the rest of a dependency item).
-func appendPadded(b []byte, n int64, width int) []byte {
-	start := len(b)
-	for range width {
-		b = append(b, '0')
-	}
-	for i := len(b) - 1; i >= start && n > 0; i-- {
-		b[i] = byte('0' + n%10)
-		n /= 10
-	}
-	return b
+	return fmt.Sprintf("%d.%02d:%02d:%02d.%07d", days,
+		d/time.Hour%24, d/time.Minute%60, d/time.Second%60, d%time.Second/100) // 100 ns ticks
 }
 
 // truncate cuts s to at most n bytes on a rune boundary.
@@ -134,18 +99,22 @@ func truncate(s string, n int) string {
 	return s[:n]
 }
 
-// hashUPN is the salted SHA-256 sent as upnHash: hex(SHA-256(salt + ":" + lowercase(upn))). UPNs
-// are case-insensitive, so the same user always gets the same hash, and an operator can compute
-// it in KQL with hash_sha256(strcat(salt, ":", tolower(upn))).
-func hashUPN(salt, upn string) string {
-	sum := sha256.Sum256([]byte(salt + ":" + strings.ToLower(upn)))
-	return hex.EncodeToString(sum[:])
-}
+// maxErrorLen bounds an error's text in a property.
+const maxErrorLen = 1024
 
-// deriveSalt is the salt used when none is configured: the instrumentation key in lowercase.
-// It keeps hashes stable across instances and restarts without another setting, but anyone who
-// knows the key can test guessed UPNs; a dedicated secret salt is stronger.
-func deriveSalt(ikey string) string { return strings.ToLower(ikey) }
+// urlQuery matches the query of a URL in free text: storage SDK errors quote the URL they called,
+// and a SAS token travels in the query.
+var urlQuery = regexp.MustCompile(`(?i)(https?://[^\s?#]+)\?[^\s#]*`)
+
+// errorText is err's first line with URL queries removed, short enough for a property.
+func errorText(err error) string {
+	if err == nil {
+		return ""
+	}
+	s, _, _ := strings.Cut(err.Error(), "\n")
+	s = urlQuery.ReplaceAllString(strings.TrimSpace(s), "${1}?[query]")
+	return truncate(s, maxErrorLen)
+}
 
 // emailLike matches UPN- and e-mail-shaped tokens, percent-encoded or not, including guest UPNs
 // such as jane_fabrikam.com#EXT#@contoso.onmicrosoft.com.

@@ -99,13 +99,15 @@ var (
 		eventRevocation: {"status", "upn", "upnHash", "userId", "trigger", "requestId", "invocationId", "caller",
 			"ticket", "reason", "requestedBy", "requestedByHash", "dryRun", "graphRequestId", "errorCode",
 			"errorMessage", "verified", "sessionsValidFrom", "dequeueCount", "guard", "warning"},
-		eventRejected: {"reason", "trigger", "requestId", "clientIp", "invocationId"},
-		eventDropped:  {},
+		eventRejected:      {"reason", "trigger", "requestId", "clientIp", "invocationId"},
+		eventDropped:       {},
+		eventStateFallback: {"operation", "error", "invocationId"},
 	}
 	allowedMeasurements = map[string][]string{
-		eventRevocation: {"durationMs", "graphMs", "attempts"},
-		eventRejected:   {},
-		eventDropped:    {"dropped"},
+		eventRevocation:    {"durationMs", "graphMs", "attempts"},
+		eventRejected:      {},
+		eventDropped:       {"dropped"},
+		eventStateFallback: {},
 	}
 	durationRE = regexp.MustCompile(`^\d+\.\d{2}:\d{2}:\d{2}\.\d{7}$`)
 )

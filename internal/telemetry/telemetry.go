@@ -1,7 +1,8 @@
-// Package telemetry records what the handler did: one JSON line per revocation outcome and per
-// refused caller on stdout (the audit trail the Functions host keeps) and, when
-// APPLICATIONINSIGHTS_CONNECTION_STRING is set, Application Insights events and dependencies sent
-// in the background to the documented ingestion API (POST {IngestionEndpoint}/v2.1/track).
+// Package telemetry records what the handler did: one JSON line per revocation outcome, refused
+// caller and state fallback on stdout (the audit trail the Functions host keeps, written with
+// log/slog) and, when APPLICATIONINSIGHTS_CONNECTION_STRING is set, Application Insights events
+// and dependencies sent in the background to the documented ingestion API
+// (POST {IngestionEndpoint}/v2.1/track), encoded with encoding/json.
 //
 // There is no maintained Go SDK for Application Insights, so this package implements the small
 // part of the wire format the handler needs. Sending never blocks the request path: items go into
@@ -9,12 +10,16 @@
 package telemetry
 
 import (
-	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"os"
 	"strconv"
@@ -36,14 +41,19 @@ const (
 	DefaultMaxBuffer = 10000
 )
 
+// MinUPNSaltLen is the shortest TELEMETRY_UPN_SALT accepted: the salt is the HMAC key that keeps
+// upnHash from being reversed by hashing guessed UPNs.
+const MinUPNSaltLen = 16
+
 var _ revoke.OutcomeSink = (*Telemetry)(nil)
 
 // Errors returned by New.
 var (
 	// ErrNoCredential: Authorization=AAD needs a credential to get ingestion tokens with.
 	ErrNoCredential = errors.New("telemetry: Authorization=AAD needs a credential")
-	// ErrNoSalt: redacting UPNs needs a salt, and without a connection string none can be derived.
-	ErrNoSalt = errors.New("telemetry: redacting UPNs needs a salt or a connection string to derive it from")
+	// ErrNoSalt: redacting UPNs needs a secret salt (TELEMETRY_UPN_SALT) of at least
+	// MinUPNSaltLen characters; without one, upnHash could be reversed.
+	ErrNoSalt = errors.New("telemetry: redacting UPNs needs TELEMETRY_UPN_SALT, at least 16 characters")
 )
 
 // Config configures New. Only Connection decides whether anything is sent to Application Insights.
@@ -53,8 +63,8 @@ type Config struct {
 	RoleInstance string                 // ai.cloud.roleInstance: WEBSITE_INSTANCE_ID, else the hostname
 	Credential   azcore.TokenCredential // required when Connection.AAD
 	RedactUPN    bool                   // TELEMETRY_REDACT_UPN: upnHash instead of upn, UPNs scrubbed from text
-	Salt         string                 // salt of upnHash; "" → the instrumentation key in lowercase
-	Stdout       io.Writer              // one JSON line per outcome and rejection; nil writes none
+	UPNSalt      string                 // TELEMETRY_UPN_SALT: the HMAC key of upnHash; required with RedactUPN
+	Stdout       io.Writer              // one JSON line per outcome, rejection and fallback; nil writes none
 	Logger       *slog.Logger           // the exporter's own diagnostics (export failing/recovered); nil discards
 	HTTPClient   *http.Client           // optional; the default has no overall timeout, each send has a deadline
 	BatchSize    int                    // items per POST, default DefaultBatchSize
@@ -91,8 +101,8 @@ type Dependency struct {
 	RequestID  string // Graph's request-id response header
 }
 
-// Telemetry writes outcome and rejection lines to stdout and exports Application Insights
-// envelopes. Its methods are safe for concurrent use and never wait for the network.
+// Telemetry writes outcome, rejection and fallback lines to stdout and exports Application
+// Insights envelopes. Its methods are safe for concurrent use and never wait for the network.
 type Telemetry struct {
 	ikey     string // instrumentation key, "" when nothing is exported
 	typeName string // "Microsoft.ApplicationInsights.<ikey without dashes>."
@@ -100,13 +110,9 @@ type Telemetry struct {
 	instance string
 	redact   bool
 	salt     string
-	audit    *lineWriter // nil without Stdout
+	audit    *slog.Logger // nil without Stdout; its JSON handler writes each line whole
 
 	sender *sender // nil without a connection string
-
-	// scratch holds *[]byte buffers to encode items and lines in, so that each costs one
-	// allocation of its exact size (envelopes) or none (lines, which the line writer copies).
-	scratch sync.Pool
 
 	closeOnce sync.Once
 	closeErr  error
@@ -118,12 +124,15 @@ func New(cfg Config) (*Telemetry, error) {
 	if cfg.BatchSize < 0 || cfg.MaxBuffer < 0 || cfg.Interval < 0 {
 		return nil, errors.New("telemetry: BatchSize, MaxBuffer and Interval must not be negative")
 	}
+	if cfg.RedactUPN && len(cfg.UPNSalt) < MinUPNSaltLen {
+		return nil, ErrNoSalt
+	}
 	t := &Telemetry{
 		ikey:     cfg.Connection.InstrumentationKey,
 		role:     cfg.Role,
 		instance: cfg.RoleInstance,
 		redact:   cfg.RedactUPN,
-		salt:     cfg.Salt,
+		salt:     cfg.UPNSalt,
 	}
 	if t.role == "" {
 		t.role = DefaultRole
@@ -134,14 +143,8 @@ func New(cfg Config) (*Telemetry, error) {
 	if t.instance == "" {
 		t.instance = t.role // the tag must not be empty
 	}
-	if t.redact && t.salt == "" {
-		if t.ikey == "" {
-			return nil, ErrNoSalt
-		}
-		t.salt = deriveSalt(t.ikey)
-	}
 	if cfg.Stdout != nil {
-		t.audit = newLineWriter(cfg.Stdout)
+		t.audit = slog.New(slog.NewJSONHandler(cfg.Stdout, nil))
 	}
 	if !cfg.Connection.Enabled() {
 		return t, nil
@@ -169,6 +172,15 @@ func New(cfg Config) (*Telemetry, error) {
 	return t, nil
 }
 
+// HashUPN is upnHash: the lower-case hex HMAC-SHA256, keyed by salt (TELEMETRY_UPN_SALT), of the
+// lower-case UPN. UPNs are case-insensitive, so one user always has one hash; without the salt,
+// nobody can test guessed UPNs against it.
+func HashUPN(salt, upn string) string {
+	mac := hmac.New(sha256.New, []byte(salt))
+	mac.Write([]byte(strings.ToLower(upn)))
+	return hex.EncodeToString(mac.Sum(nil))
+}
+
 // Outcome records one user's final outcome: a stdout line and a SessionRevocation event.
 func (t *Telemetry) Outcome(ctx context.Context, o revoke.Outcome) {
 	op := t.operation(ctx, o.InvocationID, o.RequestID)
@@ -178,8 +190,7 @@ func (t *Telemetry) Outcome(ctx context.Context, o revoke.Outcome) {
 		{"graphMs", ms(o.GraphDuration)},
 		{"attempts", float64(o.Attempts)},
 	}
-	t.writeLine("session revocation", eventRevocation, fields, meas)
-	t.enqueueEvent(time.Now(), op, eventRevocation, fields, meas)
+	t.record(ctx, time.Now(), op, "session revocation", eventRevocation, fields, meas)
 }
 
 // Rejected records a refused caller or message: a stdout line and a WebhookRejected event.
@@ -192,8 +203,21 @@ func (t *Telemetry) Rejected(ctx context.Context, r Rejection) {
 		{"clientIp", r.ClientIP},
 		{"invocationId", op.InvocationID},
 	}, "")
-	t.writeLine("caller rejected", eventRejected, fields, nil)
-	t.enqueueEvent(time.Now(), op, eventRejected, fields, nil)
+	t.record(ctx, time.Now(), op, "caller rejected", eventRejected, fields, nil)
+}
+
+// StateFallback records that the shared state store could not be used for op (e.g. "claim",
+// "progress", "rate") and the instance fell back to its own memory: a stdout line and a
+// StateFallback event. Call it when a fallback starts, not on every operation while it lasts.
+// err's text is reduced to its first line without URL queries (they may hold SAS tokens).
+func (t *Telemetry) StateFallback(ctx context.Context, op string, err error) {
+	o := t.operation(ctx, "", "")
+	fields := t.finish([]field{
+		{"operation", op},
+		{"error", errorText(err)},
+		{"invocationId", o.InvocationID},
+	}, "")
+	t.record(ctx, time.Now(), o, "state fallback", eventStateFallback, fields, nil)
 }
 
 // Dependency records one Graph call as RemoteDependencyData. Nothing is written to stdout.
@@ -215,15 +239,16 @@ func (t *Telemetry) Dependency(ctx context.Context, d Dependency) {
 		{"invocationId", op.InvocationID},
 	}, "")
 	t.enqueue(t.envelope(start, op, "RemoteDependency", "RemoteDependencyData", dependencyData{
-		id:         randomHex(8),
-		name:       truncate(name, maxNameLen),
-		resultCode: strconv.Itoa(d.ResultCode),
-		duration:   formatDuration(d.Duration),
-		success:    d.Success,
-		typ:        "Http",
-		target:     truncate(d.Target, maxNameLen),
-		data:       truncate(data, maxPropertyLen),
-		props:      props,
+		Ver:        2,
+		ID:         randomHex(8),
+		Name:       truncate(name, maxNameLen),
+		ResultCode: strconv.Itoa(d.ResultCode),
+		Duration:   formatDuration(d.Duration),
+		Success:    d.Success,
+		Type:       "Http",
+		Target:     truncate(d.Target, maxNameLen),
+		Data:       truncate(data, maxPropertyLen),
+		Properties: properties(props),
 	}))
 }
 
@@ -232,9 +257,6 @@ func (t *Telemetry) Dependency(ctx context.Context, d Dependency) {
 // error wraps ctx.Err(). Items recorded after Close are dropped. Close is idempotent.
 func (t *Telemetry) Close(ctx context.Context) error {
 	t.closeOnce.Do(func() {
-		if t.audit != nil {
-			t.audit.wait()
-		}
 		if t.sender != nil {
 			t.closeErr = t.sender.close(ctx)
 		}
@@ -277,10 +299,11 @@ func (t *Telemetry) outcomeFields(o revoke.Outcome, op Operation) []field {
 	upn := field{"upn", o.UPN}
 	userID := o.UserID
 	requestedBy := field{"requestedBy", o.RequestedBy}
+	caller := o.Caller
 	target := o.UPN
 	if t.redact {
 		if o.UPN != "" {
-			upn = field{"upnHash", hashUPN(t.salt, o.UPN)}
+			upn = field{"upnHash", HashUPN(t.salt, o.UPN)}
 		}
 		// An object ID is a pseudonymous id, already sent as userId: when the request named the
 		// user by object ID, keep it there (queries by upnHash still work, it is hashed too).
@@ -291,7 +314,13 @@ func (t *Telemetry) outcomeFields(o revoke.Outcome, op Operation) []field {
 			target = "" // nothing to scrub: the GUID is not a UPN
 		}
 		if strings.Contains(o.RequestedBy, "@") {
-			requestedBy = field{"requestedByHash", hashUPN(t.salt, o.RequestedBy)}
+			requestedBy = field{"requestedByHash", HashUPN(t.salt, o.RequestedBy)}
+		}
+		// "cli:<who signed in>" names a person when the CLI ran as a user: keep which kind of
+		// caller it was and hash who, as upnHash does, rather than scrub it to nothing. (A hex
+		// hash has nothing for finish to scrub.)
+		if kind, who, ok := strings.Cut(caller, ":"); ok && strings.Contains(who, "@") {
+			caller = kind + ":" + HashUPN(t.salt, who)
 		}
 	}
 	invocationID := o.InvocationID
@@ -315,7 +344,7 @@ func (t *Telemetry) outcomeFields(o revoke.Outcome, op Operation) []field {
 		{"trigger", string(o.Trigger)},
 		{"requestId", o.RequestID},
 		{"invocationId", invocationID},
-		{"caller", o.Caller},
+		{"caller", caller},
 		{"ticket", o.Ticket},
 		{"reason", o.Reason},
 		requestedBy,
@@ -348,83 +377,92 @@ func (t *Telemetry) finish(fields []field, upn string) []field {
 	return out
 }
 
-// writeLine writes the audit line, in the shape of log/slog's JSON handler (time, level, msg),
-// then the event name and the same properties and measurements as the event, so stdout and
-// Application Insights tell the same story.
-func (t *Telemetry) writeLine(msg, event string, fields []field, meas []measure) {
-	if t.audit == nil {
-		return
+// record writes the audit line and enqueues the event. The line has log/slog's JSON shape (time,
+// level, msg), then the event name and the same properties and measurements, in the same order
+// every time, so stdout and Application Insights tell the same story.
+func (t *Telemetry) record(ctx context.Context, at time.Time, op Operation, msg, event string, fields []field, meas []measure) {
+	if t.audit != nil {
+		attrs := make([]slog.Attr, 0, 1+len(fields)+len(meas))
+		attrs = append(attrs, slog.String("event", event))
+		for _, f := range fields {
+			attrs = append(attrs, slog.String(f.key, f.val))
+		}
+		for _, m := range meas {
+			attrs = append(attrs, slog.Float64(m.key, m.val))
+		}
+		t.audit.LogAttrs(ctx, slog.LevelInfo, msg, attrs...)
 	}
-	scratch := t.scratchBuffer()
-	defer t.scratch.Put(scratch)
-	b := (*scratch)[:0]
-	defer func() { *scratch = b[:0] }()
-	b = append(b, `{"time":`...)
-	b = appendTime(b, time.Now())
-	b = append(b, `,"level":"INFO"`...)
-	b = appendMember(b, "msg", msg)
-	b = appendMember(b, "event", event)
-	b = appendFields(b, fields)
-	b = appendMeasures(b, meas)
-	b = append(b, '}', '\n')
-	_, _ = t.audit.Write(b) // copies b; like slog, an audit line that cannot be written has nowhere to go
-}
-
-func (t *Telemetry) enqueueEvent(at time.Time, op Operation, name string, fields []field, meas []measure) {
-	if t.sender == nil {
-		return
+	if t.sender != nil {
+		t.enqueue(t.envelope(at, op, "Event", "EventData", eventData{
+			Ver: 2, Name: event, Properties: properties(fields), Measurements: measurements(meas),
+		}))
 	}
-	t.enqueue(t.envelope(at, op, "Event", "EventData", eventData{name: name, props: fields, meas: meas}))
 }
 
 // droppedEvent is the TelemetryDropped event the sender adds to the next batch after drops.
 func (t *Telemetry) droppedEvent(n int64) []byte {
 	return t.envelope(time.Now(), Operation{ID: randomHex(16)}, "Event", "EventData", eventData{
-		name: eventDropped, meas: []measure{{"dropped", float64(n)}},
+		Ver: 2, Name: eventDropped, Measurements: map[string]float64{"dropped": float64(n)},
 	})
 }
 
 // envelope encodes one item. Encoding happens on the caller's goroutine so the buffer holds
-// immutable bytes.
-func (t *Telemetry) envelope(at time.Time, op Operation, kind, baseType string, base baseData) []byte {
-	scratch := t.scratchBuffer()
-	defer t.scratch.Put(scratch)
-	b := (*scratch)[:0]
-	defer func() { *scratch = b[:0] }()
-	b = append(b, `{"ver":1`...)
-	b = appendMember(b, "name", t.typeName+kind)
-	b = appendKey(b, "time")
-	b = appendTime(b, at.UTC())
-	b = appendMember(b, "iKey", t.ikey)
-	b = appendKey(b, "tags")
-	b = append(b, '{')
-	b = appendMember(b, "ai.cloud.role", truncate(t.role, maxTagLen))
-	b = appendMember(b, "ai.cloud.roleInstance", truncate(t.instance, maxTagLen))
-	b = appendMember(b, "ai.operation.id", truncate(op.ID, maxTagLen))
-	if op.ParentID != "" {
-		b = appendMember(b, "ai.operation.parentId", truncate(op.ParentID, maxTagLen))
+// immutable bytes. It returns nil only if base cannot be encoded, which the finite measurements
+// and string properties built here rule out.
+func (t *Telemetry) envelope(at time.Time, op Operation, kind, baseType string, base any) []byte {
+	e := envelope{
+		Ver:  1,
+		Name: t.typeName + kind,
+		Time: at.UTC(),
+		IKey: t.ikey,
+		Tags: tags{
+			Role:              truncate(t.role, maxTagLen),
+			RoleInstance:      truncate(t.instance, maxTagLen),
+			OperationID:       truncate(op.ID, maxTagLen),
+			OperationParentID: truncate(op.ParentID, maxTagLen),
+			SDKVersion:        "go:entra-revoke",
+		},
+		Data: envelopeData{BaseType: baseType, BaseData: base},
 	}
-	b = appendMember(b, "ai.internal.sdkVersion", "go:entra-revoke")
-	b = append(b, `},"data":{`...)
-	b = appendMember(b, "baseType", baseType)
-	b = appendKey(b, "baseData")
-	b = base.appendBase(b)
-	b = append(b, '}', '}')
-	return bytes.Clone(b) // exact size: the buffer holds it until it is sent
-}
-
-func (t *Telemetry) scratchBuffer() *[]byte {
-	if b, ok := t.scratch.Get().(*[]byte); ok {
-		return b
+	b, err := json.Marshal(e)
+	if err != nil {
+		return nil
 	}
-	b := make([]byte, 0, 2048)
-	return &b
+	return b
 }
 
 func (t *Telemetry) enqueue(item []byte) {
 	if item != nil {
 		t.sender.push(item)
 	}
+}
+
+// properties is fields as the envelope's properties map (nil when empty: omitted).
+func properties(fields []field) map[string]string {
+	if len(fields) == 0 {
+		return nil
+	}
+	m := make(map[string]string, len(fields))
+	for _, f := range fields {
+		m[f.key] = f.val
+	}
+	return m
+}
+
+// measurements is meas as the envelope's measurements map. JSON cannot carry NaN or infinities,
+// which no measurement should be: they become 0 rather than lose the item.
+func measurements(meas []measure) map[string]float64 {
+	if len(meas) == 0 {
+		return nil
+	}
+	m := make(map[string]float64, len(meas))
+	for _, x := range meas {
+		if math.IsNaN(x.val) || math.IsInf(x.val, 0) {
+			x.val = 0
+		}
+		m[x.key] = x.val
+	}
+	return m
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

@@ -3,6 +3,7 @@ package telemetry
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -228,7 +229,7 @@ func checkLine(t *testing.T, line, event string, props map[string]string, meas m
 	if err := json.Unmarshal([]byte(line), &m); err != nil {
 		t.Fatalf("stdout line %q is not JSON: %v", line, err)
 	}
-	wantMsg := map[string]string{eventRevocation: "session revocation", eventRejected: "caller rejected"}[event]
+	wantMsg := map[string]string{eventRevocation: "session revocation", eventRejected: "caller rejected", eventStateFallback: "state fallback"}[event]
 	if m["msg"] != wantMsg || m["event"] != event || m["level"] != "INFO" {
 		t.Errorf("stdout line msg=%v event=%v level=%v; want %q %q INFO", m["msg"], m["event"], m["level"], wantMsg, event)
 	}
@@ -278,21 +279,26 @@ func TestStdoutOnlyWithoutConnectionString(t *testing.T) {
 
 func TestRedactUPN(t *testing.T) {
 	t.Parallel()
-	sha := func(s string) string { sum := sha256.Sum256([]byte(s)); return hex.EncodeToString(sum[:]) }
+	// upnHash is HMAC-SHA256 keyed by the salt over the lower-case UPN, computed here
+	// independently of HashUPN.
+	mac := func(salt, s string) string {
+		h := hmac.New(sha256.New, []byte(salt))
+		h.Write([]byte(s))
+		return hex.EncodeToString(h.Sum(nil))
+	}
 	tests := []struct {
-		name     string
-		salt     string
-		wantSalt string
+		name string
+		salt string
 	}{
-		{"explicit salt", "s3cret-salt", "s3cret-salt"},
-		{"salt derived from the instrumentation key", "", strings.ToLower(testIKey)},
+		{"salt", "s3cret-salt-of-some-length"},
+		{"another salt, other hashes", "0123456789abcdef"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			f := newFakeIngestion(t)
 			stdout := &syncBuffer{}
-			tel := mustNew(t, Config{Connection: f.connection(false), RedactUPN: true, Salt: tt.salt, Stdout: stdout, Interval: time.Hour})
+			tel := mustNew(t, Config{Connection: f.connection(false), RedactUPN: true, UPNSalt: tt.salt, Stdout: stdout, Interval: time.Hour})
 
 			member := "Alice.O'Brien@Contoso.com"
 			guest := "jane_fabrikam.com#EXT#@contoso.onmicrosoft.com"
@@ -311,8 +317,12 @@ func TestRedactUPN(t *testing.T) {
 				ErrorMessage: "call to /users/jane_fabrikam.com%23EXT%23%40contoso.onmicrosoft.com failed",
 			})
 			tel.Outcome(ctx, revoke.Outcome{
-				Meta:   revoke.Meta{Trigger: revoke.TriggerHTTP, RequestID: "r3"},
+				Meta:   revoke.Meta{Trigger: revoke.TriggerHTTP, RequestID: "r3", Caller: "entra:11111111-2222-4333-8444-555555555555"},
 				Status: revoke.StatusRevoked, UPN: objectID, RequestedBy: "sentinel-playbook",
+			})
+			tel.Outcome(ctx, revoke.Outcome{
+				Meta:   revoke.Meta{Trigger: revoke.TriggerCLI, RequestID: "r4", Caller: "cli:Analyst@Contoso.com"},
+				Status: revoke.StatusDryRun, UPN: objectID, DryRun: true,
 			})
 			tel.Rejected(ctx, Rejection{Reason: "bad_signature", Trigger: revoke.TriggerHTTP, RequestID: "alice.o'brien@contoso.com"})
 			tel.Dependency(ctx, Dependency{Name: "POST /users/" + member + "/revokeSignInSessions", Target: "graph.microsoft.com",
@@ -332,13 +342,13 @@ func TestRedactUPN(t *testing.T) {
 					}
 				}
 			}
-			if len(acc) != 5 {
-				t.Fatalf("accepted %d items; want 5", len(acc))
+			if len(acc) != 6 {
+				t.Fatalf("accepted %d items; want 6", len(acc))
 			}
 			wantHash := map[int]string{
-				0: sha(tt.wantSalt + ":" + strings.ToLower(member)),
-				1: sha(tt.wantSalt + ":" + strings.ToLower(guest)),
-				2: sha(tt.wantSalt + ":" + objectID),
+				0: mac(tt.salt, strings.ToLower(member)),
+				1: mac(tt.salt, strings.ToLower(guest)),
+				2: mac(tt.salt, objectID),
 			}
 			for i, want := range wantHash {
 				if got := acc[i].prop("upnHash"); got != want {
@@ -348,7 +358,7 @@ func TestRedactUPN(t *testing.T) {
 					t.Errorf("outcome %d upn = %q; want none", i, got)
 				}
 			}
-			if got, want := acc[0].prop("requestedByHash"), sha(tt.wantSalt+":analyst@contoso.com"); got != want {
+			if got, want := acc[0].prop("requestedByHash"), mac(tt.salt, "analyst@contoso.com"); got != want {
 				t.Errorf("requestedByHash = %q; want %q", got, want)
 			}
 			if got, want := acc[0].prop("errorMessage"), "Resource '[upn]' does not exist or one of its queried reference-property objects are not present."; got != want {
@@ -360,6 +370,13 @@ func TestRedactUPN(t *testing.T) {
 			}
 			if got := acc[2].prop("requestedBy"); got != "sentinel-playbook" {
 				t.Errorf("requestedBy = %q; want sentinel-playbook (not a UPN, kept)", got)
+			}
+			// Callers: an Entra client id is kept; the person who ran the CLI is hashed like a UPN.
+			if got, want := acc[2].prop("caller"), "entra:11111111-2222-4333-8444-555555555555"; got != want {
+				t.Errorf("entra caller = %q; want %q", got, want)
+			}
+			if got, want := acc[3].prop("caller"), "cli:"+mac(tt.salt, "analyst@contoso.com"); got != want {
+				t.Errorf("cli caller = %q; want %q", got, want)
 			}
 		})
 	}
@@ -677,7 +694,9 @@ func TestNewErrors(t *testing.T) {
 		want error
 	}{
 		{"AAD without credential", Config{Connection: conn}, ErrNoCredential},
-		{"redaction without salt or connection", Config{RedactUPN: true}, ErrNoSalt},
+		{"redaction without salt", Config{RedactUPN: true}, ErrNoSalt},
+		{"redaction without salt, with a connection string", Config{RedactUPN: true, Connection: ConnectionString{InstrumentationKey: testIKey}}, ErrNoSalt},
+		{"redaction with a short salt", Config{RedactUPN: true, UPNSalt: "fifteen-chars15"}, ErrNoSalt},
 		{"key not a GUID", Config{Connection: ConnectionString{InstrumentationKey: "x\"y"}}, ErrConnectionString},
 		{"plain http endpoint", Config{Connection: ConnectionString{InstrumentationKey: testIKey, IngestionEndpoint: "http://dc.example.com"}}, ErrConnectionString},
 	}

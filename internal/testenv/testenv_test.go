@@ -79,6 +79,36 @@ func TestStartAzurite(t *testing.T) {
 		if resp.StatusCode != http.StatusForbidden {
 			t.Errorf("GET %s without credentials: %d; want 403", a.QueueEndpoint, resp.StatusCode)
 		}
+
+		if !strings.HasPrefix(a.TableEndpoint, "http://127.0.0.1:") || !strings.HasSuffix(a.TableEndpoint, "/devstoreaccount1") ||
+			a.TableEndpoint == a.QueueEndpoint {
+			t.Errorf("TableEndpoint = %q; want http://127.0.0.1:PORT/devstoreaccount1 on its own port", a.TableEndpoint)
+		}
+		if !strings.Contains(a.ConnectionString, "TableEndpoint="+a.TableEndpoint+";") {
+			t.Errorf("ConnectionString = %q; want TableEndpoint=%s", a.ConnectionString, a.TableEndpoint)
+		}
+		// The table service lists tables only for a signed request; unsigned, it refuses.
+		resp, err = http.Get(a.TableEndpoint + "/Tables")
+		if err != nil {
+			t.Fatalf("GET %s/Tables: %v", a.TableEndpoint, err)
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusForbidden {
+			t.Errorf("GET %s/Tables without credentials: %d; want 403", a.TableEndpoint, resp.StatusCode)
+		}
+
+		// StopTable takes the table service away and leaves the queue service running.
+		a.StopTable()
+		client := &http.Client{Timeout: 5 * time.Second}
+		if resp, err := client.Get(a.TableEndpoint + "/Tables"); err == nil {
+			_ = resp.Body.Close()
+			t.Errorf("GET %s after StopTable: %d; want the connection refused", a.TableEndpoint, resp.StatusCode)
+		}
+		resp, err = client.Get(a.QueueEndpoint + "?comp=list")
+		if err != nil {
+			t.Fatalf("GET %s after StopTable: %v; want the queue service still answering", a.QueueEndpoint, err)
+		}
+		_ = resp.Body.Close()
 	})
 	if endpoint == "" {
 		t.Fatal("Azurite did not start")

@@ -30,6 +30,13 @@ var (
 	ErrExpired   = errors.New("expired")
 )
 
+// Key lengths Standard Webhooks requires of a secret once decoded: at least 192 bits, so that it
+// cannot be guessed, and at most SHA-256's block size, beyond which HMAC would hash the key first.
+const (
+	MinKeyBytes = 24
+	MaxKeyBytes = 64
+)
+
 // maxIDLength bounds webhook-id: it is echoed into responses, logs and the idempotency store.
 const maxIDLength = 256
 
@@ -38,8 +45,9 @@ type Keys struct {
 	hooks []*standardwebhooks.Webhook
 }
 
-// ParseSecrets parses "whsec_<base64>" secrets. An empty or undecodable secret is an error: an empty
-// HMAC key would let anyone sign.
+// ParseSecrets parses "whsec_<base64>" secrets. An empty, undecodable, too short or too long secret is
+// an error: a short HMAC key can be guessed (an empty one would let anyone sign). Errors never
+// repeat a secret.
 func ParseSecrets(secrets []string) (Keys, error) {
 	var k Keys
 	for i, s := range secrets {
@@ -56,6 +64,9 @@ func ParseSecrets(secrets []string) (Keys, error) {
 		}
 		if len(key) == 0 {
 			return Keys{}, fmt.Errorf("secret %d: is empty", i+1)
+		}
+		if len(key) < MinKeyBytes || len(key) > MaxKeyBytes {
+			return Keys{}, fmt.Errorf("secret %d: must decode to %d-%d bytes, as Standard Webhooks requires (a new one: printf 'whsec_%%s' \"$(openssl rand -base64 32)\")", i+1, MinKeyBytes, MaxKeyBytes)
 		}
 		wh, err := standardwebhooks.NewWebhookRaw(key)
 		if err != nil {

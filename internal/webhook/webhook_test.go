@@ -128,7 +128,7 @@ func TestVerify(t *testing.T) {
 		// Rotation: any configured secret verifies, and the caller learns which one.
 		{name: "rotation, second secret", keys: mustKeys(t, otherSecret, fixtureSecret), h: fixtureHeaders(), body: fixtureBody, now: fixtureTime, wantKey: 1},
 		{name: "rotation, first secret", keys: mustKeys(t, fixtureSecret, otherSecret), h: fixtureHeaders(), body: fixtureBody, now: fixtureTime, wantKey: 0},
-		{name: "rotation, neither secret", keys: mustKeys(t, otherSecret, "whsec_dGhpcmQ="), h: fixtureHeaders(), body: fixtureBody, now: fixtureTime, wantErr: ErrSignature},
+		{name: "rotation, neither secret", keys: mustKeys(t, otherSecret, "whsec_dGhpcmQtc2VjcmV0LW5ldmVyLWNvbmZpZ3VyZWQ="), h: fixtureHeaders(), body: fixtureBody, now: fixtureTime, wantErr: ErrSignature},
 
 		// Several signatures in one header, space-separated; only v1 counts.
 		{name: "valid signature second", keys: keys, h: headers(fixtureID, ts, "v1,AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA= "+fixtureSignature), body: fixtureBody, now: fixtureTime},
@@ -222,6 +222,11 @@ func TestVerifyLongID(t *testing.T) {
 	}
 }
 
+// keyOf returns a secret whose key is n bytes long.
+func keyOf(n int) string {
+	return "whsec_" + base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{0xa5}, n))
+}
+
 func TestParseSecrets(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -242,6 +247,12 @@ func TestParseSecrets(t *testing.T) {
 		{"missing prefix", []string{"MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}, 0, "secret 1: must start with whsec_"},
 		{"empty string", []string{""}, 0, "secret 1: must start with whsec_"},
 		{"wrong prefix case", []string{"WHSEC_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}, 0, "must start with whsec_"},
+		// Standard Webhooks: 24 to 64 bytes once decoded.
+		{"shortest key", []string{keyOf(MinKeyBytes)}, 1, ""},
+		{"longest key", []string{keyOf(MaxKeyBytes)}, 1, ""},
+		{"key one byte short", []string{keyOf(MinKeyBytes - 1)}, 0, "secret 1: must decode to 24-64 bytes"},
+		{"short key second", []string{fixtureSecret, "whsec_c2Vjb25kIHNlY3JldA=="}, 0, "secret 2: must decode to 24-64 bytes"},
+		{"key one byte long", []string{keyOf(MaxKeyBytes + 1)}, 0, "secret 1: must decode to 24-64 bytes"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,6 +1,7 @@
 package graphtest
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -34,6 +35,7 @@ type Response struct {
 	Message    string        // error.message; defaults from Status
 	RetryAfter string        // Retry-After header, seconds or an HTTP date
 	Location   string        // Location header, for a redirect
+	Challenge  string        // WWW-Authenticate header, for a 401 (see ClaimsChallenge)
 	Body       string        // raw body instead of the generated one
 	Delay      time.Duration // extra latency before answering
 	Method     string        // answer only requests with this method ("" = any); others pass by
@@ -42,6 +44,20 @@ type Response struct {
 // TooManyRequests is Graph's 429 with the given Retry-After ("" for none).
 func TooManyRequests(retryAfter string) Response {
 	return Response{Status: http.StatusTooManyRequests, RetryAfter: retryAfter}
+}
+
+// ClaimsChallenge is the 401 a CAE-enabled resource answers when the token was revoked (a
+// continuous access evaluation event): WWW-Authenticate carries the claims, base64-encoded, that
+// the next token must satisfy.
+func ClaimsChallenge(claims string) Response {
+	return Response{
+		Status:  http.StatusUnauthorized,
+		Code:    "InvalidAuthenticationToken",
+		Message: "Continuous access evaluation resulted in challenge with result: InteractionRequired and code: TokenIssuedBeforeRevocationTimestamp",
+		Challenge: `Bearer realm="", authorization_uri="https://login.microsoftonline.com/common/oauth2/authorize", ` +
+			`client_id="00000003-0000-0000-c000-000000000000", error="insufficient_claims", claims="` +
+			base64.StdEncoding.EncodeToString([]byte(claims)) + `"`,
+	}
 }
 
 // ServiceUnavailable is Graph's 503.
@@ -295,6 +311,9 @@ func (g *Graph) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		if scripted.Location != "" {
 			w.Header().Set("Location", scripted.Location)
+		}
+		if scripted.Challenge != "" {
+			w.Header().Set("WWW-Authenticate", scripted.Challenge)
 		}
 		code := scripted.Status
 		if code >= 200 && code < 300 {

@@ -7,6 +7,7 @@ package graphtest
 
 import (
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"net/http"
@@ -44,8 +45,8 @@ type Identity struct {
 	lifetime   time.Duration
 }
 
-// NewIdentity starts an identity endpoint that issues one random fake token. Use SetEnv to point
-// azidentity at it.
+// NewIdentity starts an identity endpoint that issues one random fake token, opaque until
+// SetRoles makes it an app-only JWT. Use SetEnv to point azidentity at it.
 //
 // Tokens live 4 minutes by default: MSAL caches managed identity tokens process-wide and serves
 // only those valid for more than 5 more minutes, so short-lived tokens keep one test's token
@@ -68,8 +69,50 @@ func (id *Identity) URL() string { return id.srv.URL + "/msi/token" }
 // Secret is the value of IDENTITY_HEADER, which callers must echo in X-IDENTITY-HEADER.
 func (id *Identity) Secret() string { return id.secret }
 
-// Token is the access token the fake issues.
-func (id *Identity) Token() string { return id.token }
+// Token is the access token the fake issues now.
+func (id *Identity) Token() string {
+	id.mu.Lock()
+	defer id.mu.Unlock()
+	return id.token
+}
+
+// SetRoles makes the fake issue an app-only JWT-shaped token (see AppToken) carrying roles, or
+// with no roles claim at all when roles is nil, as Entra issues to an identity granted nothing.
+func (id *Identity) SetRoles(roles []string) {
+	id.mu.Lock()
+	defer id.mu.Unlock()
+	id.token = AppToken(roles)
+}
+
+// SetOpaque makes the fake issue an opaque token again, one whose permissions cannot be read.
+func (id *Identity) SetOpaque() {
+	id.mu.Lock()
+	defer id.mu.Unlock()
+	id.token = "graphtest-token-" + randomHex(16)
+}
+
+// AppToken returns a JWT-shaped app-only access token as Entra issues for a managed identity:
+// idtyp "app" and, unless roles is nil, a roles claim. Its signature is random bytes: no fake
+// here verifies it. Each call returns a different token (a random jti), so a test can tell
+// which one was used.
+func AppToken(roles []string) string {
+	claims := map[string]any{
+		"aud":   "https://graph.microsoft.com",
+		"iss":   "https://sts.windows.net/00000000-0000-0000-0000-0000000000f1/",
+		"tid":   "00000000-0000-0000-0000-0000000000f1",
+		"oid":   "00000000-0000-0000-0000-0000000000a2",
+		"appid": "00000000-0000-0000-0000-0000000000a1",
+		"idtyp": "app",
+		"jti":   randomHex(16),
+	}
+	if roles != nil {
+		claims["roles"] = roles
+	}
+	payload, _ := json.Marshal(claims)
+	enc := base64.RawURLEncoding
+	return enc.EncodeToString([]byte(`{"typ":"JWT","alg":"RS256","kid":"graphtest"}`)) + "." +
+		enc.EncodeToString(payload) + "." + enc.EncodeToString([]byte(randomHex(32)))
+}
 
 // SetEnv sets IDENTITY_ENDPOINT and IDENTITY_HEADER for the test (and clears the variables that
 // would make azidentity pick another managed identity source). Tests that call it cannot run in
@@ -119,7 +162,7 @@ func (id *Identity) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	id.mu.Lock()
 	id.requests = append(id.requests, req)
-	failStatus, failBody, lifetime := id.failStatus, id.failBody, id.lifetime
+	failStatus, failBody, lifetime, token := id.failStatus, id.failBody, id.lifetime, id.token
 	id.mu.Unlock()
 
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
@@ -143,7 +186,7 @@ func (id *Identity) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	// The 2019-08-01 response: expires_on is a string of Unix seconds.
 	body := map[string]string{
-		"access_token": id.token,
+		"access_token": token,
 		"expires_on":   strconv.FormatInt(time.Now().Add(lifetime).Unix(), 10),
 		"resource":     req.Resource,
 		"token_type":   "Bearer",

@@ -1,4 +1,4 @@
-package revoke
+package state
 
 import (
 	"math"
@@ -6,9 +6,10 @@ import (
 	"time"
 )
 
-// rateGuard is a token bucket holding a minute's worth of revocations: it refills continuously, so
+// bucket is a token bucket holding a minute's worth of revocations: it refills continuously, so
 // a runaway or compromised caller is held to the configured rate without a cliff at each minute.
-type rateGuard struct {
+// It is one process's rate guard (*Memory); *Table shares one across instances.
+type bucket struct {
 	mu     sync.Mutex
 	limit  float64 // tokens per minute and bucket size; 0 disables the guard
 	tokens float64
@@ -16,15 +17,15 @@ type rateGuard struct {
 	now    func() time.Time
 }
 
-func newRateGuard(perMinute int, now func() time.Time) *rateGuard {
-	return &rateGuard{limit: float64(perMinute), tokens: float64(perMinute), last: now(), now: now}
+func newBucket(perMinute int, now func() time.Time) *bucket {
+	return &bucket{limit: float64(perMinute), tokens: float64(perMinute), last: now(), now: now}
 }
 
-// reserve takes n tokens, or reports how long until they would be there. A job larger than the
+// take takes n tokens, or reports how long until they would be there. A job larger than the
 // whole bucket is let through on a full bucket (and drives the balance negative), so that a
 // legitimate bulk request is slowed, not refused forever.
-func (g *rateGuard) reserve(n int) (wait time.Duration, ok bool) {
-	if g.limit == 0 {
+func (g *bucket) take(n int) (wait time.Duration, ok bool) {
+	if g.limit == 0 || n <= 0 {
 		return 0, true
 	}
 	g.mu.Lock()
@@ -41,8 +42,8 @@ func (g *rateGuard) reserve(n int) (wait time.Duration, ok bool) {
 }
 
 // refund returns tokens for revocations that did not reach Graph (guard rails, lookups failed).
-func (g *rateGuard) refund(n int) {
-	if g.limit == 0 {
+func (g *bucket) refund(n int) {
+	if g.limit == 0 || n <= 0 {
 		return
 	}
 	g.mu.Lock()
@@ -50,7 +51,7 @@ func (g *rateGuard) refund(n int) {
 	g.tokens = math.Min(g.limit, g.tokens+float64(n))
 }
 
-func (g *rateGuard) refill() {
+func (g *bucket) refill() {
 	now := g.now()
 	if elapsed := now.Sub(g.last); elapsed > 0 {
 		g.tokens = math.Min(g.limit, g.tokens+elapsed.Minutes()*g.limit)

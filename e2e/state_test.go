@@ -1,0 +1,404 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
+
+	"github.com/entra-revoke/entra-revoke/internal/graph/graphtest"
+	"github.com/entra-revoke/entra-revoke/internal/testenv"
+)
+
+// Shared state across instances (docs/state.md): two or more handler processes sharing one real
+// Azurite — its queue and table services — as the instances of a Function App share its storage
+// account. Each subtest uses its own queue and state table, so that they can share one Azurite.
+
+// sharedEnv is a Function App's settings with storage: the queue and table of one test.
+func sharedEnv(t *testing.T, az testenv.Azurite, id *graphtest.Identity, g *graphtest.Graph, name string) map[string]string {
+	t.Helper()
+	env := handlerEnv(t, id, g)
+	env["AzureWebJobsStorage"] = az.ConnectionString
+	env["REVOKE_QUEUE"] = "q-" + name
+	env["STATE_TABLE"] = "t" + strings.ReplaceAll(name, "-", "")
+	return env
+}
+
+// instances starts n handlers with the same settings: the instances of one Function App.
+func instances(t *testing.T, env map[string]string, n int) []*proc {
+	t.Helper()
+	ps := make([]*proc, n)
+	for i := range ps {
+		e := make(map[string]string, len(env))
+		for k, v := range env {
+			e[k] = v
+		}
+		ps[i] = startHandler(t, e)
+	}
+	return ps
+}
+
+// health reads GET /api/health's state.
+func healthState(t *testing.T, p *proc) string {
+	t.Helper()
+	resp, err := http.Get(p.URL + "/api/health")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var h struct {
+		State string `json:"state"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&h); err != nil {
+		t.Fatal(err)
+	}
+	return h.State
+}
+
+// get fetches url and returns status, headers and body.
+func get(t *testing.T, url string) (int, http.Header, []byte) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, resp.Header, b
+}
+
+// deliver takes the next message off queue and hands it to p as the host would, on the given
+// delivery; it returns the host's reply status and the message, for redeliveries.
+func deliver(t *testing.T, p *proc, conn, queue string, dequeueCount int) (int, []byte, string) {
+	t.Helper()
+	text, qid := dequeue(t, conn, queue)
+	return redeliver(t, p, text, qid, dequeueCount), text, qid
+}
+
+// redeliver hands a message to p again.
+func redeliver(t *testing.T, p *proc, text []byte, qid string, dequeueCount int) int {
+	t.Helper()
+	status, _, b := post(t, p.URL+"/revoke-queue", http.Header{"Content-Type": {"application/json"}}, invocation(t, text, qid, dequeueCount))
+	if !strings.Contains(string(b), `"Outputs":{}`) {
+		t.Errorf("queue reply %d %s; want the host's reply shape", status, b)
+	}
+	return status
+}
+
+// goPost signs body as msgID with the suite's secret (in Go: many requests) and posts it.
+func goPost(t *testing.T, p *proc, msgID string, body []byte) (int, http.Header, []byte) {
+	t.Helper()
+	return post(t, p.URL+"/api/revoke", mustGoSigned(t, msgID, body), body)
+}
+
+// longUsers are n users with UPNs of the longest form Entra allows (64 + 1 + 48 characters).
+func longUsers(g *graphtest.Graph, prefix string, n int) []string {
+	users := make([]string, n)
+	domain := strings.Repeat("d", 48-len(".contoso.com")) + ".contoso.com"
+	for i := range users {
+		local := fmt.Sprintf("%s%03d.", prefix, i)
+		local += strings.Repeat("x", 64-len(local))
+		users[i] = local + "@" + domain
+		g.AddUser(graphtest.User{ID: fmt.Sprintf("00000000-0000-4000-9000-%06d%06d", len(prefix), i), UPN: users[i]})
+	}
+	return users
+}
+
+// tableEntities counts the entities of a state table.
+func tableEntities(t *testing.T, az testenv.Azurite, table string) int {
+	t.Helper()
+	svc, err := aztables.NewServiceClientFromConnectionString(az.ConnectionString, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pager := svc.NewClient(table).NewListEntitiesPager(nil)
+	n := 0
+	for pager.More() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		page, err := pager.NextPage(ctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("list %s: %v", table, err)
+		}
+		n += len(page.Entities)
+	}
+	return n
+}
+
+// timerInvocation is the state-cleanup timer's invocation as the host sends it.
+func timerInvocation() []byte {
+	return []byte(`{"Data":{"timer":{"Schedule":{"AdjustForDST":true},"ScheduleStatus":{"Last":"2026-12-02T03:30:00+00:00","Next":"2026-12-03T03:30:00+00:00","LastUpdated":"2026-12-02T03:30:00.0129437+00:00"},"IsPastDue":false}},"Metadata":{"sys":{"MethodName":"state-cleanup","UtcNow":"` + time.Now().UTC().Format(time.RFC3339Nano) + `"}}}`)
+}
+
+func TestSharedState(t *testing.T) {
+	t.Parallel()
+	az := testenv.StartAzurite(t)
+
+	t.Run("replay on another instance and after a restart", func(t *testing.T) {
+		t.Parallel()
+		id, g := tenant(t)
+		env := sharedEnv(t, az, id, g, "replay")
+		ps := instances(t, env, 2)
+		if s := healthState(t, ps[0]); s != "table" {
+			t.Errorf("health state = %q; want table", s)
+		}
+		body := []byte(`{"upns":["alice@contoso.com","o'brien@contoso.com"],"ticket":"INC7"}`)
+		status, _, first := post(t, ps[0].URL+"/api/revoke", signedHeaders(t, "msg_state_replay", body), body)
+		if status != http.StatusOK {
+			t.Fatalf("first = %d %s; want 200", status, first)
+		}
+		status, hdr, again := post(t, ps[1].URL+"/api/revoke", signedHeaders(t, "msg_state_replay", body), body)
+		if status != http.StatusOK || hdr.Get("Idempotent-Replayed") != "true" || string(again) != string(first) {
+			t.Errorf("on the other instance = %d replayed %q %s; want the first response replayed", status, hdr.Get("Idempotent-Replayed"), again)
+		}
+		ps[0].terminate(t)
+		if code := ps[0].exitCode(t, 15*time.Second); code != 0 {
+			t.Errorf("SIGTERM exit code = %d", code)
+		}
+		later := instances(t, env, 1)[0]
+		status, hdr, third := post(t, later.URL+"/api/revoke", signedHeaders(t, "msg_state_replay", body), body)
+		if status != http.StatusOK || hdr.Get("Idempotent-Replayed") != "true" || string(third) != string(first) {
+			t.Errorf("on an instance started later = %d replayed %q %s; want the first response replayed", status, hdr.Get("Idempotent-Replayed"), third)
+		}
+		mustOnce(t, g, 1, "alice@contoso.com", "o'brien@contoso.com")
+	})
+
+	t.Run("another body is a conflict on the other instance", func(t *testing.T) {
+		t.Parallel()
+		id, g := tenant(t)
+		ps := instances(t, sharedEnv(t, az, id, g, "conflict"), 2)
+		if status, _, b := goPost(t, ps[0], "msg_state_conflict", []byte(`{"upn":"alice@contoso.com"}`)); status != http.StatusOK {
+			t.Fatalf("first = %d %s", status, b)
+		}
+		status, _, b := goPost(t, ps[1], "msg_state_conflict", []byte(`{"upn":"o'brien@contoso.com"}`))
+		if acc := mustAccount(t, "other body", answer{status: status, header: http.Header{"Content-Type": {"application/json"}}, body: b}); status != http.StatusConflict || acc.code != "conflict" {
+			t.Errorf("same id, other body, other instance = %d %s; want 409 conflict", status, b)
+		}
+		mustOnce(t, g, 0, "o'brien@contoso.com")
+	})
+
+	t.Run("concurrent duplicates on two instances call Graph once", func(t *testing.T) {
+		t.Parallel()
+		id, g := tenant(t)
+		ps := instances(t, sharedEnv(t, az, id, g, "dup"), 2)
+		g.Script("alice@contoso.com", graphtest.Response{Method: http.MethodPost, Delay: 2 * time.Second})
+		body := []byte(`{"upn":"alice@contoso.com"}`)
+		h := mustGoSigned(t, "msg_state_dup", body)
+		answers := make([]answer, 2)
+		var wg sync.WaitGroup
+		for i, p := range ps {
+			wg.Go(func() {
+				if i == 1 {
+					time.Sleep(300 * time.Millisecond) // the first holds the claim by now
+				}
+				answers[i] = send(p.URL+"/api/revoke", h, body, time.Minute)
+			})
+		}
+		wg.Wait()
+		first, second := mustAccount(t, "first", answers[0]), mustAccount(t, "duplicate", answers[1])
+		if first.status != http.StatusOK {
+			t.Errorf("first = %v; want 200", first)
+		}
+		if second.status != http.StatusConflict || second.code != "in_progress" || answers[1].header.Get("Retry-After") == "" {
+			t.Errorf("duplicate on the other instance = %v Retry-After %q; want 409 in_progress with Retry-After", second, answers[1].header.Get("Retry-After"))
+		}
+		mustOnce(t, g, 1, "alice@contoso.com")
+		// Once the first has answered, the duplicate is a replay on either instance.
+		status, hdr, _ := goPost(t, ps[1], "msg_state_dup", body)
+		if status != http.StatusOK || hdr.Get("Idempotent-Replayed") != "true" {
+			t.Errorf("after the first answered = %d replayed %q; want a replay", status, hdr.Get("Idempotent-Replayed"))
+		}
+		mustOnce(t, g, 1, "alice@contoso.com")
+	})
+
+	t.Run("an instance killed mid-request leaves a claim that expires", func(t *testing.T) {
+		t.Parallel()
+		id, g := tenant(t)
+		ps := instances(t, sharedEnv(t, az, id, g, "kill"), 2)
+		g.Script("alice@contoso.com", graphtest.Response{Method: http.MethodPost, Delay: time.Minute})
+		body := []byte(`{"upn":"alice@contoso.com"}`)
+		h := mustGoSigned(t, "msg_state_kill", body)
+		go send(ps[0].URL+"/api/revoke", h, body, 2*time.Minute)
+		waitFor(t, 15*time.Second, "the first attempt to reach Graph", func() bool {
+			for _, r := range g.Requests() {
+				if r.Method == http.MethodPost && r.User == "alice@contoso.com" {
+					return true
+				}
+			}
+			return false
+		})
+		if err := ps[0].cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		killed := time.Now()
+		a := send(ps[1].URL+"/api/revoke", h, body, time.Minute)
+		acc := mustAccount(t, "retry while the dead claim holds", a)
+		wait, _ := strconv.Atoi(a.header.Get("Retry-After"))
+		if acc.status != http.StatusConflict || acc.code != "in_progress" || wait < 1 || wait > 40 {
+			t.Fatalf("retry on the other instance = %v Retry-After %q; want 409 in_progress until the claim expires", acc, a.header.Get("Retry-After"))
+		}
+		time.Sleep(time.Until(killed.Add(time.Duration(wait) * time.Second)))
+		var final accounted
+		waitFor(t, 30*time.Second, "the claim to expire", func() bool {
+			final = mustAccount(t, "retry after the claim expired", send(ps[1].URL+"/api/revoke", h, body, time.Minute))
+			return final.status != http.StatusConflict
+		})
+		if final.status != http.StatusOK || final.users[0] != "revoked" {
+			t.Errorf("retry after the claim expired = %v; want 200 revoked", final)
+		}
+	})
+
+	t.Run("rate guard across two instances", func(t *testing.T) {
+		t.Parallel()
+		id, g := tenant(t)
+		env := sharedEnv(t, az, id, g, "rate")
+		env["MAX_REVOCATIONS_PER_MINUTE"] = "4"
+		ps := instances(t, env, 2)
+		users := faultUsers(g, "rate", 10)
+		revoked, limited := 0, 0
+		for i, u := range users {
+			acc := mustAccount(t, u, send(ps[i%2].URL+"/api/revoke", mustGoSigned(t, "msg_rate_"+strconv.Itoa(i), revokeBody(u)), revokeBody(u), time.Minute))
+			switch {
+			case acc.status == http.StatusOK:
+				revoked++
+			case acc.status == http.StatusTooManyRequests && acc.code == "rate_limited":
+				limited++
+			default:
+				t.Errorf("request %d = %v; want 200 or 429 rate_limited", i, acc)
+			}
+		}
+		// Four a minute across both instances, not four on each.
+		if revoked > 4 || revoked < 1 || revoked+limited != len(users) {
+			t.Errorf("%d revoked, %d rate limited of %d; want at most 4 revoked across both instances", revoked, limited, len(users))
+		}
+		total := 0
+		for _, u := range users {
+			total += g.Revocations(u)
+		}
+		if total != revoked {
+			t.Errorf("Graph revoked %d users; want %d, as answered", total, revoked)
+		}
+	})
+
+	t.Run("cleanup deletes what has expired", func(t *testing.T) {
+		t.Parallel()
+		id, g := tenant(t)
+		env := sharedEnv(t, az, id, g, "cleanup")
+		env["IDEMPOTENCY_TTL"] = "2s"
+		p := instances(t, env, 1)[0]
+		for i := range 3 {
+			if status, _, b := goPost(t, p, "msg_cleanup_"+strconv.Itoa(i), []byte(`{"upn":"alice@contoso.com"}`)); status != http.StatusOK {
+				t.Fatalf("request %d = %d %s", i, status, b)
+			}
+		}
+		before := tableEntities(t, az, env["STATE_TABLE"])
+		if before < 3 {
+			t.Fatalf("state table holds %d entities; want the three answers", before)
+		}
+		time.Sleep(3 * time.Second)
+		status, _, b := post(t, p.URL+"/state-cleanup", http.Header{"Content-Type": {"application/json"}}, timerInvocation())
+		if status != http.StatusOK || !strings.Contains(string(b), `"ReturnValue":null`) || !strings.Contains(string(b), "deleted") {
+			t.Fatalf("state-cleanup = %d %s; want 200 with the host's reply", status, b)
+		}
+		if after := tableEntities(t, az, env["STATE_TABLE"]); after > before-3 {
+			t.Errorf("state table %d entities before cleanup, %d after; want the three expired answers gone", before, after)
+		}
+	})
+
+	t.Run("a hundred long users and a long reason fit", func(t *testing.T) {
+		t.Parallel()
+		id, g := tenant(t)
+		ps := instances(t, sharedEnv(t, az, id, g, "hundred"), 2)
+		users := longUsers(g, "big", 100)
+		body, _ := json.Marshal(map[string]any{"upns": users, "reason": strings.Repeat("Compromised during incident 42; ", 32)[:1024], "ticket": "SIR-42"})
+		status, _, first := goPost(t, ps[0], "msg_state_hundred", body)
+		if status != http.StatusOK || len(decode(t, first).Results) != 100 {
+			t.Fatalf("100 users = %d %.300s; want 200 with 100 results", status, first)
+		}
+		status, hdr, again := goPost(t, ps[1], "msg_state_hundred", body)
+		if status != http.StatusOK || hdr.Get("Idempotent-Replayed") != "true" || string(again) != string(first) {
+			t.Errorf("replay of 100 users on the other instance = %d replayed %q, %d bytes (first %d); want the whole first response", status, hdr.Get("Idempotent-Replayed"), len(again), len(first))
+		}
+		mustOnce(t, g, 1, users...)
+	})
+}
+
+// The table going away mid-run costs deduplication across instances, never a revocation: requests
+// are answered within their budget from the instance's memory, and health says degraded.
+func TestStateTableOutage(t *testing.T) {
+	t.Parallel()
+	az := testenv.StartAzurite(t)
+	id, g := tenant(t)
+	env := sharedEnv(t, az, id, g, "outage")
+	p := instances(t, env, 1)[0]
+	if status, _, b := goPost(t, p, "msg_outage_1", []byte(`{"upn":"alice@contoso.com"}`)); status != http.StatusOK {
+		t.Fatalf("before the outage = %d %s", status, b)
+	}
+	az.StopTable()
+
+	start := time.Now()
+	a := send(p.URL+"/api/revoke", mustGoSigned(t, "msg_outage_2", []byte(`{"upn":"o'brien@contoso.com"}`)), []byte(`{"upn":"o'brien@contoso.com"}`), time.Minute)
+	took := time.Since(start)
+	if acc := mustAccount(t, "during the outage", a); acc.status != http.StatusOK || acc.users[0] != "revoked" {
+		t.Errorf("during the outage = %v; want 200 revoked", acc)
+	}
+	if took > 25*time.Second {
+		t.Errorf("answered in %v; want within the request budget of 25s", took)
+	}
+	mustOnce(t, g, 1, "o'brien@contoso.com")
+	if s := healthState(t, p); s != "degraded" {
+		t.Errorf("health state = %q; want degraded", s)
+	}
+	// Deferral still works: the queue service is up.
+	body := []byte(`{"upn":"` + guest + `"}`)
+	h := mustGoSigned(t, "msg_outage_3", body)
+	h.Set("Prefer", "respond-async")
+	if acc := mustAccount(t, "respond-async during the outage", send(p.URL+"/api/revoke", h, body, time.Minute)); acc.status != http.StatusAccepted {
+		t.Errorf("respond-async during the outage = %v; want 202", acc)
+	}
+	// The instance's memory replays what it answered during the outage.
+	status, hdr, _ := goPost(t, p, "msg_outage_2", []byte(`{"upn":"o'brien@contoso.com"}`))
+	if status != http.StatusOK || hdr.Get("Idempotent-Replayed") != "true" {
+		t.Errorf("repeat during the outage = %d replayed %q; want a replay from memory", status, hdr.Get("Idempotent-Replayed"))
+	}
+	if got := linesSoon(p.Stdout.String, 1, "state fallback"); len(got) == 0 {
+		t.Errorf("no state fallback recorded on stdout:\n%s", p.Stdout)
+	}
+}
+
+// waitFor polls cond until it holds or within passes.
+func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", within, what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// linesSoon is lines over out() once it holds want lines with the fragments, or after a few
+// seconds: a child's stdout reaches the test through a pipe, a moment after its answer.
+func linesSoon(out func() string, want int, fragments ...string) []string {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		got := lines(out(), fragments...)
+		if len(got) >= want || time.Now().After(deadline) {
+			return got
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -1,0 +1,63 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+
+	"github.com/entra-revoke/entra-revoke/internal/graph"
+	"github.com/entra-revoke/entra-revoke/internal/revoke"
+	"github.com/entra-revoke/entra-revoke/internal/server"
+	"github.com/entra-revoke/entra-revoke/internal/settings"
+	"github.com/entra-revoke/entra-revoke/internal/state"
+)
+
+// stateStartBudget bounds connecting to the state table (and creating it when missing) at start.
+// A table that does not answer in time is not waited for: the handler starts degraded, on its own
+// memory, and returns to the table when it answers.
+const stateStartBudget = 2 * time.Second
+
+// wireState builds what the handler remembers across requests — idempotency, message progress,
+// status records and the rate guard — and puts the status record in front of the queue's deferrer,
+// so that a deferred request's status exists before its message does.
+//
+// The server (shared true) uses the store STATE_STORE names: "table", the Azure Table STATE_TABLE
+// in AzureWebJobsStorage's account, shared by every instance, with this instance's memory as the
+// fallback while the table cannot be reached (onFallback records that); or "memory", this process
+// alone. A terminal command (shared false) runs in one process: memory, for its rate guard.
+func wireState(cfg config, cred azcore.TokenCredential, logger *slog.Logger, onFallback func(op string, err error), deferrer revoke.Deferrer, shared bool) (state.Store, revoke.Deferrer, error) {
+	mem := state.NewMemory(state.MemoryConfig{RatePerMinute: cfg.MaxRevocationsPerMinute})
+	var st state.Store = mem
+	if shared && cfg.StateStore == settings.StateTable {
+		tcfg := state.TableConfig{
+			ConnectionString: cfg.Storage.ConnectionString, Table: cfg.StateTable,
+			RatePerMinute: cfg.MaxRevocationsPerMinute, Logger: logger,
+		}
+		if tcfg.ConnectionString == "" {
+			// Identity-based: the host's storage identity, which may be another user-assigned
+			// identity than Graph's.
+			tcfg.ServiceURL, tcfg.Credential = cfg.Storage.TableServiceURL, cred
+			if cfg.Storage.ClientID != "" {
+				c, err := graph.ManagedIdentity(cfg.Storage.ClientID)
+				if err != nil {
+					return nil, nil, fmt.Errorf("storage identity: %w", err)
+				}
+				tcfg.Credential = c
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), stateStartBudget)
+		defer cancel()
+		table, err := state.NewTable(ctx, tcfg)
+		if err != nil {
+			return nil, nil, fmt.Errorf("state table: %w", err)
+		}
+		st = state.NewShared(table, mem, onFallback)
+	}
+	if deferrer != nil {
+		deferrer = &server.StatusDeferrer{Next: deferrer, Status: st, TTL: cfg.IdempotencyTTL, Logger: logger}
+	}
+	return st, deferrer, nil
+}

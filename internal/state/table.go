@@ -1,0 +1,981 @@
+package state
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	mathrand "math/rand/v2"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
+)
+
+// Timeouts and retries. An HTTP request has 25 s in all and must still be answered when the table
+// is down, so no table call may hold it for long; *Shared falls back to memory on a failure.
+const (
+	// opTimeout bounds one Store operation, all its round trips included. Table storage answers
+	// in milliseconds; three seconds is a table that is down, or too slow to be worth waiting for.
+	opTimeout = 3 * time.Second
+	// tryTimeout bounds one HTTP try, so that a black-holed connection leaves time for one retry.
+	tryTimeout = 1500 * time.Millisecond
+	// cleanupPageTimeout bounds each page of Cleanup (a query or a delete), not the whole run,
+	// which is bounded by its context.
+	cleanupPageTimeout = 10 * time.Second
+	// cleanupPageSize is the number of entities Cleanup reads and deletes per page.
+	cleanupPageSize = 100
+	// maxUpdateAttempts bounds optimistic-concurrency retries (a status update, a claim takeover,
+	// the rate-guard bucket). Each retry follows a write by someone else, so running out means
+	// sustained contention, not an outage.
+	maxUpdateAttempts = 8
+)
+
+// Size limits of Table storage: 64 KiB per property and 1 MiB per entity. Azurite counts an entity
+// by its JSON (binary as base64, 4/3 larger), so values are kept well inside both ways of counting.
+const (
+	chunkSize = 60 << 10
+	maxChunks = 10
+	// MaxValueSize is the largest response, progress or status body the table holds (600 KiB);
+	// a 100-user response is about 100 KiB.
+	MaxValueSize = chunkSize * maxChunks
+)
+
+// ErrTooLarge is returned for a body beyond MaxValueSize.
+var ErrTooLarge = errors.New("value too large for the state table")
+
+// Entity kinds and keys. Every kind has a partition of its own per entity, so entities never
+// contend with each other; the row key only says the kind (see docs/state.md).
+const (
+	kindRequest = "req"
+	kindMessage = "msg"
+	kindStatus  = "st"
+	kindRate    = "rate"
+)
+
+// rateGuardKey is the one rate-guard bucket every instance shares.
+var rateGuardKey = [2]string{"rate", "bucket"}
+
+// Property names.
+const (
+	propKind       = "Kind"
+	propExpires    = "Expires"    // every entity: Cleanup deletes it after this time
+	propHash       = "BodyHash"   // request: the body hash the id is bound to
+	propLease      = "Lease"      // request: token of the last attempt that claimed it
+	propLeaseUntil = "LeaseUntil" // request: Unix ms until which Lease excludes others; 0 once ended
+	propFinal      = "Final"      // request: Data is the final response
+	propStatus     = "Status"     // request: the final response's HTTP status
+	propDone       = "Done"       // message: completed
+	propLen        = "Len"        // bytes of Data, -1 for none
+	propTokens     = "Tokens"     // rate guard: tokens in the bucket at Last
+	propLast       = "Last"       // rate guard: Unix ns of the last refill
+)
+
+// propData names the i-th chunk of an entity's data (a response, progress or status body).
+func propData(i int) string { return "D" + strconv.Itoa(i) }
+
+// TableConfig configures NewTable. Give ConnectionString, or ServiceURL with Credential.
+type TableConfig struct {
+	// ServiceURL is the identity-based table endpoint, https://<account>.table.core.windows.net
+	// (AzureWebJobsStorage__tableServiceUri); Credential signs its requests.
+	ServiceURL string
+	// ConnectionString is AzureWebJobsStorage's connection string. Its TableEndpoint is used when
+	// present; "UseDevelopmentStorage=true", and Azurite's well-known account without a
+	// TableEndpoint, mean Azurite's tables on http://127.0.0.1:10002.
+	ConnectionString string
+	Credential       azcore.TokenCredential
+	Table            string           // STATE_TABLE
+	RatePerMinute    int              // MAX_REVOCATIONS_PER_MINUTE across all instances; 0 turns the guard off
+	Now              func() time.Time // clock; nil means time.Now
+	Logger           *slog.Logger     // nil discards
+
+	perTry []policy.Policy // tests count requests with it
+}
+
+// Table is a Store on an Azure Table shared by every instance. It is safe for concurrent use.
+// Each Store operation takes at most a few seconds (opTimeout) and returns the table's error when
+// it cannot be reached; *Shared turns that into a fallback to memory.
+type Table struct {
+	client *aztables.Client
+	name   string
+	now    func() time.Time
+	logger *slog.Logger
+	guard  *sharedGuard
+	// fallbackGuard is this instance's own bucket, used by Take when the shared bucket cannot be
+	// reached (a bare Table; *Shared uses its Memory's instead).
+	fallbackGuard *bucket
+}
+
+var _ Store = (*Table)(nil)
+
+var tableNameRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9]{2,62}$`)
+
+// NewTable connects to the table and creates it when missing. It fails on a configuration the
+// table can never accept (a malformed connection string, a bad table name, access refused); when
+// the table merely cannot be reached, it logs that and returns the Table anyway, so that *Shared
+// starts degraded instead of the handler not starting. Creating the table again is harmless.
+func NewTable(ctx context.Context, cfg TableConfig) (*Table, error) {
+	if !tableNameRE.MatchString(cfg.Table) {
+		return nil, fmt.Errorf("state table name: want 3-63 letters and digits, starting with a letter")
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	svc, err := newServiceClient(cfg)
+	if err != nil {
+		return nil, err
+	}
+	t := &Table{
+		client: svc.NewClient(cfg.Table), name: cfg.Table, now: cfg.Now, logger: cfg.Logger,
+		guard:         newSharedGuard(cfg.RatePerMinute),
+		fallbackGuard: newBucket(cfg.RatePerMinute, cfg.Now),
+	}
+	if err := t.createTable(ctx); err != nil {
+		if !unreachable(err) {
+			return nil, fmt.Errorf("create state table: %w", err)
+		}
+		t.logger.Warn("state table unreachable at start", "table", cfg.Table, "error", err)
+	}
+	return t, nil
+}
+
+// clientOptions keep retries short: one quick retry of a failed try, never a long back-off.
+func clientOptions(perTry []policy.Policy) *aztables.ClientOptions {
+	return &aztables.ClientOptions{ClientOptions: azcore.ClientOptions{
+		PerRetryPolicies: perTry,
+		Retry: policy.RetryOptions{
+			MaxRetries:    1,
+			TryTimeout:    tryTimeout,
+			RetryDelay:    100 * time.Millisecond,
+			MaxRetryDelay: 300 * time.Millisecond, // also caps a server's Retry-After
+		},
+		Telemetry: policy.TelemetryOptions{Disabled: true},
+	}}
+}
+
+// noRetry is for conditional writes: a retried write that had landed would fail its own ETag
+// condition and look like someone else's write.
+func noRetry(ctx context.Context) context.Context {
+	return policy.WithRetryOptions(ctx, policy.RetryOptions{MaxRetries: -1, TryTimeout: tryTimeout})
+}
+
+func newServiceClient(cfg TableConfig) (*aztables.ServiceClient, error) {
+	switch {
+	case cfg.ConnectionString != "":
+		c, err := parseConnectionString(cfg.ConnectionString)
+		if err != nil {
+			return nil, err
+		}
+		if c.sas != "" {
+			return aztables.NewServiceClientWithNoCredential(c.endpoint+"?"+c.sas, clientOptions(cfg.perTry))
+		}
+		cred, err := aztables.NewSharedKeyCredential(c.account, c.key)
+		if err != nil {
+			return nil, errors.New("state table connection string: AccountKey is not valid base64")
+		}
+		return aztables.NewServiceClientWithSharedKey(c.endpoint, cred, clientOptions(cfg.perTry))
+	case cfg.ServiceURL != "":
+		if cfg.Credential == nil {
+			return nil, errors.New("state table: a service URL needs a credential")
+		}
+		return aztables.NewServiceClient(strings.TrimRight(cfg.ServiceURL, "/"), cfg.Credential, clientOptions(cfg.perTry))
+	default:
+		return nil, errors.New("state table: no connection string or service URL")
+	}
+}
+
+// Azurite's well-known development account (its key is published; it is not a secret).
+const (
+	devAccount       = "devstoreaccount1"
+	devKey           = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+	devTableEndpoint = "http://127.0.0.1:10002/devstoreaccount1"
+)
+
+type tableConnection struct{ endpoint, account, key, sas string }
+
+// parseConnectionString reads what the table needs from a storage connection string. Keys are
+// matched case-insensitively, as the Functions host does. Errors never repeat a value (the
+// string holds an account key).
+func parseConnectionString(s string) (tableConnection, error) {
+	fields := map[string]string{}
+	for part := range strings.SplitSeq(s, ";") {
+		if strings.TrimSpace(part) == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(part, "=")
+		if !ok {
+			return tableConnection{}, errors.New("state table connection string: not a list of key=value pairs")
+		}
+		fields[strings.ToLower(strings.TrimSpace(k))] = strings.TrimSpace(v)
+	}
+	if strings.EqualFold(fields["usedevelopmentstorage"], "true") {
+		return tableConnection{endpoint: devTableEndpoint, account: devAccount, key: devKey}, nil
+	}
+	c := tableConnection{
+		endpoint: strings.TrimRight(fields["tableendpoint"], "/"),
+		account:  fields["accountname"], key: fields["accountkey"],
+		sas: strings.TrimPrefix(fields["sharedaccesssignature"], "?"),
+	}
+	if c.endpoint == "" {
+		switch {
+		case c.account == "":
+			return tableConnection{}, errors.New("state table connection string: no TableEndpoint and no AccountName")
+		case c.account == devAccount:
+			c.endpoint = devTableEndpoint
+		default:
+			scheme := fields["defaultendpointsprotocol"]
+			if scheme == "" {
+				scheme = "https"
+			}
+			suffix := fields["endpointsuffix"]
+			if suffix == "" {
+				suffix = "core.windows.net"
+			}
+			c.endpoint = scheme + "://" + c.account + ".table." + suffix
+		}
+	}
+	if c.sas == "" && (c.account == "" || c.key == "") {
+		return tableConnection{}, errors.New("state table connection string: needs AccountName and AccountKey, or SharedAccessSignature")
+	}
+	return c, nil
+}
+
+func (t *Table) createTable(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
+	_, err := t.client.CreateTable(ctx, nil)
+	if hasCode(err, aztables.TableAlreadyExists) {
+		return nil
+	}
+	return err
+}
+
+// entityKey hashes what identifies an entity into a partition key: the kind, then each part with
+// its length, so that no two different inputs give the same bytes. SHA-256 in hex is short (64
+// characters), uses no character Table storage forbids in keys (/ \ # ? and control characters),
+// and keeps callers' ids and handles out of the table's keys.
+func entityKey(kind string, parts ...string) [2]string {
+	h := sha256.New()
+	h.Write([]byte(kind))
+	for _, p := range parts {
+		var n [binary.MaxVarintLen64]byte
+		h.Write(n[:binary.PutUvarint(n[:], uint64(len(p)))])
+		h.Write([]byte(p))
+	}
+	return [2]string{kind + "-" + hex.EncodeToString(h.Sum(nil)), kind}
+}
+
+func requestKey(k RequestKey) [2]string { return entityKey(kindRequest, k.Scope, k.ID) }
+func messageKey(k MessageKey) [2]string { return entityKey(kindMessage, k.MessageID, k.ContentHash) }
+func statusKey(handle string) [2]string { return entityKey(kindStatus, handle) }
+
+// entity is a table entity as read or to be written.
+type entity struct {
+	key   [2]string
+	etag  azcore.ETag
+	props map[string]any
+}
+
+func newEntity(key [2]string, kind string, expires time.Time) entity {
+	return entity{key: key, props: map[string]any{propKind: kind, propExpires: aztables.EDMDateTime(expires.UTC())}}
+}
+
+func (e entity) marshal() ([]byte, error) {
+	return json.Marshal(aztables.EDMEntity{
+		Entity:     aztables.Entity{PartitionKey: e.key[0], RowKey: e.key[1]},
+		Properties: e.props,
+	})
+}
+
+// setData puts data into the chunk properties. Every chunk property is written, empty when
+// unused, so that a merge leaves nothing of a longer earlier value. nil is kept apart from empty.
+func (e entity) setData(data []byte) error {
+	if len(data) > MaxValueSize {
+		return fmt.Errorf("%w: %d bytes, at most %d", ErrTooLarge, len(data), MaxValueSize)
+	}
+	n := int32(len(data))
+	if data == nil {
+		n = -1
+	}
+	e.props[propLen] = n
+	for i := range maxChunks {
+		lo, hi := min(i*chunkSize, len(data)), min((i+1)*chunkSize, len(data))
+		e.props[propData(i)] = aztables.EDMBinary(append([]byte{}, data[lo:hi]...))
+	}
+	return nil
+}
+
+func (e entity) data() ([]byte, error) {
+	n := e.int(propLen)
+	if n < 0 {
+		return nil, nil
+	}
+	out := make([]byte, 0, n)
+	for i := range maxChunks {
+		b, _ := e.props[propData(i)].(aztables.EDMBinary)
+		out = append(out, b...)
+	}
+	if len(out) != int(n) {
+		return nil, fmt.Errorf("state table entity %s: data is %d bytes, want %d", e.key[1], len(out), n)
+	}
+	return out, nil
+}
+
+func (e entity) str(name string) string { s, _ := e.props[name].(string); return s }
+func (e entity) bool(name string) bool  { b, _ := e.props[name].(bool); return b }
+
+func (e entity) int(name string) int64 {
+	switch v := e.props[name].(type) {
+	case int32:
+		return int64(v)
+	case aztables.EDMInt64:
+		return int64(v)
+	case float64:
+		return int64(v)
+	}
+	return 0
+}
+
+func (e entity) float(name string) float64 {
+	switch v := e.props[name].(type) {
+	case float64:
+		return v
+	case int32:
+		return float64(v)
+	case aztables.EDMInt64:
+		return float64(v)
+	}
+	return 0
+}
+
+func (e entity) expires() time.Time {
+	if v, ok := e.props[propExpires].(aztables.EDMDateTime); ok {
+		return time.Time(v)
+	}
+	return time.Time{} // unreadable: treated as expired
+}
+
+// get reads an entity; ok is false when it does not exist (or the table does not).
+func (t *Table) get(ctx context.Context, key [2]string) (entity, bool, error) {
+	resp, err := t.client.GetEntity(ctx, key[0], key[1], nil)
+	if err != nil {
+		if notFound(err) {
+			return entity{}, false, nil
+		}
+		return entity{}, false, err
+	}
+	var e aztables.EDMEntity
+	if err := json.Unmarshal(resp.Value, &e); err != nil {
+		return entity{}, false, fmt.Errorf("decode state entity: %w", err)
+	}
+	return entity{key: key, etag: resp.ETag, props: e.Properties}, true, nil
+}
+
+// getLive is get that treats an expired entity as missing (Cleanup may not have run yet).
+func (t *Table) getLive(ctx context.Context, key [2]string) (entity, bool, error) {
+	e, ok, err := t.get(ctx, key)
+	if err != nil || !ok {
+		return e, ok, err
+	}
+	return e, t.now().Before(e.expires()), nil
+}
+
+// add inserts e, creating the table when it is missing; it fails with EntityAlreadyExists when
+// the entity exists.
+func (t *Table) add(ctx context.Context, e entity) (azcore.ETag, error) {
+	body, err := e.marshal()
+	if err != nil {
+		return "", err
+	}
+	resp, err := t.client.AddEntity(ctx, body, nil)
+	if hasCode(err, aztables.TableNotFound) {
+		if err := t.createTable(ctx); err != nil {
+			return "", err
+		}
+		resp, err = t.client.AddEntity(ctx, body, nil)
+	}
+	return resp.ETag, err
+}
+
+// upsert writes e whatever is there, creating the table when it is missing.
+func (t *Table) upsert(ctx context.Context, e entity) error {
+	body, err := e.marshal()
+	if err != nil {
+		return err
+	}
+	opts := &aztables.UpsertEntityOptions{UpdateMode: aztables.UpdateModeReplace}
+	_, err = t.client.UpsertEntity(ctx, body, opts)
+	if hasCode(err, aztables.TableNotFound) {
+		if err := t.createTable(ctx); err != nil {
+			return err
+		}
+		_, err = t.client.UpsertEntity(ctx, body, opts)
+	}
+	return err
+}
+
+// update writes e only if it is unchanged since etag was read (UpdateConditionNotSatisfied
+// otherwise). Merge keeps the properties e does not name.
+func (t *Table) update(ctx context.Context, e entity, etag azcore.ETag, mode aztables.UpdateMode) (azcore.ETag, error) {
+	body, err := e.marshal()
+	if err != nil {
+		return "", err
+	}
+	resp, err := t.client.UpdateEntity(noRetry(ctx), body, &aztables.UpdateEntityOptions{IfMatch: &etag, UpdateMode: mode})
+	return resp.ETag, err
+}
+
+func (t *Table) opContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, opTimeout)
+}
+
+// A lease given to callers is the attempt's token and the ETag of the entity it wrote, so that
+// Finish and Release need one conditional write and no read.
+func joinLease(token string, etag azcore.ETag) string { return token + "." + string(etag) }
+
+func splitLease(lease string) (token string, etag azcore.ETag, ok bool) {
+	token, e, ok := strings.Cut(lease, ".")
+	return token, azcore.ETag(e), ok && token != "" && e != ""
+}
+
+// Claim implements Store: a conditional insert takes a new id; an existing entity is read and
+// replayed, refused, or taken over by a write conditional on its ETag.
+func (t *Table) Claim(ctx context.Context, key RequestKey, bodyHash string, lease time.Duration) (Claim, error) {
+	ctx, cancel := t.opContext(ctx)
+	defer cancel()
+	k := requestKey(key)
+	token := newLease()
+	for range maxUpdateAttempts {
+		now := t.now()
+		until := now.Add(lease)
+		fresh := newEntity(k, kindRequest, until.Add(unfinishedTTL))
+		fresh.props[propHash] = bodyHash
+		fresh.props[propLease] = token
+		fresh.props[propLeaseUntil] = aztables.EDMInt64(until.UnixMilli())
+		fresh.props[propFinal] = false
+		_ = fresh.setData(nil)
+
+		etag, err := t.add(ctx, fresh)
+		if err == nil {
+			return Claim{Lease: joinLease(token, etag)}, nil
+		}
+		if !hasCode(err, aztables.EntityAlreadyExists) {
+			return Claim{}, fmt.Errorf("claim: %w", err)
+		}
+		cur, ok, err := t.get(ctx, k)
+		if err != nil {
+			return Claim{}, fmt.Errorf("claim: %w", err)
+		}
+		if !ok {
+			continue // deleted meanwhile: insert again
+		}
+		if !now.Before(cur.expires()) {
+			// Expired but not yet cleaned up: the id is free again.
+			etag, err := t.update(ctx, fresh, cur.etag, aztables.UpdateModeReplace)
+			if err == nil {
+				return Claim{Lease: joinLease(token, etag)}, nil
+			}
+			if conditionFailed(err) {
+				continue
+			}
+			return Claim{}, fmt.Errorf("claim: %w", err)
+		}
+		if cur.str(propHash) != bodyHash {
+			return Claim{}, ErrConflict
+		}
+		data, err := cur.data()
+		if err != nil {
+			return Claim{}, err
+		}
+		if cur.bool(propFinal) {
+			return Claim{Replay: &Response{Status: int(cur.int(propStatus)), Body: data}}, nil
+		}
+		if heldUntil := time.UnixMilli(cur.int(propLeaseUntil)); cur.int(propLeaseUntil) != 0 && now.Before(heldUntil) {
+			if cur.str(propLease) == token {
+				// Our own insert, retried by the client after a try that landed unanswered.
+				return Claim{Lease: joinLease(token, cur.etag), Progress: data}, nil
+			}
+			return Claim{}, inProgress(heldUntil.Sub(now))
+		}
+		// Released, or its attempt died: take it over, keeping the progress.
+		take := entity{key: k, props: map[string]any{
+			propLease:      token,
+			propLeaseUntil: aztables.EDMInt64(until.UnixMilli()),
+			propExpires:    aztables.EDMDateTime(until.Add(unfinishedTTL).UTC()),
+		}}
+		etag, err = t.update(ctx, take, cur.etag, aztables.UpdateModeMerge)
+		if err == nil {
+			return Claim{Lease: joinLease(token, etag), Progress: data}, nil
+		}
+		if !conditionFailed(err) {
+			return Claim{}, fmt.Errorf("claim: %w", err)
+		}
+	}
+	// Someone else keeps writing this id: it is being worked on.
+	return Claim{}, inProgress(time.Second)
+}
+
+// endLease writes e over the request entity if the lease is still the one that claimed it.
+func (t *Table) endLease(ctx context.Context, key RequestKey, lease string, e entity) error {
+	token, etag, ok := splitLease(lease)
+	if !ok {
+		return ErrLeaseLost
+	}
+	k := requestKey(key)
+	e.key = k
+	e.props[propLease] = token
+	e.props[propLeaseUntil] = aztables.EDMInt64(0)
+	for range maxUpdateAttempts {
+		_, err := t.update(ctx, e, etag, aztables.UpdateModeMerge)
+		switch {
+		case err == nil:
+			return nil
+		case notFound(err):
+			return ErrLeaseLost
+		case !conditionFailed(err):
+			return err
+		}
+		// Someone wrote since our claim: only a takeover does that, unless the entity says the
+		// lease is still ours and held (then our ETag is merely stale).
+		cur, ok, err := t.get(ctx, k)
+		if err != nil {
+			return err
+		}
+		if !ok || cur.str(propLease) != token || cur.int(propLeaseUntil) == 0 {
+			return ErrLeaseLost
+		}
+		etag = cur.etag
+	}
+	return ErrLeaseLost
+}
+
+// Finish implements Store with one conditional merge.
+func (t *Table) Finish(ctx context.Context, key RequestKey, lease string, resp Response, ttl time.Duration) error {
+	ctx, cancel := t.opContext(ctx)
+	defer cancel()
+	e := entity{props: map[string]any{
+		propFinal:   true,
+		propStatus:  int32(resp.Status),
+		propExpires: aztables.EDMDateTime(t.now().Add(ttl).UTC()),
+	}}
+	body := resp.Body
+	if body == nil {
+		body = []byte{}
+	}
+	if err := e.setData(body); err != nil {
+		return err
+	}
+	if err := t.endLease(ctx, key, lease, e); err != nil {
+		return fmt.Errorf("finish: %w", err)
+	}
+	return nil
+}
+
+// Release implements Store with one conditional merge.
+func (t *Table) Release(ctx context.Context, key RequestKey, lease string, progress []byte) error {
+	ctx, cancel := t.opContext(ctx)
+	defer cancel()
+	e := entity{props: map[string]any{propExpires: aztables.EDMDateTime(t.now().Add(unfinishedTTL).UTC())}}
+	if progress != nil {
+		if err := e.setData(progress); err != nil {
+			return err
+		}
+	}
+	if err := t.endLease(ctx, key, lease, e); err != nil {
+		return fmt.Errorf("release: %w", err)
+	}
+	return nil
+}
+
+// MessageProgress implements Store.
+func (t *Table) MessageProgress(ctx context.Context, key MessageKey) ([]byte, bool, error) {
+	ctx, cancel := t.opContext(ctx)
+	defer cancel()
+	e, ok, err := t.getLive(ctx, messageKey(key))
+	if err != nil {
+		return nil, false, fmt.Errorf("message progress: %w", err)
+	}
+	if !ok {
+		return nil, false, nil
+	}
+	data, err := e.data()
+	return data, e.bool(propDone), err
+}
+
+// SaveMessageProgress implements Store. A message is worked on by one delivery at a time (the
+// queue hides it meanwhile), so the last write wins.
+func (t *Table) SaveMessageProgress(ctx context.Context, key MessageKey, progress []byte, done bool) error {
+	ctx, cancel := t.opContext(ctx)
+	defer cancel()
+	e := newEntity(messageKey(key), kindMessage, t.now().Add(MessageTTL))
+	e.props[propDone] = done
+	if err := e.setData(progress); err != nil {
+		return err
+	}
+	if err := t.upsert(ctx, e); err != nil {
+		return fmt.Errorf("save message progress: %w", err)
+	}
+	return nil
+}
+
+// PutStatus implements Store. The handle is random, so an existing entity can only be an earlier
+// try of this same write.
+func (t *Table) PutStatus(ctx context.Context, handle string, body []byte, ttl time.Duration) error {
+	ctx, cancel := t.opContext(ctx)
+	defer cancel()
+	e := newEntity(statusKey(handle), kindStatus, t.now().Add(ttl))
+	if err := e.setData(nonNil(body)); err != nil {
+		return err
+	}
+	if err := t.upsert(ctx, e); err != nil {
+		return fmt.Errorf("put status: %w", err)
+	}
+	return nil
+}
+
+// GetStatus implements Store.
+func (t *Table) GetStatus(ctx context.Context, handle string) ([]byte, error) {
+	ctx, cancel := t.opContext(ctx)
+	defer cancel()
+	e, ok, err := t.getLive(ctx, statusKey(handle))
+	if err != nil {
+		return nil, fmt.Errorf("get status: %w", err)
+	}
+	if !ok {
+		return nil, ErrNotFound
+	}
+	return e.data()
+}
+
+// UpdateStatus implements Store: read, update, write conditional on the ETag read; on a
+// conflicting write, again.
+func (t *Table) UpdateStatus(ctx context.Context, handle string, ttl time.Duration, update func([]byte) ([]byte, error)) error {
+	ctx, cancel := t.opContext(ctx)
+	defer cancel()
+	k := statusKey(handle)
+	for attempt := 0; ; attempt++ {
+		if err := backoff(ctx, attempt); err != nil {
+			return fmt.Errorf("update status: conflicting writes until %w", err)
+		}
+		cur, ok, err := t.getLive(ctx, k)
+		if err != nil {
+			return fmt.Errorf("update status: %w", err)
+		}
+		if !ok {
+			return ErrNotFound
+		}
+		body, err := cur.data()
+		if err != nil {
+			return err
+		}
+		next, err := update(body)
+		if err != nil {
+			return err
+		}
+		e := newEntity(k, kindStatus, t.now().Add(ttl))
+		if err := e.setData(nonNil(next)); err != nil {
+			return err
+		}
+		_, err = t.update(ctx, e, cur.etag, aztables.UpdateModeReplace)
+		switch {
+		case err == nil:
+			return nil
+		case notFound(err):
+			return ErrNotFound
+		case !conditionFailed(err):
+			return fmt.Errorf("update status: %w", err)
+		}
+	}
+}
+
+// backoff waits before the attempt-th try of a conditional write that lost to another writer: a
+// random few milliseconds, growing with attempt, so that writers contending for one entity spread
+// out instead of colliding again. The first attempt does not wait.
+func backoff(ctx context.Context, attempt int) error {
+	if attempt == 0 {
+		return ctx.Err()
+	}
+	d := time.Duration(mathrand.Int64N(int64(5*time.Millisecond) << min(attempt, 5)))
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(d):
+		return nil
+	}
+}
+
+// Take implements Store with the bucket shared by all instances (see sharedGuard). When the table
+// cannot be reached it falls back to this instance's own bucket.
+func (t *Table) Take(ctx context.Context, n int) (time.Duration, bool) {
+	wait, ok, err := t.take(ctx, n)
+	if err != nil {
+		t.logger.Warn("state table rate guard unreachable, using the instance's own", "error", err)
+		return t.fallbackGuard.take(n)
+	}
+	return wait, ok
+}
+
+func (t *Table) take(ctx context.Context, n int) (time.Duration, bool, error) {
+	ctx, cancel := t.opContext(ctx)
+	defer cancel()
+	return t.guard.take(ctx, t, n)
+}
+
+// Refund implements Store: the tokens go back to this instance's chunk (see sharedGuard).
+func (t *Table) Refund(n int) { t.guard.refund(t.now(), n) }
+
+// Cleanup implements Store: it queries entities whose Expires has passed, a page at a time, and
+// deletes each unless it changed since it was read (a request taken over meanwhile stays).
+func (t *Table) Cleanup(ctx context.Context) (int, error) {
+	filter := fmt.Sprintf("%s lt datetime'%s'", propExpires, t.now().UTC().Format(time.RFC3339))
+	pager := t.client.NewListEntitiesPager(&aztables.ListEntitiesOptions{
+		Filter: &filter,
+		Select: ptr("PartitionKey,RowKey," + propExpires),
+		Top:    ptr(int32(cleanupPageSize)),
+	})
+	deleted := 0
+	for pager.More() {
+		if err := ctx.Err(); err != nil {
+			return deleted, err
+		}
+		pageCtx, cancel := context.WithTimeout(ctx, cleanupPageTimeout)
+		page, err := pager.NextPage(pageCtx)
+		if err != nil {
+			cancel()
+			if notFound(err) {
+				return deleted, nil // no table: nothing to clean
+			}
+			return deleted, fmt.Errorf("cleanup: %w", err)
+		}
+		for _, raw := range page.Entities {
+			var e aztables.EDMEntity
+			if err := json.Unmarshal(raw, &e); err != nil {
+				cancel()
+				return deleted, fmt.Errorf("cleanup: decode entity: %w", err)
+			}
+			etag := azcore.ETag(e.ETag)
+			_, err := t.client.DeleteEntity(pageCtx, e.PartitionKey, e.RowKey, &aztables.DeleteEntityOptions{IfMatch: &etag})
+			switch {
+			case err == nil:
+				deleted++
+			case notFound(err), conditionFailed(err):
+				// Gone already, or rewritten since the query (no longer expired).
+			default:
+				cancel()
+				return deleted, fmt.Errorf("cleanup: %w", err)
+			}
+		}
+		cancel()
+	}
+	return deleted, ctx.Err()
+}
+
+// Mode implements Store.
+func (t *Table) Mode() string { return ModeTable }
+
+func ptr[T any](v T) *T { return &v }
+
+func nonNil(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
+}
+
+func hasCode(err error, code aztables.TableErrorCode) bool {
+	var re *azcore.ResponseError
+	return errors.As(err, &re) && re.ErrorCode == string(code)
+}
+
+func notFound(err error) bool {
+	var re *azcore.ResponseError
+	return errors.As(err, &re) && re.StatusCode == http.StatusNotFound
+}
+
+func conditionFailed(err error) bool {
+	var re *azcore.ResponseError
+	return errors.As(err, &re) && re.StatusCode == http.StatusPreconditionFailed
+}
+
+// unreachable reports whether err means the table could not be reached or did not answer in time
+// (a network error, a timeout, a server error or throttling), as opposed to an answer that will
+// not change (a refused request, a bad request).
+func unreachable(err error) bool {
+	if err == nil {
+		return false
+	}
+	var re *azcore.ResponseError
+	if errors.As(err, &re) {
+		return re.StatusCode == http.StatusRequestTimeout || re.StatusCode == http.StatusTooManyRequests || re.StatusCode >= 500
+	}
+	return true // no HTTP answer at all: connection refused or reset, DNS, a deadline
+}
+
+// sharedGuard is the rate guard across instances: one bucket entity in the table holds a
+// minute's worth of tokens and refills continuously, like the per-instance bucket. An instance
+// takes tokens from it in small chunks with a write conditional on the bucket's ETag (no lost
+// update, so no over-use), keeps them locally for a few seconds, and drops what it has not used
+// by then (under-use, never over-use). Key: rateGuardKey, one for the table, so every instance
+// of the Function App meets on it — that is the point.
+type sharedGuard struct {
+	limit float64 // tokens per minute; 0 turns the guard off
+
+	mu         sync.Mutex
+	local      float64   // tokens this instance took and has not used
+	localUntil time.Time // when the local tokens are dropped
+	// Demand of this instance: tokens taken in the current and the previous window, to size the
+	// next chunk by what the instance really uses.
+	windowStart     time.Time
+	thisWin, prevWi float64
+	// The bucket as last read or written; its ETag makes the next write conditional. Another
+	// instance's write makes it stale, which the conditional write detects.
+	known  bool
+	tokens float64
+	last   time.Time
+	etag   azcore.ETag
+}
+
+const (
+	// chunkHold is how long an instance keeps tokens it took but did not use.
+	chunkHold = 5 * time.Second
+	// demandWindow is the window over which an instance's demand sizes its next chunk.
+	demandWindow = 2 * time.Second
+	// bucketIdleTTL is how long the bucket entity is kept after its last write; once idle that
+	// long it is full anyway, and Cleanup may delete it.
+	bucketIdleTTL = time.Hour
+)
+
+func newSharedGuard(perMinute int) *sharedGuard { return &sharedGuard{limit: float64(perMinute)} }
+
+// maxChunk is the most an instance takes beyond what it needs: a second's worth of the limit, at
+// least one token.
+func (g *sharedGuard) maxChunk() float64 { return max(1, float64(int(g.limit/60))) }
+
+func (g *sharedGuard) take(ctx context.Context, t *Table, n int) (time.Duration, bool, error) {
+	if g.limit == 0 || n <= 0 {
+		return 0, true, nil
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	now := t.now()
+	g.noteDemand(now, 0)
+	if !now.Before(g.localUntil) {
+		g.local = 0
+	}
+	if g.local >= float64(n) {
+		g.local -= float64(n)
+		g.noteDemand(now, float64(n))
+		return 0, true, nil
+	}
+	need := float64(n) - g.local
+	extra := min(g.maxChunk(), g.thisWin+g.prevWi)
+	for attempt := range maxUpdateAttempts {
+		if err := backoff(ctx, attempt); err != nil {
+			return 0, false, err
+		}
+		if !g.known {
+			if err := g.read(ctx, t, now); err != nil {
+				return 0, false, err
+			}
+		}
+		tokens, last := g.tokens, g.last
+		if now.After(last) {
+			// The clock never runs backwards for the bucket: an instance whose clock is behind
+			// refills nothing until it passes the latest Last, so skew cannot add up.
+			tokens = min(g.limit, tokens+now.Sub(last).Minutes()*g.limit)
+			last = now
+		}
+		var grant float64
+		switch {
+		case need > g.limit && tokens >= g.limit:
+			grant = need // a job larger than the limit goes through a full bucket
+		case need > g.limit:
+			return time.Duration((g.limit - tokens) / g.limit * float64(time.Minute)), false, nil
+		case tokens < need:
+			// No write: the bucket as known is if anything fuller than the real one.
+			return time.Duration((need - tokens) / g.limit * float64(time.Minute)), false, nil
+		default:
+			grant = need + min(extra, float64(int(tokens-need)))
+		}
+		e := newEntity(rateGuardKey, kindRate, now.Add(bucketIdleTTL))
+		e.props[propTokens] = tokens - grant
+		e.props[propLast] = aztables.EDMInt64(last.UnixNano())
+		etag, err := t.update(ctx, e, g.etag, aztables.UpdateModeReplace)
+		if err == nil {
+			g.tokens, g.last, g.etag = tokens-grant, last, etag
+			g.local = g.local + grant - float64(n)
+			g.localUntil = now.Add(chunkHold)
+			g.noteDemand(now, float64(n))
+			return 0, true, nil
+		}
+		g.known = false
+		if !conditionFailed(err) && !notFound(err) {
+			return 0, false, err
+		}
+	}
+	// Sustained contention: ask the caller to come back shortly rather than spin.
+	return time.Second, false, nil
+}
+
+// read loads the bucket, creating it full when missing.
+func (g *sharedGuard) read(ctx context.Context, t *Table, now time.Time) error {
+	e, ok, err := t.get(ctx, rateGuardKey)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		fresh := newEntity(rateGuardKey, kindRate, now.Add(bucketIdleTTL))
+		fresh.props[propTokens] = g.limit
+		fresh.props[propLast] = aztables.EDMInt64(now.UnixNano())
+		etag, err := t.add(ctx, fresh)
+		if hasCode(err, aztables.EntityAlreadyExists) {
+			return g.read(ctx, t, now) // another instance created it first
+		}
+		if err != nil {
+			return err
+		}
+		g.known, g.tokens, g.last, g.etag = true, g.limit, now, etag
+		return nil
+	}
+	g.known, g.tokens, g.last, g.etag = true, e.float(propTokens), time.Unix(0, e.int(propLast)), e.etag
+	return nil
+}
+
+// noteDemand counts n tokens taken at now into the demand windows.
+func (g *sharedGuard) noteDemand(now time.Time, n float64) {
+	switch elapsed := now.Sub(g.windowStart); {
+	case elapsed >= 2*demandWindow || elapsed < 0:
+		g.prevWi, g.thisWin, g.windowStart = 0, 0, now
+	case elapsed >= demandWindow:
+		g.prevWi, g.thisWin, g.windowStart = g.thisWin, 0, g.windowStart.Add(demandWindow)
+	}
+	g.thisWin += n
+}
+
+// refund returns n tokens to this instance's chunk; they are dropped with it if unused.
+func (g *sharedGuard) refund(now time.Time, n int) {
+	if g.limit == 0 || n <= 0 {
+		return
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !now.Before(g.localUntil) {
+		g.local = 0
+	}
+	g.local = min(g.limit, g.local+float64(n))
+	g.localUntil = now.Add(chunkHold)
+}
