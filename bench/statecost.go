@@ -27,6 +27,7 @@ type stateCost struct {
 	Requests     int           `json:"tableRequests"`          // measured, with table state
 	Table        tableOps      `json:"tableOps"`               // during the table rounds
 	OpsPerReq    float64       `json:"tableOpsPerRequest"`
+	Conns        int64         `json:"tableConnections"` // opened to the table endpoint during the table rounds
 	MemoryErrors int           `json:"memoryErrors"`
 	TableErrors  int           `json:"tableErrors"`
 }
@@ -81,11 +82,11 @@ func (r *report) stateCost(o options, keys webhook.Keys, nodeDir, tmp string) er
 			}{targets[1], targets[0]}
 		}
 		for _, t := range order {
-			ops0 := st.proxy.counts()
+			ops0, conns0 := st.proxy.counts(), st.front.conns.Load()
 			az0, _ := cpuTime(st.azurite.Pid())
 			res := measure(client, t.p, o.concurrency, o.duration, requester{keys: keys, round: "state" + strconv.Itoa(round) + t.name, users: loadUsers}, handlerRevoked)
 			az1, _ := cpuTime(st.azurite.Pid())
-			ops := st.proxy.counts().minus(ops0)
+			ops, conns := st.proxy.counts().minus(ops0), st.front.conns.Load()-conns0
 			res.Target = "handler, STATE_STORE=" + t.name
 			c.Rounds = append(c.Rounds, res)
 			if t.name == "table" {
@@ -93,14 +94,15 @@ func (r *report) stateCost(o options, keys webhook.Keys, nodeDir, tmp string) er
 				c.TableErrors += res.Errors
 				azCPU += az1 - az0
 				c.Table = c.Table.plus(ops)
+				c.Conns += conns
 				tabRPS, tabP50, tabP99, tabCPU = append(tabRPS, res.RPS), append(tabP50, float64(res.P50)), append(tabP99, float64(res.P99)), append(tabCPU, float64(res.CPUPerReq))
 			} else {
 				c.MemoryErrors += res.Errors
 				memRPS, memP50, memP99, memCPU = append(memRPS, res.RPS), append(memP50, float64(res.P50)), append(memP99, float64(res.P99)), append(memCPU, float64(res.CPUPerReq))
 			}
-			r.printf("  round %d %-6s %7.0f req/s  p50 %s  p99 %s  errors %d  handler CPU/req %4.0f µs  Azurite CPU/req %4.0f µs  table ops %d (%.2f/req)  (load %.2f)",
+			r.printf("  round %d %-6s %7.0f req/s  p50 %s  p99 %s  errors %d  handler CPU/req %4.0f µs  Azurite CPU/req %4.0f µs  table ops %d (%.2f/req), %d connections opened  RSS max %.1f MiB  (load %.2f)",
 				round, t.name, res.RPS, ms(res.P50), ms(res.P99), res.Errors, float64(res.CPUPerReq)/1e3,
-				float64(az1-az0)/1e3/float64(max(res.Requests, 1)), ops.Total, float64(ops.Total)/float64(max(res.Requests, 1)), res.LoadAvg)
+				float64(az1-az0)/1e3/float64(max(res.Requests, 1)), ops.Total, float64(ops.Total)/float64(max(res.Requests, 1)), conns, float64(res.RSSMaxKiB)/1024, res.LoadAvg)
 			if res.FirstError != "" {
 				r.printf("    first error: %s", res.FirstError)
 			}
@@ -119,7 +121,8 @@ func (r *report) stateCost(o options, keys webhook.Keys, nodeDir, tmp string) er
 	r.StateCost = c
 	r.printf("  median   memory %.0f req/s, p50 %s, p99 %s, %.0f µs CPU/req | table %.0f req/s, p50 %s, p99 %s, %.0f µs CPU/req + Azurite %.0f µs",
 		c.MemoryRPS, ms(c.MemoryP50), ms(c.MemoryP99), float64(c.MemoryCPU)/1e3, c.TableRPS, ms(c.TableP50), ms(c.TableP99), float64(c.TableCPU)/1e3, float64(c.AzuriteCPU)/1e3)
-	r.printf("  table operations per single-user request: %.2f (%s)", c.OpsPerReq, c.Table)
+	r.printf("  table operations per single-user request: %.2f (%s); %d connections opened to the table endpoint for %d operations",
+		c.OpsPerReq, c.Table, c.Conns, c.Table.Total)
 	r.judge("state: table operations per single-user request ≤ 3 (and some)", fmt.Sprintf("%.2f", c.OpsPerReq), c.OpsPerReq > 0 && c.OpsPerReq <= 3)
 	r.judge("state: zero errors with either store", fmt.Sprintf("%d memory, %d table", c.MemoryErrors, c.TableErrors), c.MemoryErrors == 0 && c.TableErrors == 0)
 	r.note("state: table against memory, requests/s and p99", fmt.Sprintf("%.2f× and %.2f×", c.TableRPS/c.MemoryRPS, float64(c.TableP99)/float64(c.MemoryP99)))
