@@ -20,10 +20,12 @@ import (
 // tool's own because they only count: Application Insights ingestion, and just enough of Queue
 // Storage for the load phases (the bulk incident runs against Azurite).
 
-// server is a fake listening on 127.0.0.1.
+// server is a fake listening on 127.0.0.1. It counts the connections clients open to it: a
+// client whose pool is smaller than its concurrency keeps opening new ones.
 type server struct {
-	srv *http.Server
-	ln  net.Listener
+	srv   *http.Server
+	ln    net.Listener
+	conns atomic.Int64
 }
 
 func startServer(h http.Handler) (*server, error) {
@@ -31,7 +33,12 @@ func startServer(h http.Handler) (*server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen: %w", err)
 	}
-	s := &server{ln: ln, srv: &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}}
+	s := &server{ln: ln}
+	s.srv = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ConnState: func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			s.conns.Add(1)
+		}
+	}}
 	go func() { _ = s.srv.Serve(ln) }()
 	return s, nil
 }
@@ -93,7 +100,7 @@ func (f *ingestionFake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // storageFake is just enough of Azure Queue Storage for the handler's start-up (create queue) and
 // deferrals and poison copies (put message). It counts messages: the load test expects no
-// deferral, the bulk drain no poison copy.
+// deferral.
 type storageFake struct {
 	enqueued atomic.Int64 // to the request queue
 	poisoned atomic.Int64 // to <queue>-poison

@@ -1,5 +1,5 @@
-// Command bench measures entra-revoke against the targets of issue 9, on this machine, with the
-// built handler binary run as the Functions host runs it:
+// Command bench measures entra-revoke on this machine, with the built handler binary run as the
+// Functions host runs it, at the handler's default settings:
 //
 //   - cold start: process start to the first 200 on GET /, median of several starts (next to a bare
 //     Go server and, when the npm test tooling is installed, a Node.js server loading the Azure SDKs);
@@ -7,12 +7,17 @@
 //     Graph fake, side by side with a bare net/http baseline that makes the same Graph call, in
 //     alternating rounds; requests per second, latency percentiles, errors, CPU per request and
 //     resident memory of each process;
-//   - bulk drain: 10,000 users as signed queue messages, delivered by a simulation of the host's
-//     queue trigger (host.json's batch size, visibility timeout and dequeue count) against a Graph
-//     fake enforcing the identity write limit scaled down (300 per 15 s instead of 3,000 per 150 s).
+//   - sweep and bulk: how cost grows with callers and with users per request;
+//   - state: table state (Azurite) against memory state on the request path, with the table
+//     operations per request counted by a proxy in front of Azurite's table service;
+//   - incident: a bulk incident through the real queue (Azurite) to two instances sharing table
+//     state, against a Graph fake that throttles at its write limit (scaled down in time) and, in
+//     one run, fails some users for a minute: no user lost, poisoned or revoked twice, and the
+//     drain's pace against what the write limit allows.
 //
 // Everything listens on 127.0.0.1. It prints a report, writes it as JSON to -results, and exits 1
-// when a target is missed. `make bench` runs it; `go run ./bench -h` lists the knobs.
+// when a target is missed. docs/BENCHMARKS.md describes the method; `go run ./bench -h` lists the
+// knobs.
 package main
 
 import (
@@ -39,10 +44,6 @@ import (
 
 // benchSecret signs the load test's requests. It is a public, bench-only value.
 const benchSecret = "whsec_ZW50cmEtcmV2b2tlLWJlbmNoLW9ubHktc2VjcmV0"
-
-// azuriteKey is the well-known Azurite development account key (public; the storage fake ignores
-// it, but the handler needs a well-formed connection string).
-const azuriteKey = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 
 // The targets, at the handler's default settings (GRAPH_CONCURRENCY 8) and 32 callers; see
 // docs/BENCHMARKS.md.
@@ -71,7 +72,7 @@ type options struct {
 	duration    time.Duration
 	warmup      time.Duration
 	rounds      int
-	drain       drainConfig
+	incident    incidentConfig
 	hostJSON    string
 	results     string
 	set         setFlags
@@ -116,17 +117,21 @@ func run(args []string, stdout io.Writer) error {
 	var o options
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.StringVar(&o.handler, "handler", "", "handler binary to measure (default: build one from this repository, as `make build` does)")
-	phases := fs.String("phases", "coldstart,throughput,sweep,bulk,drain", "phases to run, comma-separated")
+	phases := fs.String("phases", "coldstart,throughput,sweep,bulk,state,incident", "phases to run, comma-separated")
 	fs.IntVar(&o.coldStarts, "coldstarts", 21, "measured starts per server in the cold-start phase")
 	fs.IntVar(&o.concurrency, "concurrency", 32, "concurrent callers in the throughput phase")
 	fs.DurationVar(&o.duration, "duration", 8*time.Second, "length of each throughput round")
 	fs.DurationVar(&o.warmup, "warmup", 3*time.Second, "unmeasured load before the rounds")
 	fs.IntVar(&o.rounds, "rounds", 5, "throughput rounds per server (alternating; the medians are compared)")
-	fs.IntVar(&o.drain.Users, "drain-users", 10000, "users in the bulk drain")
-	fs.IntVar(&o.drain.Batch, "drain-batch", 1, "users per queue message in the bulk drain (1-100)")
-	fs.IntVar(&o.drain.Limit, "drain-limit", 300, "Graph fake's quota: requests per -drain-window")
-	fs.DurationVar(&o.drain.Window, "drain-window", 15*time.Second, "Graph fake's quota window (Graph: 3,000 per 150 s)")
-	fs.IntVar(&o.drain.Guard, "drain-guard", 1500, "MAX_REVOCATIONS_PER_MINUTE during the drain (above the quota's 1,200/min)")
+	fs.IntVar(&o.incident.Users, "incident-users", 3000, "users in the bulk incident")
+	fs.IntVar(&o.incident.Batch, "incident-batch", 10, "users per request (and queue message) in the bulk incident (1-100)")
+	fs.IntVar(&o.incident.Instances, "incident-instances", 2, "Function App instances (handler and host queue trigger) in the bulk incident")
+	fs.StringVar(&o.incident.State, "incident-state", "table", "STATE_STORE of the bulk incident's handlers (table or memory)")
+	fs.IntVar(&o.incident.Limit, "incident-limit", 300, "Graph's write limit in the bulk incident: revocations per -incident-window")
+	fs.DurationVar(&o.incident.Window, "incident-window", 15*time.Second, "the write limit's sliding window (Graph: 3,000 per 150 s; the same 20/s)")
+	fs.IntVar(&o.incident.Guard, "incident-guard", 1500, "MAX_REVOCATIONS_PER_MINUTE in the bulk incident (above the write limit's 1,200/min)")
+	fs.DurationVar(&o.incident.Outage, "incident-outage", time.Minute, "how long 10 % of the users fail (5xx) in the outage run; 0 skips that run")
+	fs.DurationVar(&o.incident.Timeout, "incident-timeout", 20*time.Minute, "a bulk incident run gives up after this long")
 	fs.StringVar(&o.hostJSON, "host-json", "host.json", "host.json whose queue settings the host simulation follows")
 	fs.StringVar(&o.results, "results", "bench/results", "directory for the JSON report (empty: none)")
 	fs.Var(&o.set, "set", "override a handler setting, KEY=VALUE (repeatable)")
@@ -163,8 +168,11 @@ func run(args []string, stdout io.Writer) error {
 	for _, p := range strings.Split(*phases, ",") {
 		o.phases[strings.TrimSpace(p)] = true
 	}
-	if o.drain.Batch < 1 || o.drain.Batch > 100 {
-		return errors.New("-drain-batch must be 1 to 100")
+	if o.incident.Batch < 1 || o.incident.Batch > 100 {
+		return errors.New("-incident-batch must be 1 to 100")
+	}
+	if o.incident.Instances < 1 {
+		return errors.New("-incident-instances must be at least 1")
 	}
 
 	repo, err := testenv.FindRepoRoot()
@@ -224,14 +232,23 @@ func run(args []string, stdout io.Writer) error {
 			return err
 		}
 	}
-	if o.phases["drain"] {
-		host, err := readHostQueues(filepath.Join(repo, o.hostJSON))
+	if o.phases["state"] || o.phases["incident"] {
+		nodeDir, err := testenv.NodeDir(repo)
 		if err != nil {
-			return err
+			return fmt.Errorf("the state and incident phases run Azurite: %w", err)
 		}
-		o.drain.Host, o.drain.Keys = host, keys
-		if err := rep.bulkDrain(o); err != nil {
-			return err
+		if o.phases["state"] {
+			if err := rep.stateCost(o, keys, nodeDir, tmp); err != nil {
+				return err
+			}
+		}
+		if o.phases["incident"] {
+			if o.incident.Host, err = readHostQueues(filepath.Join(repo, o.hostJSON)); err != nil {
+				return err
+			}
+			if err := rep.bulkIncident(o, keys, nodeDir, tmp); err != nil {
+				return err
+			}
 		}
 	}
 	rep.LoadAfter = loadAvg()
@@ -250,12 +267,14 @@ func run(args []string, stdout io.Writer) error {
 
 // environment is the set of fakes a handler is pointed at.
 type environment struct {
-	tenant    *graphtest.Tenant
-	ingestion *ingestionFake
-	storage   *storageFake
-	servers   []*server
-	urls      map[string]string
-	set       []string
+	storageConn string // AzureWebJobsStorage: the storage fake, or Azurite
+	state       string // STATE_STORE
+	tenant      *graphtest.Tenant
+	ingestion   *ingestionFake
+	storage     *storageFake
+	servers     []*server
+	urls        map[string]string
+	set         []string
 }
 
 // startEnvironment starts the tenant (the identity endpoint and Graph, whose directory holds
@@ -281,6 +300,8 @@ func startEnvironment(users []string, limit int, window time.Duration, set []str
 		e.servers = append(e.servers, s)
 		e.urls[name] = s.URL()
 	}
+	e.storageConn = "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=" + testenv.AzuriteKey + ";QueueEndpoint=" + e.urls["storage"] + "/devstoreaccount1;"
+	e.state = "memory"
 	return e, nil
 }
 
@@ -322,9 +343,9 @@ func (e *environment) close() {
 
 // handlerEnv is the Function App's settings, pointed at the fakes: every feature on the request path
 // is enabled (webhook signatures, guard rails, the rate guard, storage for deferral, Application
-// Insights), as in production, and everything else is left at its default. State is kept in
-// memory (the storage fake speaks no Table protocol; the state phase measures table state against
-// Azurite).
+// Insights), as in production, and everything else is left at its default. The load phases keep
+// state in memory (their storage fake speaks no Table protocol); the state and incident phases
+// point storage at Azurite.
 func (e *environment) handlerEnv(ratePerMinute int) []string {
 	env := []string{
 		"HOME=" + os.TempDir(),
@@ -333,12 +354,12 @@ func (e *environment) handlerEnv(ratePerMinute int) []string {
 		"IDENTITY_ENDPOINT=" + e.tenant.Identity.URL(),
 		"IDENTITY_HEADER=" + e.tenant.Identity.Secret(),
 		"APPLICATIONINSIGHTS_CONNECTION_STRING=InstrumentationKey=00000000-1111-2222-3333-444444444444;IngestionEndpoint=" + e.urls["ingestion"] + "/",
-		"AzureWebJobsStorage=DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=" + azuriteKey + ";QueueEndpoint=" + e.urls["storage"] + "/devstoreaccount1;",
+		"AzureWebJobsStorage=" + e.storageConn,
 		"PROTECTED_USERS=breakglass@contoso.com",
 		"ALLOWED_DOMAINS=contoso.com",
 		"MAX_REVOCATIONS_PER_MINUTE=" + strconv.Itoa(ratePerMinute),
 		"WEBSITE_SITE_NAME=entra-revoke-bench",
-		"STATE_STORE=memory",
+		"STATE_STORE=" + e.state,
 	}
 	for _, kv := range e.set {
 		k, _, _ := strings.Cut(kv, "=")
@@ -402,18 +423,19 @@ func describeMachine() machine {
 
 // report collects results and verdicts.
 type report struct {
-	Machine    machine      `json:"machine"`
-	Started    time.Time    `json:"started"`
-	LoadBefore float64      `json:"loadAvgBefore"`
-	LoadAfter  float64      `json:"loadAvgAfter"`
-	ColdStarts []coldResult `json:"coldStarts,omitempty"`
-	Rounds     []loadResult `json:"throughputRounds,omitempty"`
-	Throughput *summary     `json:"throughput,omitempty"`
-	Sweep      []sweepRow   `json:"concurrencySweep,omitempty"`
-	Bulk       []loadResult `json:"bulkSizes,omitempty"`
-	Drain      *drainResult `json:"drain,omitempty"`
-	Settings   []string     `json:"settingsOverridden,omitempty"`
-	Verdicts   []verdict    `json:"verdicts"`
+	Machine    machine          `json:"machine"`
+	Started    time.Time        `json:"started"`
+	LoadBefore float64          `json:"loadAvgBefore"`
+	LoadAfter  float64          `json:"loadAvgAfter"`
+	ColdStarts []coldResult     `json:"coldStarts,omitempty"`
+	Rounds     []loadResult     `json:"throughputRounds,omitempty"`
+	Throughput *summary         `json:"throughput,omitempty"`
+	Sweep      []sweepRow       `json:"concurrencySweep,omitempty"`
+	Bulk       []loadResult     `json:"bulkSizes,omitempty"`
+	StateCost  *stateCost       `json:"stateCost,omitempty"`
+	Incident   []incidentResult `json:"bulkIncident,omitempty"`
+	Settings   []string         `json:"settingsOverridden,omitempty"`
+	Verdicts   []verdict        `json:"verdicts"`
 
 	out    io.Writer
 	missed int
@@ -627,39 +649,70 @@ func okOr(problems []string) string {
 	return strings.Join(problems, "; ")
 }
 
-func (r *report) bulkDrain(o options) error {
-	d := o.drain
-	r.printf("\nbulk drain: %d users in %d-user messages; Graph fake allows %d requests per %s (%.1f/s); MAX_REVOCATIONS_PER_MINUTE %d; host: batch %d, new batch at %d in flight, visibility timeout %s, max dequeue count %d",
-		d.Users, d.Batch, d.Limit, d.Window, float64(d.Limit)/d.Window.Seconds(), d.Guard,
-		d.Host.BatchSize, d.Host.NewBatchThreshold, d.Host.VisibilityTimeout, d.Host.MaxDequeueCount)
-	env, err := startEnvironment(drainUsers(d.Users), d.Limit, d.Window, o.set)
-	if err != nil {
-		return err
+func (r *report) bulkIncident(o options, keys webhook.Keys, nodeDir, tmp string) error {
+	c := o.incident
+	r.printf("\nbulk incident: %d users in %d-user respond-async requests, through the queue (Azurite) to %d instances, STATE_STORE=%s; Graph allows %d revocations per %s (%.0f/s); MAX_REVOCATIONS_PER_MINUTE %d; host: batch %d, new batch at %d in flight, visibility timeout %s, max dequeue count %d",
+		c.Users, c.Batch, c.Instances, c.State, c.Limit, c.Window, float64(c.Limit)/c.Window.Seconds(), c.Guard,
+		c.Host.BatchSize, c.Host.NewBatchThreshold, c.Host.VisibilityTimeout, c.Host.MaxDequeueCount)
+	runs := []struct {
+		name   string
+		outage time.Duration
+	}{{"outage", c.Outage}, {"clean", 0}}
+	for _, run := range runs {
+		if run.name == "outage" && run.outage <= 0 {
+			continue
+		}
+		cfg := c
+		cfg.Outage = run.outage
+		res, err := runIncident(run.name, cfg, o, keys, nodeDir, tmp, r.printf)
+		if err != nil {
+			return fmt.Errorf("bulk incident (%s): %w", run.name, err)
+		}
+		r.Incident = append(r.Incident, res)
+		r.reportIncident(res)
 	}
-	defer env.close()
-	h, err := ready(env.startHandler(o.handler, d.Guard))
-	if err != nil {
-		return fmt.Errorf("start handler: %w", err)
-	}
-	defer h.stop()
-	d.Handler, d.Tenant, d.Storage, d.Stdout, d.Pid = h.URL, env.tenant, env.storage, h, h.Pid()
-	d.Report = r.printf
-	res, err := runDrain(d)
-	if err != nil {
-		return fmt.Errorf("drain: %w", err)
-	}
-	r.Drain = &res
-	r.printf("  drained in %s (the quota's own minimum: %s): %.2f revocations/s = %.0f%% of the limit's %.2f/s",
-		res.Elapsed.Round(time.Second), res.Ideal, res.Rate, 100*res.OfLimit, res.LimitRate)
-	r.printf("  %d users revoked, %d lost, %d revoked twice; %d invocations, %d redeliveries (max dequeue count %d); poison: %d by the host, %d by the handler; %d final failures",
-		res.Revoked, res.Lost, res.Duplicates, res.Invocations, res.Redeliveries, res.MaxDequeue, res.HostPoisoned, res.HandlerPoisoned, res.FinalFailures)
-	r.printf("  Graph saw %d requests, %d of them answered 429; %d revoked outcome lines on stdout; handler RSS max %.1f MiB (load %.2f)",
-		res.GraphRequests, res.Graph429, res.OutcomeLines, float64(res.RSSMaxKiB)/1024, res.LoadAvg)
-	r.judge(fmt.Sprintf("bulk drain of %d users: no lost request", d.Users), fmt.Sprintf("%d lost, %d final failures", res.Lost, res.FinalFailures), res.Lost == 0 && res.FinalFailures == 0)
-	r.judge("bulk drain: no poison message", fmt.Sprintf("%d by the host, %d by the handler", res.HostPoisoned, res.HandlerPoisoned), res.HostPoisoned == 0 && res.HandlerPoisoned == 0)
-	r.judge("bulk drain: ≥ 90% of the limit's throughput", fmt.Sprintf("%.0f%%", 100*res.OfLimit), res.OfLimit >= targetDrainOfRate)
-	r.judge("bulk drain: nothing revoked twice, one outcome per user", fmt.Sprintf("%d duplicates, %d outcome lines", res.Duplicates, res.OutcomeLines), res.Duplicates == 0 && res.OutcomeLines == int64(d.Users))
 	return nil
+}
+
+func (r *report) reportIncident(res incidentResult) {
+	what := "no failures"
+	if res.Outage > 0 {
+		what = fmt.Sprintf("%d users (10 %%) failing with 500 or 503 for the first %s", res.FailingUsers, res.Outage)
+	}
+	r.printf("  %s run (%s): drained in %s (the write limit's own minimum: %s): %.2f revocations/s, %.0f%% of what the limit allows%s",
+		res.Name, what, res.Elapsed.Round(time.Second), res.Ideal, res.Rate, 100*res.Efficiency, map[bool]string{true: " — TIMED OUT", false: ""}[res.TimedOut])
+	r.printf("    %d users revoked, %d lost, %d revoked twice; %d invocations, %d redeliveries (max dequeue count %d), %d failed invocations; poison queue %d (%d by the host); %d final failures; %d messages left; storage errors %d",
+		res.Revoked, res.Lost, res.Duplicates, res.Host.Invocations, res.Host.Redeliveries, res.Host.MaxDequeue, res.Host.Failed, res.PoisonQueue, res.Host.Poisoned, res.Host.FinalFailures, res.Left, res.Host.StorageErrors)
+	r.printf("    Graph saw %d requests: %d answered 429, %d answered 5xx; %d revoked outcome lines on stdout; handlers stopped: %s",
+		res.GraphRequests, res.Graph429, res.Graph5xx, res.OutcomeLines, res.HandlersStopped)
+	r.printf("    table operations: %.2f per revocation while draining (%s); while submitting %d requests: %s",
+		res.TablePerUser, res.DrainTable, res.Submitted, res.SubmitTable)
+	r.printf("    CPU per revocation: handlers %.0f µs, Azurite %.0f µs; largest handler RSS %.1f MiB (load %.2f)",
+		float64(res.HandlerCPU)/1e3, float64(res.AzuriteCPU)/1e3, float64(res.RSSMaxKiB)/1024, res.LoadAvg)
+	switch {
+	case res.StatusLinks == 0:
+		r.printf("    status links: none in the answers")
+	default:
+		r.printf("    status links: %d of %d answered 200 (final) on another instance%s", res.StatusFinal, res.StatusLinks, firstOf(res.StatusProblem))
+	}
+	name := "bulk incident, " + res.Name
+	r.judge(name+": every request queued", fmt.Sprintf("%d of %d refused%s", res.SubmitErrors, res.Submitted, firstOf(res.FirstSubmitErr)), res.SubmitErrors == 0)
+	r.judge(name+": no user lost, drained in time", fmt.Sprintf("%d lost, %d final failures, %d left", res.Lost, res.Host.FinalFailures, res.Left),
+		res.Lost == 0 && res.Host.FinalFailures == 0 && res.Left == 0 && !res.TimedOut)
+	r.judge(name+": nothing poisoned", fmt.Sprintf("poison queue %d", res.PoisonQueue), res.PoisonQueue == 0)
+	if res.State == "table" {
+		r.judge(name+": no user revoked twice", fmt.Sprintf("%d duplicates, %d outcome lines", res.Duplicates, res.OutcomeLines), res.Duplicates == 0 && res.OutcomeLines == int64(res.Users))
+		r.judge(name+": state in the table", fmt.Sprintf("%d table operations", res.DrainTable.Total+res.SubmitTable.Total), res.DrainTable.Total+res.SubmitTable.Total > 0)
+		if res.StatusLinks > 0 {
+			r.judge(name+": status links final on another instance", fmt.Sprintf("%d of %d", res.StatusFinal, res.StatusLinks), res.StatusFinal == res.StatusLinks)
+		}
+	} else {
+		r.note(name+": users revoked twice (memory state is per instance)", strconv.Itoa(res.Duplicates))
+	}
+	if res.Outage == 0 {
+		r.judge(name+": ≥ 90% of what the write limit allows", fmt.Sprintf("%.0f%%", 100*res.Efficiency), res.Efficiency >= targetDrainOfRate)
+	}
+	r.note(name+": table operations per revocation", fmt.Sprintf("%.2f", res.TablePerUser))
 }
 
 // sweepRow is the handler and the baseline at one number of callers.

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -43,19 +42,6 @@ func startChild(bin string, args, env []string) (*process, error) {
 	p.Process, err = testenv.Start(testenv.Options{Bin: bin, Args: args, Env: env, Listen: true, Stdout: stdout})
 	if err != nil {
 		return nil, err
-	}
-	return p, nil
-}
-
-// startReady starts a server and waits for its first 200 on GET /.
-func startReady(bin string, args, env []string) (*process, error) {
-	p, err := startChild(bin, args, env)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := p.WaitReady(readyWithin, time.Millisecond); err != nil {
-		p.Kill()
-		return nil, fmt.Errorf("%s: %w", filepath.Base(bin), err)
 	}
 	return p, nil
 }

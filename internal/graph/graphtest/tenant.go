@@ -53,7 +53,8 @@ type outage struct {
 }
 
 // StartTenant starts a tenant; Close stops it. The Graph fake only accepts the token the
-// identity endpoint issues.
+// identity endpoint issues at start (after Identity.SetRoles, call Graph.RequireToken with the
+// new Identity.Token()).
 func StartTenant(o TenantOptions) *Tenant {
 	lifetime := o.TokenLifetime
 	if lifetime == 0 {
