@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 )
 
 // tableProxy sits between the handlers and Azurite's table service and counts the requests by
@@ -100,6 +101,10 @@ func newTableProxy(target string) (*tableProxy, error) {
 	p := &tableProxy{ops: tableOps{ByOp: map[string]int64{}, Refused: map[string]int64{}}}
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	transport.MaxIdleConnsPerHost = 64
+	// Azurite (Node.js) closes idle keep-alive connections after 5 s; dropping them sooner here
+	// keeps the proxy from writing to a connection Azurite is closing, which would reach the
+	// handler as a 502 no real endpoint sent.
+	transport.IdleConnTimeout = 2 * time.Second
 	p.proxy = &httputil.ReverseProxy{
 		Rewrite:   func(r *httputil.ProxyRequest) { r.SetURL(origin); r.Out.Host = r.In.Host },
 		Transport: transport,
