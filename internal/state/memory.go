@@ -48,8 +48,11 @@ type Memory struct {
 	guard *bucket
 
 	mu       sync.Mutex
-	requests *cache[RequestKey, *request]
-	messages *cache[MessageKey, message]
+	requests *cache[RequestKey, *request] // see request for the key
+	messages *cache[MessageKey, message]  // see message for the key
+	// statuses holds status records. Key: the status handle, 128 random bits, so no two requests,
+	// callers or instances ever meet on one; only the request's own status updates (the queue
+	// trigger finishing its users) write it again.
 	statuses *cache[string, []byte]
 }
 
