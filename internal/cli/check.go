@@ -60,7 +60,10 @@ func check(ctx context.Context, env Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	scope := graphScope(cfg.GraphBaseURL)
+	scope, err := graph.Scope(cfg.GraphBaseURL.String())
+	if err != nil {
+		return fmt.Errorf("graph: %w", err)
+	}
 	tctx, cancel := context.WithTimeout(ctx, checkBudget)
 	defer cancel()
 	roles, readable, err := graph.Roles(tctx, cred, scope)
@@ -156,11 +159,6 @@ func printSettings(w io.Writer, cfg config) {
 	} else {
 		row("telemetry", "stdout only")
 	}
-}
-
-// graphScope is the token scope the Graph client asks for: {scheme}://{host}/.default (request contract).
-func graphScope(base *url.URL) string {
-	return base.Scheme + "://" + base.Host + "/.default"
 }
 
 // delegatedAll lets a user's token act within the signed-in user's own directory role.

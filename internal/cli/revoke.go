@@ -98,8 +98,12 @@ func revokeCmd(ctx context.Context, env Env, args []string) error {
 	// token's claims, never the token), and a revocation fails fast with the credential's own
 	// explanation (az login missing, wrong tenant…) instead of one "failed" row per user. A dry
 	// run goes on without a token; only its lookups would need one.
+	scope, err := graph.Scope(cfg.GraphBaseURL.String())
+	if err != nil {
+		return fmt.Errorf("graph: %w", err)
+	}
 	pctx, cancel := context.WithTimeout(ctx, preflightBudget)
-	who, err := graph.SignedIn(pctx, cred, graphScope(cfg.GraphBaseURL))
+	who, err := graph.SignedIn(pctx, cred, scope)
 	cancel()
 	if err != nil && !*dryRun && !cfg.DryRun {
 		return fmt.Errorf("sign-in failed, nothing was revoked (run 'handler check' for details): %w", err)

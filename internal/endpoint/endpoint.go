@@ -52,3 +52,23 @@ func IsLoopback(host string) bool {
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
 }
+
+// RedactError returns the transport error (*url.Error, which prints its URL) in err's chain with
+// that URL cut to scheme, host and path: a storage client signed by a shared access signature
+// carries the signature in every request's query, and errors are logged. The transport error's
+// cause is kept, so errors.Is still sees a timeout; an err without a transport error comes back
+// unchanged. Call it where the transport error is returned, before anything wraps it.
+func RedactError(err error) error {
+	var ue *url.Error
+	if err == nil || !errors.As(err, &ue) {
+		return err
+	}
+	u := ue.URL
+	if p, perr := url.Parse(u); perr == nil {
+		p.RawQuery, p.Fragment, p.User = "", "", nil
+		u = p.String()
+	} else {
+		u = "(unparsable URL)"
+	}
+	return &url.Error{Op: ue.Op, URL: u, Err: ue.Err}
+}

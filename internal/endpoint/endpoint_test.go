@@ -2,6 +2,7 @@ package endpoint
 
 import (
 	"errors"
+	"fmt"
 	"net/url"
 	"strings"
 	"testing"
@@ -64,6 +65,31 @@ func TestCheck(t *testing.T) {
 		}
 		if err := Check(u); !errors.Is(err, tt.want) {
 			t.Errorf("Check(%q) = %v; want %v", tt.raw, err, tt.want)
+		}
+	}
+}
+
+func TestRedactError(t *testing.T) {
+	t.Parallel()
+	cause := errors.New("connection refused")
+	tests := []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"nil", nil, ""},
+		{"other error", errors.New("plain ?sig=kept"), "plain ?sig=kept"},
+		{"query", &url.Error{Op: "Get", URL: "https://a.table.core.windows.net/t?sv=1&sig=s3cret", Err: cause}, `Get "https://a.table.core.windows.net/t": connection refused`},
+		{"user info and fragment", &url.Error{Op: "Post", URL: "https://u:s3cret@a.example/p#s3cret", Err: cause}, `Post "https://a.example/p": connection refused`},
+		{"wrapped", fmt.Errorf("claim: %w", &url.Error{Op: "Get", URL: "http://127.0.0.1:1/x?sig=s3cret", Err: cause}), `Get "http://127.0.0.1:1/x": connection refused`},
+	}
+	for _, tt := range tests {
+		got := RedactError(tt.err)
+		if (got == nil) != (tt.err == nil) || (got != nil && got.Error() != tt.want) {
+			t.Errorf("RedactError(%v) = %v; want %q", tt.err, got, tt.want)
+		}
+		if tt.err != nil && tt.want != tt.err.Error() && !errors.Is(got, cause) {
+			t.Errorf("RedactError(%v) = %v; want the cause kept for errors.Is", tt.err, got)
 		}
 	}
 }

@@ -121,7 +121,7 @@ func New(cfg Config) (*Client, error) {
 		return nil, fmt.Errorf("new graph client: %w", err)
 	}
 	baseURL := strings.TrimSuffix(base.String(), "/")
-	scope := base.Scheme + "://" + base.Host + "/.default"
+	scope := scopeOf(base)
 
 	conc := cfg.Concurrency
 	if conc <= 0 {

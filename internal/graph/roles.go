@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"slices"
 	"strings"
 
@@ -49,8 +50,11 @@ func Scope(baseURL string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return u.Scheme + "://" + u.Host + "/.default", nil
+	return scopeOf(u), nil
 }
+
+// scopeOf is the token scope for a parsed Graph base URL: the one place that says what it is.
+func scopeOf(base *url.URL) string { return base.Scheme + "://" + base.Host + "/.default" }
 
 // Roles gets a token for scope from cred and returns the application permissions it carries,
 // read from the token's roles claim without verifying it: it is our own token, fresh from our

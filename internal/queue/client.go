@@ -9,13 +9,14 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"net/url"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue/v2"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue/v2/queueerror"
+
+	"github.com/entra-revoke/entra-revoke/internal/endpoint"
 )
 
 // MaxMessageBytes is the largest message text Enqueue and Poison accept: Azure Queue Storage takes
@@ -148,7 +149,7 @@ func send(ctx context.Context, q *azqueue.QueueClient, text []byte, opts *azqueu
 			_, err = q.EnqueueMessage(ctx, content, opts)
 		}
 	}
-	return redact(err)
+	return endpoint.RedactError(err)
 }
 
 func create(ctx context.Context, q *azqueue.QueueClient) error {
@@ -158,7 +159,7 @@ func create(ctx context.Context, q *azqueue.QueueClient) error {
 	// Create answers 204 for an existing queue with the same metadata, and 409 QueueAlreadyExists
 	// when the metadata differ; both mean the queue is there.
 	if err != nil && !queueerror.HasCode(err, queueerror.QueueAlreadyExists) {
-		return fmt.Errorf("create queue: %w", redact(err))
+		return fmt.Errorf("create queue: %w", endpoint.RedactError(err))
 	}
 	return nil
 }
@@ -169,21 +170,4 @@ func withDeadline(ctx context.Context) (context.Context, context.CancelFunc) {
 		return ctx, func() {}
 	}
 	return context.WithTimeout(ctx, defaultCallTimeout)
-}
-
-// redact removes the query from the URL in a transport error: with a SAS connection string it holds
-// the signature, which must not reach a log. (The SDK's ResponseError already prints no query.)
-func redact(err error) error {
-	var ue *url.Error
-	if err == nil || !errors.As(err, &ue) {
-		return err
-	}
-	u := ue.URL
-	if p, perr := url.Parse(u); perr == nil {
-		p.RawQuery, p.Fragment, p.User = "", "", nil
-		u = p.String()
-	} else {
-		u = "(unparsable URL)"
-	}
-	return &url.Error{Op: ue.Op, URL: u, Err: ue.Err}
 }

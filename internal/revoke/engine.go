@@ -183,7 +183,8 @@ func (r Result) Retryable() bool {
 	return false
 }
 
-// RateLimitedError is returned when the per-instance revocation rate guard refuses a job.
+// RateLimitedError is returned when the rate guard (MAX_REVOCATIONS_PER_MINUTE, across instances
+// when the state is shared) refuses a job.
 type RateLimitedError struct{ RetryAfter time.Duration }
 
 func (e *RateLimitedError) Error() string {

@@ -1,8 +1,13 @@
 package state
 
 import (
+	"bytes"
+	"context"
+	"log/slog"
+	"net"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseConnectionString(t *testing.T) {
@@ -91,6 +96,40 @@ func TestSharedLease(t *testing.T) {
 	for _, bad := range []string{"", "x3:abc", "t", "t9:ab", "t-1:ab", "tx:ab"} {
 		if _, _, _, ok := parseSharedLease(bad); ok {
 			t.Errorf("parseSharedLease(%q) ok; want refused", bad)
+		}
+	}
+}
+
+// TestTableErrorsHideSAS: with a SAS connection string the signature is in every request URL,
+// and a transport error (the table unreachable) prints its URL. Neither the start-up warning nor
+// an operation's error, which callers log, may repeat it.
+func TestTableErrorsHideSAS(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens: every request fails before an answer
+	const sig = "c2FzLXNpZ25hdHVyZS1zZWNyZXQ"
+	var logs bytes.Buffer
+	tb, err := NewTable(context.Background(), TableConfig{
+		ConnectionString: "TableEndpoint=http://" + addr + "/devstoreaccount1;SharedAccessSignature=sv=2024-11-04&sig=" + sig,
+		Table:            "revokestate",
+		Logger:           slog.New(slog.NewJSONHandler(&logs, nil)),
+	})
+	if err != nil {
+		t.Fatalf("NewTable: %v", err)
+	}
+	if !strings.Contains(logs.String(), "unreachable") || strings.Contains(logs.String(), sig) {
+		t.Errorf("start-up log = %s; want the table reported unreachable without the signature %s", logs.String(), sig)
+	}
+	ctx := context.Background()
+	_, getErr := tb.GetStatus(ctx, "aaaaaaaaaaaaaaaaaaaaaa")
+	_, claimErr := tb.Claim(ctx, RequestKey{Scope: "webhook", ID: "msg_1"}, "h", time.Minute)
+	for _, err := range []error{getErr, claimErr} {
+		if err == nil || strings.Contains(err.Error(), sig) {
+			t.Errorf("operation error = %v; want an error without the signature %s", err, sig)
 		}
 	}
 }

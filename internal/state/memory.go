@@ -48,8 +48,11 @@ type Memory struct {
 	guard *bucket
 
 	mu       sync.Mutex
-	requests *cache[RequestKey, *request]
-	messages *cache[MessageKey, message]
+	requests *cache[RequestKey, *request] // see request for the key
+	messages *cache[MessageKey, message]  // see message for the key
+	// statuses holds status records. Key: the status handle, 128 random bits, so no two requests,
+	// callers or instances ever meet on one; only the request's own status updates (the queue
+	// trigger finishing its users) write it again.
 	statuses *cache[string, []byte]
 }
 
@@ -82,9 +85,7 @@ func NewMemory(cfg MemoryConfig) *Memory {
 		cfg.MaxBytes = DefaultMaxBytes
 	}
 	m := &Memory{now: cfg.Now, guard: newBucket(cfg.RatePerMinute, cfg.Now)}
-	m.requests = newCache[RequestKey, *request](cfg.MaxEntries/2, cfg.MaxBytes/2, func(r *request, now time.Time) bool {
-		return r.lease != "" && now.Before(r.leaseUntil)
-	})
+	m.requests = newCache[RequestKey, *request](cfg.MaxEntries/2, cfg.MaxBytes/2, (*request).leased)
 	m.messages = newCache[MessageKey, message](cfg.MaxEntries/4, cfg.MaxBytes/4, nil)
 	m.statuses = newCache[string, []byte](cfg.MaxEntries/4, cfg.MaxBytes/4, nil)
 	return m
@@ -105,14 +106,8 @@ func (m *Memory) Claim(ctx context.Context, key RequestKey, bodyHash string, lea
 	if !ok {
 		r = &request{bodyHash: bodyHash}
 	}
-	switch {
-	case r.bodyHash != bodyHash:
-		return Claim{}, ErrConflict
-	case r.resp != nil:
-		resp := cloneResponse(*r.resp)
-		return Claim{Replay: &resp}, nil
-	case r.lease != "" && now.Before(r.leaseUntil):
-		return Claim{}, inProgress(r.leaseUntil.Sub(now))
+	if replay, err := r.verdict(bodyHash, now); replay != nil || err != nil {
+		return Claim{Replay: replay}, err
 	}
 	// New, released, or its lease expired (the attempt died): this attempt takes over.
 	r.lease, r.leaseUntil = token, now.Add(lease)
@@ -128,9 +123,9 @@ func (m *Memory) Finish(ctx context.Context, key RequestKey, lease string, resp 
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	now := m.now()
-	r, ok := m.requests.get(key, now)
-	if !ok || r.lease != lease || lease == "" {
-		return ErrLeaseLost
+	r, err := m.held(key, lease, now)
+	if err != nil {
+		return err
 	}
 	resp = cloneResponse(resp)
 	r.lease, r.leaseUntil, r.resp, r.progress = "", time.Time{}, &resp, nil
@@ -146,9 +141,9 @@ func (m *Memory) Release(ctx context.Context, key RequestKey, lease string, prog
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	now := m.now()
-	r, ok := m.requests.get(key, now)
-	if !ok || r.lease != lease || lease == "" {
-		return ErrLeaseLost
+	r, err := m.held(key, lease, now)
+	if err != nil {
+		return err
 	}
 	r.lease, r.leaseUntil = "", time.Time{}
 	if progress != nil {
@@ -251,6 +246,35 @@ func (m *Memory) Cleanup(ctx context.Context) (int, error) {
 
 // Mode implements Store.
 func (m *Memory) Mode() string { return ModeMemory }
+
+// leased reports whether an attempt holds r's lease at now, excluding every other.
+func (r *request) leased(now time.Time) bool { return r.lease != "" && now.Before(r.leaseUntil) }
+
+// verdict is what r says to a claim with bodyHash at now: ErrConflict for another body, the
+// replay once finished, *InProgressError while an attempt holds it; nil, nil when the claim may
+// take it (new, released, or its attempt died).
+func (r *request) verdict(bodyHash string, now time.Time) (*Response, error) {
+	switch {
+	case r.bodyHash != bodyHash:
+		return nil, ErrConflict
+	case r.resp != nil:
+		resp := cloneResponse(*r.resp)
+		return &resp, nil
+	case r.leased(now):
+		return nil, inProgress(r.leaseUntil.Sub(now))
+	}
+	return nil, nil
+}
+
+// held returns key's request when lease is the one holding it (live or expired, as long as
+// nobody took it over), else ErrLeaseLost. m.mu must be held.
+func (m *Memory) held(key RequestKey, lease string, now time.Time) (*request, error) {
+	r, ok := m.requests.get(key, now)
+	if !ok || r.lease != lease || lease == "" {
+		return nil, ErrLeaseLost
+	}
+	return r, nil
+}
 
 func requestSize(key RequestKey, r *request) int {
 	n := len(key.Scope) + len(key.ID) + len(r.bodyHash) + len(r.lease) + len(r.progress) + entryOverhead
@@ -380,16 +404,11 @@ func (m *Memory) peekRequest(key RequestKey, bodyHash string) (replay *Response,
 	defer m.mu.Unlock()
 	now := m.now()
 	r, ok := m.requests.get(key, now)
-	switch {
-	case !ok:
+	if !ok {
 		return nil, nil, nil
-	case r.bodyHash != bodyHash:
-		return nil, nil, ErrConflict
-	case r.resp != nil:
-		resp := cloneResponse(*r.resp)
-		return &resp, nil, nil
-	case r.lease != "" && now.Before(r.leaseUntil):
-		return nil, nil, inProgress(r.leaseUntil.Sub(now))
+	}
+	if replay, err := r.verdict(bodyHash, now); replay != nil || err != nil {
+		return replay, nil, err
 	}
 	return nil, clone(r.progress), nil
 }
@@ -414,7 +433,7 @@ func (m *Memory) forgetRequest(key RequestKey) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	now := m.now()
-	if r, ok := m.requests.get(key, now); ok && !(r.lease != "" && now.Before(r.leaseUntil)) {
+	if r, ok := m.requests.get(key, now); ok && !r.leased(now) {
 		m.requests.remove(m.requests.items[key])
 	}
 }

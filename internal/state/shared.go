@@ -246,7 +246,7 @@ func (s *Shared) PutStatus(ctx context.Context, handle string, body []byte, ttl 
 // during an outage; one the table cannot be asked for and memory does not have is
 // ErrUnavailable, not ErrNotFound (it may well exist).
 func (s *Shared) GetStatus(ctx context.Context, handle string) ([]byte, error) {
-	var tableErr error = ErrUnavailable
+	tableErr := ErrUnavailable
 	if s.tryTable() {
 		body, err := s.table.GetStatus(ctx, handle)
 		if !s.done(ctx, "get_status", err) {
@@ -273,7 +273,7 @@ func (s *Shared) UpdateStatus(ctx context.Context, handle string, ttl time.Durat
 		updateErr = err
 		return next, err
 	}
-	var tableErr error = ErrUnavailable
+	tableErr := ErrUnavailable
 	if s.tryTable() {
 		err := s.table.UpdateStatus(ctx, handle, ttl, tracked)
 		if updateErr != nil && errors.Is(err, updateErr) {

@@ -13,6 +13,7 @@ import (
 	mathrand "math/rand/v2"
 	"net/http"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,6 +22,8 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
+
+	"github.com/entra-revoke/entra-revoke/internal/endpoint"
 )
 
 // Timeouts and retries. An HTTP request has 25 s in all and must still be answered when the table
@@ -153,10 +156,11 @@ func NewTable(ctx context.Context, cfg TableConfig) (*Table, error) {
 	return t, nil
 }
 
-// clientOptions keep retries short: one quick retry of a failed try, never a long back-off.
+// clientOptions keep retries short: one quick retry of a failed try, never a long back-off. Every
+// try's transport error loses its URL's query, which holds the signature of a SAS connection string.
 func clientOptions(perTry []policy.Policy) *aztables.ClientOptions {
 	return &aztables.ClientOptions{ClientOptions: azcore.ClientOptions{
-		PerRetryPolicies: perTry,
+		PerRetryPolicies: append(slices.Clip(perTry), redactPolicy{}),
 		Retry: policy.RetryOptions{
 			MaxRetries:    1,
 			TryTimeout:    tryTimeout,
@@ -165,6 +169,15 @@ func clientOptions(perTry []policy.Policy) *aztables.ClientOptions {
 		},
 		Telemetry: policy.TelemetryOptions{Disabled: true},
 	}}
+}
+
+// redactPolicy redacts the URL of a transport error (endpoint.RedactError) before the retry
+// policy, and anything that logs the error, sees it.
+type redactPolicy struct{}
+
+func (redactPolicy) Do(req *policy.Request) (*http.Response, error) {
+	resp, err := req.Next()
+	return resp, endpoint.RedactError(err)
 }
 
 // noRetry is for conditional writes: a retried write that had landed would fail its own ETag
