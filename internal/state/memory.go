@@ -10,18 +10,20 @@ import (
 )
 
 // Default bounds of a *Memory. Memory mode serves one process (make run, the CLI, tests without
-// storage) and stands in for the table during an outage, so it must stay small next to a Flex
-// Consumption instance (512 MiB to 4 GiB, and the garbage collector lets the heap grow to about
-// twice what is live). A single-user answer costs about 660 accounted bytes (key, body hash,
-// a ~300-byte body, bookkeeping), so the requests' half of DefaultMaxBytes holds about 100,000
-// answers: 1.4 hours at Graph's ceiling of 20 revocations a second, 2.8 hours at the default rate
-// guard (600 a minute), a full IDEMPOTENCY_TTL of 24 hours below about 1.2 a second. Keeping 24
-// hours at 20 a second would take about 1 GiB, which is what the shared table is for. An answer
-// evicted early only matters if the caller retries that id later, and then the cost is a second
-// revocation of the same user, which Graph tolerates.
+// storage) and stands in for the table during an outage; the deployed default is the shared
+// table, which keeps every answer for the whole IDEMPOTENCY_TTL. Memory must stay small next to
+// the process: the garbage collector lets the heap grow to about twice what is live, so every
+// remembered byte costs about two of resident memory. A single-user answer costs about 660
+// accounted bytes (key, body hash, a ~300-byte body, bookkeeping), so the requests' half of
+// DefaultMaxBytes holds about 6,000 answers: 10 minutes at the default rate guard's full pace
+// (600 a minute), hours at an incident's usual pace, the whole 24 hours below one answer every
+// fourteen seconds. It is sized so that a flood of new ids keeps the process within 48 MiB of
+// resident memory (docs/BENCHMARKS.md). Keeping 24 hours at Graph's ceiling of 20 a second would take about 1 GiB, which
+// is what the table is for. An answer evicted early only matters if the caller retries that id
+// later, and then the cost is a second revocation of the same user, which Graph tolerates.
 const (
-	DefaultMaxEntries = 200_000
-	DefaultMaxBytes   = 128 << 20
+	DefaultMaxEntries = 25_000
+	DefaultMaxBytes   = 8 << 20
 	// entryOverhead is an entry's memory beyond its keys and bodies: the map entry, the list
 	// element and the structs (an estimate on 64-bit; accounting, not a measurement).
 	entryOverhead = 256
