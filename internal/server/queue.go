@@ -127,13 +127,20 @@ func handleQueue(d Deps) http.Handler {
 				logs = append(logs, "final attempt: outcome recorded, message copied to the poison queue")
 			}
 		}
+		if meta.StatusHandle != "" {
+			err := updateStatus(sctx, d, meta, res, final)
+			if err != nil && !errors.Is(err, state.ErrNotFound) && done && !final {
+				// The caller polling the link would see its users queued until the link
+				// expires: fail this delivery so that the next one, which skips the users
+				// finished here, writes the status again. The last delivery has no next one.
+				status, done = http.StatusServiceUnavailable, false
+				logs = append(logs, "the status link could not be updated; the host will retry")
+			}
+		}
 		if remember {
 			if err := d.State.SaveMessageProgress(sctx, key, encodeProgress(res.Results), done); err != nil {
 				d.Logger.Warn("message progress not saved", "request_id", meta.RequestID, "error", err)
 			}
-		}
-		if meta.StatusHandle != "" {
-			updateStatus(sctx, d, meta, res, final)
 		}
 		reply(w, status, logs...)
 	})
@@ -141,7 +148,9 @@ func handleQueue(d Deps) http.Handler {
 
 // updateStatus records a deferred request's outcomes in its status record: every final one, and
 // on the last delivery the throttled and failed ones too, since they are final then.
-func updateStatus(ctx context.Context, d Deps, meta revoke.Meta, res revoke.Result, final bool) {
+// An expired record (state.ErrNotFound) is nobody's to update; any other error is returned so that
+// the delivery can be retried.
+func updateStatus(ctx context.Context, d Deps, meta revoke.Meta, res revoke.Result, final bool) error {
 	var outcomes []revoke.UserResult
 	for _, u := range res.Results {
 		if u.Status != revoke.StatusQueued && (final || !u.Status.Retryable()) {
@@ -149,15 +158,16 @@ func updateStatus(ctx context.Context, d Deps, meta revoke.Meta, res revoke.Resu
 		}
 	}
 	if len(outcomes) == 0 {
-		return
+		return nil
 	}
 	err := d.State.UpdateStatus(ctx, meta.StatusHandle, d.IdempotencyTTL, func(record []byte) ([]byte, error) {
 		return applyOutcomes(record, outcomes)
 	})
 	if err != nil {
-		// Expired, or the store is down: the outcome itself is recorded; only the link lags.
+		// The outcome itself is recorded (stdout, telemetry); only the link lags.
 		d.Logger.Warn("status not updated", "request_id", meta.RequestID, "error", err)
 	}
+	return err
 }
 
 // openMessage verifies a message's signature (or accepts it unsigned when allowed) and returns the

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -175,6 +176,7 @@ type options struct {
 	engine        func(*revoke.Config)
 	allowUnsigned bool
 	noSecrets     bool
+	statusDown    *atomic.Bool // while true, the store cannot update status records
 }
 
 func newHarness(t *testing.T, o options) *harness {
@@ -196,9 +198,13 @@ func newHarness(t *testing.T, o options) *harness {
 	if o.engine != nil {
 		o.engine(&cfg)
 	}
+	var st server.State = h.state
+	if o.statusDown != nil {
+		st = statusOutage{Memory: h.state, down: o.statusDown}
+	}
 	d := server.Deps{
 		Engine: revoke.New(cfg), Validator: request.NewValidator(),
-		State: h.state, Audit: h.audit, IdempotencyTTL: time.Hour, PublicBaseURL: o.publicBase,
+		State: st, Audit: h.audit, IdempotencyTTL: time.Hour, PublicBaseURL: o.publicBase,
 		Keys: keys, Tolerance: 5 * time.Minute, Tokens: o.tokens,
 		Storage: o.storage, AllowUnsigned: o.allowUnsigned, QueueMaxAge: 24 * time.Hour, MaxDequeueCount: 5,
 		Version: "test", Now: func() time.Time { return fixtureTime.Add(30 * time.Second) },

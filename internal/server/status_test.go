@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -305,3 +306,51 @@ func TestOpenAPIStatusConformance(t *testing.T) {
 }
 
 func httpBody(b []byte) io.ReadCloser { return io.NopCloser(bytes.NewReader(b)) }
+
+// statusOutage is the memory store with status updates failing as an unreachable table does.
+type statusOutage struct {
+	*state.Memory
+	down *atomic.Bool
+}
+
+func (s statusOutage) UpdateStatus(ctx context.Context, handle string, ttl time.Duration, update func([]byte) ([]byte, error)) error {
+	if s.down.Load() {
+		return state.ErrUnavailable
+	}
+	return s.Memory.UpdateStatus(ctx, handle, ttl, update)
+}
+
+// A delivery whose users finished but whose status link could not be updated is retried, so the
+// link does not show them queued until it expires; the retry revokes nobody again.
+func TestQueueRetriesWhenTheStatusCannotBeUpdated(t *testing.T) {
+	t.Parallel()
+	down := &atomic.Bool{}
+	h := newHarness(t, options{storage: true, statusDown: down})
+	w, text := h.deferAsync("msg_status_outage", `{"upns":["alice@contoso.com","bob@contoso.com"]}`, nil)
+	loc := w.Header().Get("Location")
+
+	down.Store(true)
+	inv := hostInvocation(text, "6f0e1c1e-0000-4000-8000-0000000000b4", 1)
+	if code, rep := h.invoke(inv); code == http.StatusOK {
+		t.Fatalf("delivery with the status store down = %d %v; want non-2xx so that the host retries", code, rep.Logs)
+	}
+	down.Store(false)
+	if code, rep := h.invoke(hostInvocation(text, "6f0e1c1e-0000-4000-8000-0000000000b4", 2)); code != http.StatusOK {
+		t.Fatalf("redelivery = %d %v; want 200", code, rep.Logs)
+	}
+	if got := h.get(loc); got.Code != http.StatusOK || decodeBody(t, got).Status != "revoked" {
+		t.Errorf("status after the redelivery = %d %s; want 200 revoked", got.Code, got.Body)
+	}
+	for _, u := range []string{"alice@contoso.com", "bob@contoso.com"} {
+		if n := h.graph.count(u); n != 1 {
+			t.Errorf("%s revoked %d times; want once", u, n)
+		}
+	}
+
+	// On the last delivery there is no next one: the delivery completes and only the link lags.
+	_, text2 := h.deferAsync("msg_status_outage_last", `{"upn":"carol@contoso.com"}`, nil)
+	down.Store(true)
+	if code, rep := h.invoke(hostInvocation(text2, "6f0e1c1e-0000-4000-8000-0000000000b5", 5)); code != http.StatusOK {
+		t.Errorf("last delivery with the status store down = %d %v; want 200", code, rep.Logs)
+	}
+}
