@@ -479,6 +479,19 @@ func TestInvalidSettingsExitTwo(t *testing.T) {
 		{"negative rate", map[string]string{"WEBHOOK_SECRETS": secret, "MAX_REVOCATIONS_PER_MINUTE": "-1"}, "MAX_REVOCATIONS_PER_MINUTE"},
 		{"malformed connection string", map[string]string{"WEBHOOK_SECRETS": secret, "APPLICATIONINSIGHTS_CONNECTION_STRING": "InstrumentationKey=not-a-key-SECRETVALUE;IngestionEndpoint=ftp://x"}, "APPLICATIONINSIGHTS_CONNECTION_STRING"},
 		{"empty secret", map[string]string{"WEBHOOK_SECRETS": "whsec_"}, "WEBHOOK_SECRETS"},
+		// Standard Webhooks keys are 24 to 64 bytes; "sixteen-byte-key" is 16.
+		{"short webhook key", map[string]string{"WEBHOOK_SECRETS": "whsec_c2l4dGVlbi1ieXRlLWtleQ=="}, "WEBHOOK_SECRETS"},
+		{"redaction without a salt", map[string]string{"WEBHOOK_SECRETS": secret, "TELEMETRY_REDACT_UPN": "true"}, "TELEMETRY_UPN_SALT"},
+		{"short salt", map[string]string{"WEBHOOK_SECRETS": secret, "TELEMETRY_REDACT_UPN": "true", "TELEMETRY_UPN_SALT": "SECRETVALUE"}, "TELEMETRY_UPN_SALT"},
+		// No host.json beside the test binary and no host setting: the host's default of 5 holds.
+		{"retired MAX_DEQUEUE_COUNT that disagrees", map[string]string{"WEBHOOK_SECRETS": secret, "MAX_DEQUEUE_COUNT": "3"}, "MAX_DEQUEUE_COUNT"},
+		{"host setting and MAX_DEQUEUE_COUNT disagree", map[string]string{"WEBHOOK_SECRETS": secret, "MAX_DEQUEUE_COUNT": "5",
+			"AzureFunctionsJobHost__extensions__queues__maxDequeueCount": "7"}, "MAX_DEQUEUE_COUNT"},
+		// Outside the Functions host the handler listens beyond loopback: unsigned messages would
+		// be an open door.
+		{"unsigned queue messages off the host", map[string]string{"WEBHOOK_SECRETS": secret, "QUEUE_ALLOW_UNSIGNED": "true"}, "QUEUE_ALLOW_UNSIGNED"},
+		{"state store misspelt", map[string]string{"WEBHOOK_SECRETS": secret, "STATE_STORE": "tables"}, "STATE_STORE"},
+		{"public base URL in clear text", map[string]string{"WEBHOOK_SECRETS": secret, "PUBLIC_BASE_URL": "http://revoke.contoso.com"}, "PUBLIC_BASE_URL"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -15,52 +15,6 @@ import (
 	"time"
 )
 
-// The settings that changed with shared state and the security review stop the start with exit 2
-// and one line naming the setting, as the built binary reads them.
-func TestReviewedSettingsStopTheStart(t *testing.T) {
-	t.Parallel()
-	const salt = "a-salt-of-sixteen-or-more"
-	tests := []struct {
-		name    string
-		env     map[string]string
-		mention string
-	}{
-		// Standard Webhooks keys are 24 to 64 bytes; "sixteen-byte-key" is 16.
-		{"short webhook key", map[string]string{"WEBHOOK_SECRETS": "whsec_c2l4dGVlbi1ieXRlLWtleQ=="}, "WEBHOOK_SECRETS"},
-		{"redaction without a salt", map[string]string{"WEBHOOK_SECRETS": secret, "TELEMETRY_REDACT_UPN": "true"}, "TELEMETRY_UPN_SALT"},
-		{"short salt", map[string]string{"WEBHOOK_SECRETS": secret, "TELEMETRY_REDACT_UPN": "true", "TELEMETRY_UPN_SALT": "short"}, "TELEMETRY_UPN_SALT"},
-		// No host.json beside the test binary and no host setting: the host's default of 5 holds.
-		{"retired MAX_DEQUEUE_COUNT that disagrees", map[string]string{"WEBHOOK_SECRETS": secret, "MAX_DEQUEUE_COUNT": "3"}, "MAX_DEQUEUE_COUNT"},
-		{"host setting and MAX_DEQUEUE_COUNT disagree", map[string]string{"WEBHOOK_SECRETS": secret, "MAX_DEQUEUE_COUNT": "5",
-			"AzureFunctionsJobHost__extensions__queues__maxDequeueCount": "7"}, "MAX_DEQUEUE_COUNT"},
-		// Outside the Functions host the handler listens beyond loopback: unsigned messages would
-		// be an open door.
-		{"unsigned queue messages off the host", map[string]string{"WEBHOOK_SECRETS": secret, "QUEUE_ALLOW_UNSIGNED": "true"}, "QUEUE_ALLOW_UNSIGNED"},
-		{"state store misspelt", map[string]string{"WEBHOOK_SECRETS": secret, "STATE_STORE": "tables"}, "STATE_STORE"},
-		{"public base URL in clear text", map[string]string{"WEBHOOK_SECRETS": secret, "PUBLIC_BASE_URL": "http://revoke.contoso.com"}, "PUBLIC_BASE_URL"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			env := baseEnv(t)
-			for k, v := range tt.env {
-				env[k] = v
-			}
-			p := run(t, env)
-			if code := p.exitCode(t, 10*time.Second); code != 2 {
-				t.Fatalf("exit code = %d; want 2", code)
-			}
-			stderr := strings.TrimSpace(p.Stderr.String())
-			if strings.Count(stderr, "\n") != 0 || !strings.Contains(stderr, tt.mention) {
-				t.Errorf("stderr = %q; want one line naming %s", stderr, tt.mention)
-			}
-			if strings.Contains(p.Stdout.String()+stderr, salt) || strings.Contains(p.Stdout.String()+stderr, "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw") {
-				t.Errorf("output repeats a secret")
-			}
-		})
-	}
-}
-
 // With redaction on, telemetry carries upnHash = HMAC-SHA256(TELEMETRY_UPN_SALT, lower-case UPN),
 // which nobody can recompute from the envelope alone, and never the UPN itself; `handler hash-upn`
 // gives analysts the same value.

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -221,21 +220,5 @@ func freePort() (int, error) {
 func waitAnswering(endpoint string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), azuriteStartTimeout)
 	defer cancel()
-	client := &http.Client{Timeout: 5 * time.Second}
-	for {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, endpoint+"?comp=list", nil)
-		if err != nil {
-			return err
-		}
-		resp, err := client.Do(req)
-		if err == nil {
-			_ = resp.Body.Close()
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return err
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
+	return answering(ctx, endpoint+"?comp=list")
 }
