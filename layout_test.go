@@ -27,11 +27,11 @@ func mustReadJSON(t *testing.T, path string, v any) {
 	}
 }
 
-// hostMaxDequeueCount is the number of deliveries the hosting contract fixes for a queue message.
+// hostMaxDequeueCount is the number of deliveries host.json fixes for a queue message.
 // The handler learns it from host.json (or the host's own app setting), so the two cannot drift.
 const hostMaxDequeueCount = 5
 
-// host.json is what the Functions host reads; the hosting contract fixes its shape.
+// host.json is what the Functions host reads; docs/custom-handler.md describes its shape.
 func TestHostJSON(t *testing.T) {
 	t.Parallel()
 	var host struct {
@@ -73,7 +73,7 @@ func TestHostJSON(t *testing.T) {
 	}
 }
 
-// Each function folder holds only its function.json, with the bindings of the hosting contract.
+// Each function folder holds only its function.json, with the bindings docs/custom-handler.md describes.
 func TestFunctionBindings(t *testing.T) {
 	t.Parallel()
 	type binding struct {
@@ -124,7 +124,7 @@ func TestFunctionBindings(t *testing.T) {
 	}
 	for _, f := range found {
 		if dir := filepath.Dir(f); !want[dir] {
-			t.Errorf("%s is a function folder the hosting contract does not name", dir)
+			t.Errorf("%s is a function folder this test does not name", dir)
 		}
 		delete(want, filepath.Dir(f))
 	}

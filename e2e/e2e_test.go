@@ -219,7 +219,7 @@ func TestDeferralThroughAzurite(t *testing.T) {
 	env["REVOKE_QUEUE"] = "e2e-deferral"
 	p := startHandler(t, env)
 
-	// Graph is down: the request is queued instead of failing, signed as the queue contract says.
+	// Graph is down: the request is queued instead of failing, signed as docs/custom-handler.md describes.
 	g.Script("alice@contoso.com", graphtest.Response{Status: 500})
 	body := []byte(`{"upn":"alice@contoso.com","ticket":"INC42"}`)
 	status, _, b := post(t, p.URL+"/api/revoke", signedHeaders(t, "msg_defer_1", body), body)

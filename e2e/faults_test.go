@@ -116,7 +116,7 @@ func (a accounted) String() string {
 }
 
 // mustAccount turns an answer into what the caller knows, failing the test unless it is one of
-// the outcomes the request contract allows: per-user results with a status each (and an error code for every
+// the outcomes openapi.yaml allows: per-user results with a status each (and an error code for every
 // user neither revoked nor queued), or a request-level error with a code. A transport error or an unreadable
 // answer is a request not accounted for.
 func mustAccount(t *testing.T, what string, a answer) accounted {

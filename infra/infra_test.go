@@ -69,7 +69,7 @@ var keyVaultSecrets = map[string]string{
 }
 
 // platformSetting reports whether an app setting belongs to the Functions platform rather than
-// to the handler's the documented settings settings.
+// to the handler's settings (docs/settings.md).
 func platformSetting(name string) bool {
 	return strings.HasPrefix(name, "AzureWebJobsStorage__") || name == "APPLICATIONINSIGHTS_AUTHENTICATION_STRING"
 }
@@ -715,7 +715,7 @@ func TestDeployTemplateRefusesWhatCannotStart(t *testing.T) {
 }
 
 // TestAlertsTemplate: the alert rules and workbook query the handler's events by the names and
-// properties the telemetry contract gives them.
+// properties docs/telemetry.md gives them.
 func TestAlertsTemplate(t *testing.T) {
 	t.Parallel()
 	tmpl := mustReadJSON(t, alertsPath)

@@ -55,7 +55,7 @@ const (
 	serviceNowPath = "ticketing/servicenow/EntraRevoke.js"
 )
 
-// specFields are the request body fields of the request contract.
+// specFields are the request body fields (openapi.yaml).
 var specFields = []string{"upn", "upns", "ticket", "reason", "requestedBy", "dryRun"}
 
 // fakeEngine stands in for the revocation engine: every user is revoked (or a dry run), except
@@ -404,7 +404,7 @@ func TestWorkflowTemplates(t *testing.T) {
 				}
 				for k := range mustObject(t, in["body"], name+" body") {
 					if !slices.Contains(specFields, k) {
-						t.Errorf("%s: %s body field %q is not a the request contract field %v", path, name, k, specFields)
+						t.Errorf("%s: %s body field %q is not a request field of openapi.yaml %v", path, name, k, specFields)
 					}
 				}
 				rc := mustObject(t, a["runtimeConfiguration"], name+" runtimeConfiguration")

@@ -33,7 +33,7 @@ const chunkBudget = 2 * time.Minute
 // IMDS and run `az`, each of which takes a second or two on a laptop.
 const preflightBudget = 60 * time.Second
 
-// closeBudget bounds the telemetry flush at exit (the hosting contract gives the server 10 s as well).
+// closeBudget bounds the telemetry flush at exit (the server gets 10 s at shutdown as well).
 const closeBudget = 10 * time.Second
 
 const revokeAbout = `Revokes with the webhook's engine and guard rails, signed in with DefaultAzureCredential
@@ -266,7 +266,7 @@ func runInChunks(ctx context.Context, engine jobRunner, job revoke.Job, size int
 	return res, nil
 }
 
-// overallStatus is the request contract's top-level status: the users' shared status, else partial.
+// overallStatus is the response's top-level status: the users' shared status, else partial.
 func overallStatus(rs []revoke.UserResult) revoke.Status {
 	if len(rs) == 0 {
 		return revoke.StatusPartial

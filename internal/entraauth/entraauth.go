@@ -1,6 +1,5 @@
 // Package entraauth authenticates callers that present a Microsoft Entra ID access token, such as
-// a Logic App or a Microsoft Sentinel playbook calling with its managed identity (the request contract "Caller
-// authentication", method 2).
+// a Logic App or a Microsoft Sentinel playbook calling with its managed identity ("Caller// authentication", method 2).
 //
 // Signing keys come from the tenant's OpenID configuration and are held in a keyfunc/jwkset
 // store: loaded in the background so that start-up never waits for Entra, refreshed every hour,

@@ -85,7 +85,7 @@ func (ft fuzzTenant) check(t *testing.T, token string) {
 // FuzzValidate mutates whole tokens. Validate must never panic, must fail only with
 // *entraauth.Error whose text never holds the token, and must never accept a token that an
 // independent check refuses: the signature must verify under the published key with RS256 (checked
-// here with crypto/rsa, not the JWT library) and the claims must satisfy the request contract (see refuse).
+// here with crypto/rsa, not the JWT library) and the claims must satisfy the caller rules (see refuse).
 // Seeds are tokens minted by the fake Entra tenant: valid ones and each way of forging one.
 func FuzzValidate(f *testing.F) {
 	ft := mustFuzzTenant(f)

@@ -19,7 +19,7 @@ const (
 	maxKIDLength = 128
 )
 
-// Reasons a token is refused. They double as the WebhookRejected reasons of the telemetry contract.
+// Reasons a token is refused. They double as the WebhookRejected reasons of docs/telemetry.md.
 const (
 	ReasonBadToken         = "bad_token"          // 401 unauthorized
 	ReasonMissingRole      = "missing_role"       // 403 forbidden_caller

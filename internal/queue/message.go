@@ -17,7 +17,7 @@ import (
 // never succeed, so the handler poisons it.
 var ErrMalformed = errors.New("malformed queue message")
 
-// Envelope is the signed queue message of the queue contract: the Standard Webhooks headers of §3 carried
+// Envelope is the signed queue message (docs/custom-handler.md): the Standard Webhooks headers of an HTTP request carried
 // next to the request body they sign.
 type Envelope struct {
 	ID        string `json:"webhook-id"`

@@ -85,7 +85,7 @@ func TestFixtureBodiesDecode(t *testing.T) {
 }
 
 // FuzzDecode checks that Decode never panics, fails only with *Error, and that whatever it accepts
-// satisfies the request contract on its own terms: it re-validates, its users are UPNs or object IDs, and it
+// satisfies the request rules on its own terms: it re-validates, its users are UPNs or object IDs, and it
 // survives a JSON round trip unchanged.
 func FuzzDecode(f *testing.F) {
 	seeds := []string{

@@ -1,4 +1,4 @@
-// Package request is the revocation request model of the request contract: strict decoding of the JSON body and
+// Package request is the revocation request model (openapi.yaml): strict decoding of the JSON body and
 // its validation, including Entra ID's user principal name rules.
 package request
 

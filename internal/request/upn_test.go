@@ -191,7 +191,7 @@ func TestDomain(t *testing.T) {
 	}
 }
 
-// FuzzIsUPN checks the invariants the request contract promises of anything IsUPN accepts, whatever the input.
+// FuzzIsUPN checks the invariants the UPN rules promise of anything IsUPN accepts, whatever the input.
 func FuzzIsUPN(f *testing.F) {
 	for _, s := range []string{
 		"alice@contoso.com", "o'brien@contoso.com", "jane_fabrikam.com#EXT#@contoso.onmicrosoft.com",

@@ -73,7 +73,7 @@ func (val *Validator) Decode(body []byte) (Body, error) {
 		return Body{}, err
 	}
 	if named&(fieldUPN|fieldUPNs) == fieldUPN|fieldUPNs {
-		// the request contract: exactly one of them, even when one is empty or null; Validate alone would let
+		// Exactly one of them, even when one is empty or null; Validate alone would let
 		// {"upn":"","upns":[…]} through, since an empty upn looks absent once decoded.
 		return Body{}, &Error{Message: "invalid request", Details: []Detail{{Field: "upns", Message: "upn and upns are mutually exclusive"}}}
 	}
@@ -84,7 +84,7 @@ func (val *Validator) Decode(body []byte) (Body, error) {
 	return b, nil
 }
 
-// Validate applies the field rules of the request contract to an already decoded body.
+// Validate applies the field rules of the request body to an already decoded body.
 func (val *Validator) Validate(b Body) error {
 	var details []Detail
 	switch {

@@ -10,7 +10,7 @@ import (
 	"github.com/entra-revoke/entra-revoke/internal/request"
 )
 
-// Error codes of the request contract "Request-level errors".
+// Error codes of request-level errors (openapi.yaml).
 const (
 	codeInvalidRequest   = "invalid_request"
 	codeUnauthorized     = "unauthorized"

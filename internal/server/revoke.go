@@ -18,7 +18,7 @@ import (
 	"github.com/entra-revoke/entra-revoke/internal/webhook"
 )
 
-// userStatusHTTP maps a single user's status to the HTTP status of the request contract.
+// userStatusHTTP maps a single user's status to its HTTP status (openapi.yaml).
 var userStatusHTTP = map[revoke.Status]int{
 	revoke.StatusRevoked:    http.StatusOK,
 	revoke.StatusDryRun:     http.StatusOK,

@@ -1,4 +1,4 @@
-// Package settings reads and validates the handler's configuration (documented settings) from the environment,
+// Package settings reads and validates the handler's configuration (docs/settings.md) from the environment,
 // which on Azure Functions is the Function App's application settings.
 package settings
 
@@ -171,7 +171,7 @@ type Settings struct {
 	// caller shows them.
 	Warnings []string
 
-	// Hosting, from the Functions host and App Service rather than the documented settings.
+	// Hosting, from the Functions host and App Service rather than docs/settings.md.
 	Addr         string // listen address
 	SiteName     string // WEBSITE_SITE_NAME
 	InstanceName string // WEBSITE_INSTANCE_ID

@@ -294,7 +294,7 @@ func (t *Telemetry) operation(ctx context.Context, invocationID, requestID strin
 	return op
 }
 
-// outcomeFields lists an outcome's properties in the order of the telemetry contract, redacted when configured.
+// outcomeFields lists an outcome's properties in the order of docs/telemetry.md, redacted when configured.
 func (t *Telemetry) outcomeFields(o revoke.Outcome, op Operation) []field {
 	upn := field{"upn", o.UPN}
 	userID := o.UserID

@@ -658,7 +658,7 @@ func TestSIGTERMFlushes(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("SIGTERM not delivered")
 	}
-	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second) // the hosting contract budget
+	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second) // the shutdown budget
 	defer cancel()
 	if err := tel.Close(shutdown); err != nil {
 		t.Fatalf("Close = %v", err)

@@ -23,7 +23,7 @@ const (
 	HeaderSignature = standardwebhooks.HeaderWebhookSignature
 )
 
-// Reasons a message is refused; they double as the WebhookRejected reasons of the telemetry contract.
+// Reasons a message is refused; they double as the WebhookRejected reasons of docs/telemetry.md.
 var (
 	ErrMissing   = errors.New("missing_signature")
 	ErrSignature = errors.New("bad_signature")
