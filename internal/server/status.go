@@ -170,6 +170,13 @@ func handleStatus(d Deps) http.Handler {
 			writeError(w, http.StatusNotFound, codeNotFound, "no such status")
 			return
 		}
+		if errors.Is(err, state.ErrUnavailable) {
+			// The table cannot be read and this instance never saw the status: it may well
+			// exist, so not 404; the poller is told when to try again.
+			retryAfter(w, statusPollInterval)
+			writeError(w, http.StatusInternalServerError, codeInternal, "the status cannot be read right now; retry later")
+			return
+		}
 		var res revoke.Result
 		if err == nil {
 			err = json.Unmarshal(record, &res)

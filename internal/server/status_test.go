@@ -320,6 +320,27 @@ func (s statusOutage) UpdateStatus(ctx context.Context, handle string, ttl time.
 	return s.Memory.UpdateStatus(ctx, handle, ttl, update)
 }
 
+func (s statusOutage) GetStatus(ctx context.Context, handle string) ([]byte, error) {
+	if s.down.Load() {
+		return nil, state.ErrUnavailable
+	}
+	return s.Memory.GetStatus(ctx, handle)
+}
+
+// A status that cannot be read while the table is unreachable is neither "not found" (it may well
+// exist) nor final: the poller is told to come back.
+func TestStatusWhileTheStoreIsUnreachable(t *testing.T) {
+	t.Parallel()
+	down := &atomic.Bool{}
+	h := newHarness(t, options{storage: true, statusDown: down})
+	w, _ := h.deferAsync("msg_status_unreadable", `{"upn":"alice@contoso.com"}`, nil)
+	down.Store(true)
+	got := h.get(w.Header().Get("Location"))
+	if got.Code == http.StatusNotFound || got.Code < 500 || got.Header().Get("Retry-After") == "" || got.Header().Get("Cache-Control") != "no-store" {
+		t.Errorf("status with the store unreachable = %d %v %s; want a 5xx with Retry-After and no-store, not 404", got.Code, got.Header(), got.Body)
+	}
+}
+
 // A delivery whose users finished but whose status link could not be updated is retried, so the
 // link does not show them queued until it expires; the retry revokes nobody again.
 func TestQueueRetriesWhenTheStatusCannotBeUpdated(t *testing.T) {
