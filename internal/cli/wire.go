@@ -32,16 +32,17 @@ func wireState(cfg config, cred azcore.TokenCredential, logger *slog.Logger, onF
 	mem := state.NewMemory(state.MemoryConfig{RatePerMinute: cfg.MaxRevocationsPerMinute})
 	var st state.Store = mem
 	if shared && cfg.StateStore == settings.StateTable {
+		sto := cfg.Storage
 		tcfg := state.TableConfig{
-			ConnectionString: cfg.Storage.ConnectionString, Table: cfg.StateTable,
+			ServiceURL: sto.TableServiceURL, AccountName: sto.AccountName, AccountKey: sto.AccountKey,
+			SAS: sto.SharedAccessSignature, Table: cfg.StateTable,
 			RatePerMinute: cfg.MaxRevocationsPerMinute, Logger: logger,
 		}
-		if tcfg.ConnectionString == "" {
-			// Identity-based: the host's storage identity, which may be another user-assigned
-			// identity than Graph's.
-			tcfg.ServiceURL, tcfg.Credential = cfg.Storage.TableServiceURL, cred
-			if cfg.Storage.ClientID != "" {
-				c, err := graph.ManagedIdentity(cfg.Storage.ClientID)
+		if sto.IdentityBased() {
+			// The host's storage identity, which may be another user-assigned identity than Graph's.
+			tcfg.Credential = cred
+			if sto.ClientID != "" {
+				c, err := graph.ManagedIdentity(sto.ClientID)
 				if err != nil {
 					return nil, nil, fmt.Errorf("storage identity: %w", err)
 				}

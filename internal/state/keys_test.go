@@ -3,48 +3,57 @@ package state
 import (
 	"bytes"
 	"context"
+	"errors"
 	"log/slog"
 	"net"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 )
 
-func TestParseConnectionString(t *testing.T) {
+// fakeCredential stands for a managed identity; NewTable never asks it for a token before a request.
+type fakeCredential struct{}
+
+func (fakeCredential) GetToken(context.Context, policy.TokenRequestOptions) (azcore.AccessToken, error) {
+	return azcore.AccessToken{}, errors.New("no token in this test")
+}
+
+// TestNewTableRefusesConfig: NewTable takes the storage connection that settings parsed and
+// refuses, before any request, a configuration that names no table service or not exactly one
+// way to authorise. Its errors never repeat the key.
+func TestNewTableRefusesConfig(t *testing.T) {
 	t.Parallel()
+	const (
+		closed = "http://127.0.0.1:1/devstoreaccount1" // were a request sent, nothing would answer
+		key    = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+		badKey = "not*base64*secret"
+	)
 	tests := []struct {
-		name, conn   string
-		wantEndpoint string
-		wantSAS      bool
-		wantErr      bool
+		name string
+		cfg  TableConfig
 	}{
-		{"development storage", "UseDevelopmentStorage=true", devTableEndpoint, false, false},
-		{"development storage, any case", "usedevelopmentstorage=TRUE;", devTableEndpoint, false, false},
-		{"table endpoint", "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=" + devKey + ";TableEndpoint=http://127.0.0.1:4711/devstoreaccount1/;", "http://127.0.0.1:4711/devstoreaccount1", false, false},
-		{"azurite account without table endpoint", "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=" + devKey + ";QueueEndpoint=http://127.0.0.1:10001/devstoreaccount1", devTableEndpoint, false, false},
-		{"account", "DefaultEndpointsProtocol=https;AccountName=revoke1;AccountKey=" + devKey + ";EndpointSuffix=core.windows.net", "https://revoke1.table.core.windows.net", false, false},
-		{"sovereign cloud", "AccountName=revoke1;AccountKey=" + devKey + ";EndpointSuffix=core.chinacloudapi.cn", "https://revoke1.table.core.chinacloudapi.cn", false, false},
-		{"keys in any case", "accountname=revoke1;ACCOUNTKEY=" + devKey, "https://revoke1.table.core.windows.net", false, false},
-		{"sas", "TableEndpoint=https://revoke1.table.core.windows.net;SharedAccessSignature=?sv=2024&sig=x", "https://revoke1.table.core.windows.net", true, false},
-		{"no key", "AccountName=revoke1", "", false, true},
-		{"nothing", "EndpointSuffix=core.windows.net", "", false, true},
-		{"not key=value", "AccountName", "", false, true},
+		{"no service URL", TableConfig{AccountName: "devstoreaccount1", AccountKey: key}},
+		{"no way to authorise", TableConfig{ServiceURL: closed}},
+		{"account name alone", TableConfig{ServiceURL: closed, AccountName: "devstoreaccount1"}},
+		{"key without account name", TableConfig{ServiceURL: closed, AccountKey: key}},
+		{"key not base64", TableConfig{ServiceURL: closed, AccountName: "devstoreaccount1", AccountKey: badKey}},
+		{"key and SAS", TableConfig{ServiceURL: closed, AccountName: "devstoreaccount1", AccountKey: key, SAS: "sv=2024-11-04&sig=x"}},
+		{"key and credential", TableConfig{ServiceURL: closed, AccountName: "devstoreaccount1", AccountKey: key, Credential: fakeCredential{}}},
+		{"SAS and credential", TableConfig{ServiceURL: closed, SAS: "sv=2024-11-04&sig=x", Credential: fakeCredential{}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			c, err := parseConnectionString(tt.conn)
-			if (err != nil) != tt.wantErr {
-				t.Fatalf("parseConnectionString(%q) error = %v; want error %v", tt.conn, err, tt.wantErr)
+			tt.cfg.Table = "revokestate"
+			_, err := NewTable(context.Background(), tt.cfg)
+			if err == nil {
+				t.Fatalf("NewTable(%+v) = nil error; want the configuration refused", tt.cfg)
 			}
-			if err != nil {
-				if strings.Contains(err.Error(), devKey) {
-					t.Errorf("error %q repeats the account key", err)
-				}
-				return
-			}
-			if c.endpoint != tt.wantEndpoint || (c.sas != "") != tt.wantSAS {
-				t.Errorf("parseConnectionString(%q) = endpoint %q, sas %q; want %q, sas %v", tt.conn, c.endpoint, c.sas, tt.wantEndpoint, tt.wantSAS)
+			if strings.Contains(err.Error(), key) || strings.Contains(err.Error(), badKey) {
+				t.Errorf("NewTable error %q repeats the account key", err)
 			}
 		})
 	}
@@ -100,7 +109,7 @@ func TestSharedLease(t *testing.T) {
 	}
 }
 
-// TestTableErrorsHideSAS: with a SAS connection string the signature is in every request URL,
+// TestTableErrorsHideSAS: with a SAS the signature is in every request URL,
 // and a transport error (the table unreachable) prints its URL. Neither the start-up warning nor
 // an operation's error, which callers log, may repeat it.
 func TestTableErrorsHideSAS(t *testing.T) {
@@ -114,9 +123,10 @@ func TestTableErrorsHideSAS(t *testing.T) {
 	const sig = "c2FzLXNpZ25hdHVyZS1zZWNyZXQ"
 	var logs bytes.Buffer
 	tb, err := NewTable(context.Background(), TableConfig{
-		ConnectionString: "TableEndpoint=http://" + addr + "/devstoreaccount1;SharedAccessSignature=sv=2024-11-04&sig=" + sig,
-		Table:            "revokestate",
-		Logger:           slog.New(slog.NewJSONHandler(&logs, nil)),
+		ServiceURL: "http://" + addr + "/devstoreaccount1",
+		SAS:        "sv=2024-11-04&sig=" + sig,
+		Table:      "revokestate",
+		Logger:     slog.New(slog.NewJSONHandler(&logs, nil)),
 	})
 	if err != nil {
 		t.Fatalf("NewTable: %v", err)

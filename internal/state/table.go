@@ -88,20 +88,23 @@ const (
 // propData names the i-th chunk of an entity's data (a response, progress or status body).
 func propData(i int) string { return "D" + strconv.Itoa(i) }
 
-// TableConfig configures NewTable. Give ConnectionString, or ServiceURL with Credential.
+// TableConfig configures NewTable with the storage connection as settings parsed it: the table
+// service URL and one way to authorise requests to it, a shared key (AccountName, AccountKey), a
+// SAS or a Credential.
 type TableConfig struct {
-	// ServiceURL is the identity-based table endpoint, https://<account>.table.core.windows.net
-	// (AzureWebJobsStorage__tableServiceUri); Credential signs its requests.
-	ServiceURL string
-	// ConnectionString is AzureWebJobsStorage's connection string. Its TableEndpoint is used when
-	// present; "UseDevelopmentStorage=true", and Azurite's well-known account without a
-	// TableEndpoint, mean Azurite's tables on http://127.0.0.1:10002.
-	ConnectionString string
-	Credential       azcore.TokenCredential
-	Table            string           // STATE_TABLE
-	RatePerMinute    int              // MAX_REVOCATIONS_PER_MINUTE across all instances; 0 turns the guard off
-	Now              func() time.Time // clock; nil means time.Now
-	Logger           *slog.Logger     // nil discards
+	// ServiceURL is the table service endpoint, https://<account>.table.core.windows.net or
+	// Azurite's http://127.0.0.1:10002/devstoreaccount1 (settings.Storage.TableServiceURL).
+	ServiceURL  string
+	AccountName string // with AccountKey: a connection string's shared key
+	AccountKey  string // base64; a secret
+	SAS         string // a connection string's SharedAccessSignature, without the leading '?'; a secret
+	// Credential signs requests with tokens: an identity-based connection.
+	Credential azcore.TokenCredential
+
+	Table         string           // STATE_TABLE
+	RatePerMinute int              // MAX_REVOCATIONS_PER_MINUTE across all instances; 0 turns the guard off
+	Now           func() time.Time // clock; nil means time.Now
+	Logger        *slog.Logger     // nil discards
 
 	perTry []policy.Policy // tests count requests with it
 }
@@ -125,7 +128,7 @@ var _ Store = (*Table)(nil)
 var tableNameRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9]{2,62}$`)
 
 // NewTable connects to the table and creates it when missing. It fails on a configuration the
-// table can never accept (a malformed connection string, a bad table name, access refused); when
+// table can never accept (no service URL or not one way to authorise, a bad table name, access refused); when
 // the table merely cannot be reached, it logs that and returns the Table anyway, so that *Shared
 // starts degraded instead of the handler not starting. Creating the table again is harmless.
 func NewTable(ctx context.Context, cfg TableConfig) (*Table, error) {
@@ -157,7 +160,7 @@ func NewTable(ctx context.Context, cfg TableConfig) (*Table, error) {
 }
 
 // clientOptions keep retries short: one quick retry of a failed try, never a long back-off. Every
-// try's transport error loses its URL's query, which holds the signature of a SAS connection string.
+// try's transport error loses its URL's query, which holds a SAS's signature.
 func clientOptions(perTry []policy.Policy) *aztables.ClientOptions {
 	return &aztables.ClientOptions{ClientOptions: azcore.ClientOptions{
 		PerRetryPolicies: append(slices.Clip(perTry), redactPolicy{}),
@@ -187,84 +190,30 @@ func noRetry(ctx context.Context) context.Context {
 }
 
 func newServiceClient(cfg TableConfig) (*aztables.ServiceClient, error) {
+	if cfg.ServiceURL == "" {
+		return nil, errors.New("state table: no table service URL")
+	}
+	serviceURL := strings.TrimRight(cfg.ServiceURL, "/")
+	opts := clientOptions(cfg.perTry)
 	switch {
-	case cfg.ConnectionString != "":
-		c, err := parseConnectionString(cfg.ConnectionString)
+	case cfg.AccountKey != "" && (cfg.SAS != "" || cfg.Credential != nil), cfg.SAS != "" && cfg.Credential != nil:
+		return nil, errors.New("state table: give one of an account key, a SAS or a credential")
+	case cfg.AccountKey != "":
+		if cfg.AccountName == "" {
+			return nil, errors.New("state table: an account key needs its account name")
+		}
+		cred, err := aztables.NewSharedKeyCredential(cfg.AccountName, cfg.AccountKey)
 		if err != nil {
-			return nil, err
+			return nil, errors.New("state table: the account key is not valid base64")
 		}
-		if c.sas != "" {
-			return aztables.NewServiceClientWithNoCredential(c.endpoint+"?"+c.sas, clientOptions(cfg.perTry))
-		}
-		cred, err := aztables.NewSharedKeyCredential(c.account, c.key)
-		if err != nil {
-			return nil, errors.New("state table connection string: AccountKey is not valid base64")
-		}
-		return aztables.NewServiceClientWithSharedKey(c.endpoint, cred, clientOptions(cfg.perTry))
-	case cfg.ServiceURL != "":
-		if cfg.Credential == nil {
-			return nil, errors.New("state table: a service URL needs a credential")
-		}
-		return aztables.NewServiceClient(strings.TrimRight(cfg.ServiceURL, "/"), cfg.Credential, clientOptions(cfg.perTry))
+		return aztables.NewServiceClientWithSharedKey(serviceURL, cred, opts)
+	case cfg.SAS != "":
+		return aztables.NewServiceClientWithNoCredential(serviceURL+"?"+strings.TrimPrefix(cfg.SAS, "?"), opts)
+	case cfg.Credential != nil:
+		return aztables.NewServiceClient(serviceURL, cfg.Credential, opts)
 	default:
-		return nil, errors.New("state table: no connection string or service URL")
+		return nil, errors.New("state table: no account key, SAS or credential")
 	}
-}
-
-// Azurite's well-known development account (its key is published; it is not a secret).
-const (
-	devAccount       = "devstoreaccount1"
-	devKey           = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
-	devTableEndpoint = "http://127.0.0.1:10002/devstoreaccount1"
-)
-
-type tableConnection struct{ endpoint, account, key, sas string }
-
-// parseConnectionString reads what the table needs from a storage connection string. Keys are
-// matched case-insensitively, as the Functions host does. Errors never repeat a value (the
-// string holds an account key).
-func parseConnectionString(s string) (tableConnection, error) {
-	fields := map[string]string{}
-	for part := range strings.SplitSeq(s, ";") {
-		if strings.TrimSpace(part) == "" {
-			continue
-		}
-		k, v, ok := strings.Cut(part, "=")
-		if !ok {
-			return tableConnection{}, errors.New("state table connection string: not a list of key=value pairs")
-		}
-		fields[strings.ToLower(strings.TrimSpace(k))] = strings.TrimSpace(v)
-	}
-	if strings.EqualFold(fields["usedevelopmentstorage"], "true") {
-		return tableConnection{endpoint: devTableEndpoint, account: devAccount, key: devKey}, nil
-	}
-	c := tableConnection{
-		endpoint: strings.TrimRight(fields["tableendpoint"], "/"),
-		account:  fields["accountname"], key: fields["accountkey"],
-		sas: strings.TrimPrefix(fields["sharedaccesssignature"], "?"),
-	}
-	if c.endpoint == "" {
-		switch {
-		case c.account == "":
-			return tableConnection{}, errors.New("state table connection string: no TableEndpoint and no AccountName")
-		case c.account == devAccount:
-			c.endpoint = devTableEndpoint
-		default:
-			scheme := fields["defaultendpointsprotocol"]
-			if scheme == "" {
-				scheme = "https"
-			}
-			suffix := fields["endpointsuffix"]
-			if suffix == "" {
-				suffix = "core.windows.net"
-			}
-			c.endpoint = scheme + "://" + c.account + ".table." + suffix
-		}
-	}
-	if c.sas == "" && (c.account == "" || c.key == "") {
-		return tableConnection{}, errors.New("state table connection string: needs AccountName and AccountKey, or SharedAccessSignature")
-	}
-	return c, nil
 }
 
 func (t *Table) createTable(ctx context.Context) error {

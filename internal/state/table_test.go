@@ -14,6 +14,7 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 
+	"github.com/entra-revoke/entra-revoke/internal/settings"
 	"github.com/entra-revoke/entra-revoke/internal/testenv"
 )
 
@@ -76,9 +77,23 @@ func tableName() string {
 	return "t" + hex.EncodeToString(b[:])
 }
 
+// tableConfig is the TableConfig of a storage connection string as settings parses it for the
+// handler.
+func tableConfig(t *testing.T, conn, name string, clock *fakeClock, rate int) TableConfig {
+	t.Helper()
+	st, err := settings.ParseStorageConnectionString(conn)
+	if err != nil {
+		t.Fatalf("ParseStorageConnectionString: %v", err)
+	}
+	return TableConfig{
+		ServiceURL: st.TableServiceURL, AccountName: st.AccountName, AccountKey: st.AccountKey, SAS: st.SharedAccessSignature,
+		Table: name, RatePerMinute: rate, Now: clock.Now,
+	}
+}
+
 func mustTable(t *testing.T, conn, name string, clock *fakeClock, rate int) *Table {
 	t.Helper()
-	tb, err := NewTable(context.Background(), TableConfig{ConnectionString: conn, Table: name, RatePerMinute: rate, Now: clock.Now})
+	tb, err := NewTable(context.Background(), tableConfig(t, conn, name, clock, rate))
 	if err != nil {
 		t.Fatalf("NewTable(%s) = %v", name, err)
 	}
@@ -126,7 +141,9 @@ func testOpsPerRequest(t *testing.T, conn string) {
 			counter := &countingPolicy{}
 			var stores []*Table
 			for range tt.instances {
-				tb, err := NewTable(ctx, TableConfig{ConnectionString: conn, Table: name, RatePerMinute: 600, Now: clock.Now, perTry: []policy.Policy{counter}})
+				cfg := tableConfig(t, conn, name, clock, 600)
+				cfg.perTry = []policy.Policy{counter}
+				tb, err := NewTable(ctx, cfg)
 				if err != nil {
 					t.Fatal(err)
 				}
