@@ -850,18 +850,25 @@ func trackItems(r *http.Request) ([]trackItem, error) {
 	}
 	var items []trackItem
 	for _, l := range bytes.Split(bytes.TrimSpace(raw), []byte("\n")) {
-		var env struct {
-			Data struct {
-				BaseData struct {
-					Name       string            `json:"name"`
-					Properties map[string]string `json:"properties"`
-				} `json:"baseData"`
-			} `json:"data"`
-		}
-		if err := json.Unmarshal(l, &env); err != nil {
+		name, props, err := envelopeEvent(l)
+		if err != nil {
 			return nil, fmt.Errorf("envelope %q: %w", l, err)
 		}
-		items = append(items, trackItem{name: env.Data.BaseData.Name, requestID: env.Data.BaseData.Properties["requestId"]})
+		items = append(items, trackItem{name: name, requestID: props["requestId"]})
 	}
 	return items, nil
+}
+
+// envelopeEvent reads one envelope's item name and string properties.
+func envelopeEvent(line []byte) (name string, props map[string]string, err error) {
+	var env struct {
+		Data struct {
+			BaseData struct {
+				Name       string            `json:"name"`
+				Properties map[string]string `json:"properties"`
+			} `json:"baseData"`
+		} `json:"data"`
+	}
+	err = json.Unmarshal(line, &env)
+	return env.Data.BaseData.Name, env.Data.BaseData.Properties, err
 }

@@ -5,7 +5,6 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -93,16 +92,8 @@ func (in *rawIngestion) revocationProperties(t *testing.T) (map[string]string, [
 	in.mu.Unlock()
 	var found []map[string]string
 	for _, l := range bytes.Split(raw, []byte("\n")) {
-		var env struct {
-			Data struct {
-				BaseData struct {
-					Name       string            `json:"name"`
-					Properties map[string]string `json:"properties"`
-				} `json:"baseData"`
-			} `json:"data"`
-		}
-		if json.Unmarshal(l, &env) == nil && env.Data.BaseData.Name == "SessionRevocation" {
-			found = append(found, env.Data.BaseData.Properties)
+		if name, props, err := envelopeEvent(l); err == nil && name == "SessionRevocation" {
+			found = append(found, props)
 		}
 	}
 	if len(found) != 1 {
