@@ -35,15 +35,12 @@ func withRecover(logger *slog.Logger, next http.Handler) http.Handler {
 	})
 }
 
-// withOperation puts the telemetry operation (the caller's W3C trace id, else the Functions
-// invocation id) into the request context so that every item of the request correlates.
+// withOperation puts the telemetry operation (the caller's W3C trace id and span, else the
+// Functions invocation id) into the request context so that every item of the request correlates
+// with the caller's own trace.
 func withOperation(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		inv := r.Header.Get("X-Azure-Functions-InvocationId")
-		op := telemetry.Operation{
-			ID:           telemetry.OperationID(r.Header.Get("traceparent"), inv),
-			InvocationID: inv,
-		}
+		op := telemetry.NewOperation(r.Header.Get("traceparent"), r.Header.Get("X-Azure-Functions-InvocationId"), "")
 		next.ServeHTTP(w, r.WithContext(telemetry.WithOperation(r.Context(), op)))
 	})
 }

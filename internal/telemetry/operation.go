@@ -42,14 +42,6 @@ func NewOperation(traceparent, invocationID, requestID string) Operation {
 	return op
 }
 
-// OperationID returns the trace id of a valid W3C traceparent, else invocationID.
-func OperationID(traceparent, invocationID string) string {
-	if traceID, _, ok := parseTraceparent(traceparent); ok {
-		return traceID
-	}
-	return invocationID
-}
-
 // parseTraceparent validates a W3C traceparent strictly: version 00, exactly four fields,
 // lowercase hex, trace id and parent id not all zero. The header comes from the caller, so
 // anything else is ignored rather than repaired.

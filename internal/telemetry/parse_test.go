@@ -108,7 +108,7 @@ func FuzzParseConnectionString(f *testing.F) {
 	})
 }
 
-func TestOperationID(t *testing.T) {
+func TestNewOperationTraceparent(t *testing.T) {
 	t.Parallel()
 	const trace, span = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
 	tests := []struct {
@@ -130,8 +130,17 @@ func TestOperationID(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			if got := OperationID(tt.traceparent, "inv"); got != tt.want {
-				t.Errorf("OperationID(%q, %q) = %q; want %q", tt.traceparent, "inv", got, tt.want)
+			op := NewOperation(tt.traceparent, "inv", "")
+			if op.ID != tt.want {
+				t.Errorf("NewOperation(%q, %q).ID = %q; want %q", tt.traceparent, "inv", op.ID, tt.want)
+			}
+			// The caller's span is the parent of ours exactly when its trace id is taken.
+			wantParent := ""
+			if tt.want == trace {
+				wantParent = span
+			}
+			if op.ParentID != wantParent {
+				t.Errorf("NewOperation(%q, %q).ParentID = %q; want %q", tt.traceparent, "inv", op.ParentID, wantParent)
 			}
 		})
 	}
@@ -162,13 +171,16 @@ func TestNewOperation(t *testing.T) {
 	}
 }
 
-func FuzzOperationID(f *testing.F) {
+func FuzzNewOperation(f *testing.F) {
 	f.Add("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
 	f.Add("")
 	f.Fuzz(func(t *testing.T, tp string) {
-		got := OperationID(tp, "fallback")
-		if got != "fallback" && (len(got) != 32 || !isLowerHex(got) || !strings.Contains(tp, got)) {
-			t.Errorf("OperationID(%q) = %q; want a 32-hex trace id from it or the fallback", tp, got)
+		op := NewOperation(tp, "fallback", "")
+		if got := op.ID; got != "fallback" && (len(got) != 32 || !isLowerHex(got) || !strings.Contains(tp, got)) {
+			t.Errorf("NewOperation(%q).ID = %q; want a 32-hex trace id from it or the fallback", tp, got)
+		}
+		if p := op.ParentID; p != "" && (len(p) != 16 || !isLowerHex(p) || !strings.Contains(tp, p)) {
+			t.Errorf("NewOperation(%q).ParentID = %q; want a 16-hex span id from it or nothing", tp, p)
 		}
 	})
 }
