@@ -246,31 +246,6 @@ func TestPrintTableCleansGraphText(t *testing.T) {
 	}
 }
 
-func TestOverallStatus(t *testing.T) {
-	t.Parallel()
-	r := func(ss ...revoke.Status) []revoke.UserResult {
-		var out []revoke.UserResult
-		for _, s := range ss {
-			out = append(out, revoke.UserResult{Status: s})
-		}
-		return out
-	}
-	tests := []struct {
-		in   []revoke.UserResult
-		want revoke.Status
-	}{
-		{r(revoke.StatusRevoked), revoke.StatusRevoked},
-		{r(revoke.StatusDryRun, revoke.StatusDryRun), revoke.StatusDryRun},
-		{r(revoke.StatusRevoked, revoke.StatusNotFound), revoke.StatusPartial},
-		{nil, revoke.StatusPartial},
-	}
-	for _, tt := range tests {
-		if got := overallStatus(tt.in); got != tt.want {
-			t.Errorf("overallStatus(%v) = %s; want %s", tt.in, got, tt.want)
-		}
-	}
-}
-
 // The operator commands load every setting as the server does, except that no caller needs to be
 // able to authenticate: nobody calls a terminal.
 func TestLoadConfigOperatorMode(t *testing.T) {

@@ -262,22 +262,8 @@ func runInChunks(ctx context.Context, engine jobRunner, job revoke.Job, size int
 			progress(end, total)
 		}
 	}
-	res.Status = overallStatus(res.Results)
+	res.Status = revoke.Overall(res.Results)
 	return res, nil
-}
-
-// overallStatus is the response's top-level status: the users' shared status, else partial.
-func overallStatus(rs []revoke.UserResult) revoke.Status {
-	if len(rs) == 0 {
-		return revoke.StatusPartial
-	}
-	s := rs[0].Status
-	for _, r := range rs[1:] {
-		if r.Status != s {
-			return revoke.StatusPartial
-		}
-	}
-	return s
 }
 
 // isTerminal reports whether w is a terminal (a character device), where progress is welcome.

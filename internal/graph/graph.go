@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	abs "github.com/microsoft/kiota-abstractions-go"
 	absser "github.com/microsoft/kiota-abstractions-go/serialization"
@@ -319,17 +318,6 @@ func (c *Client) getUser(ctx context.Context, op *operation, user string, sel []
 		return revoke.User{}, err
 	}
 	return got, nil
-}
-
-// CheckToken gets a Graph token and throws it away: it proves the identity works (handler
-// check) without changing anything in the tenant. It never returns the token.
-func (c *Client) CheckToken(ctx context.Context) error {
-	ctx, cancel := withBudget(ctx)
-	defer cancel()
-	if _, err := c.cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{c.scope}, EnableCAE: true}); err != nil {
-		return fmt.Errorf("%w for %s: %w", ErrToken, c.scope, err)
-	}
-	return nil
 }
 
 func deref(s *string) string {

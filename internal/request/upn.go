@@ -88,12 +88,3 @@ func IsObjectID(s string) bool {
 	}
 	return true
 }
-
-// Domain returns the lower-cased domain of a UPN, or "" for anything else.
-func Domain(upn string) string {
-	_, d, ok := strings.Cut(upn, "@")
-	if !ok {
-		return ""
-	}
-	return strings.ToLower(d)
-}

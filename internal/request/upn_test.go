@@ -176,21 +176,6 @@ func TestIsObjectID(t *testing.T) {
 	}
 }
 
-func TestDomain(t *testing.T) {
-	t.Parallel()
-	tests := []struct{ in, want string }{
-		{"alice@Contoso.COM", "contoso.com"},
-		{"jane_fabrikam.com#EXT#@contoso.onmicrosoft.com", "contoso.onmicrosoft.com"},
-		{"3f1c2a4e-8b7d-4c1e-9f2a-6b5d4c3e2f1a", ""},
-		{"", ""},
-	}
-	for _, tt := range tests {
-		if got := Domain(tt.in); got != tt.want {
-			t.Errorf("Domain(%q) = %q; want %q", tt.in, got, tt.want)
-		}
-	}
-}
-
 // FuzzIsUPN checks the invariants the UPN rules promise of anything IsUPN accepts, whatever the input.
 func FuzzIsUPN(f *testing.F) {
 	for _, s := range []string{
