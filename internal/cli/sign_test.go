@@ -5,7 +5,9 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -34,6 +36,16 @@ func parseHeaders(t *testing.T, out string) http.Header {
 	return h
 }
 
+// secretFile writes content to a file only this test can read and returns its path.
+func secretFile(t *testing.T, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 func TestSignVerifiedByStandardWebhooks(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -43,9 +55,9 @@ func TestSignVerifiedByStandardWebhooks(t *testing.T) {
 		secret string // the secret that must verify
 		wantID string // "" = a generated msg_ id
 	}{
-		{name: "--secret", args: []string{"sign", "--secret", signSecret}, secret: signSecret},
+		{name: "--secret-file", args: []string{"sign", "--secret-file", secretFile(t, signSecret+"\n")}, secret: signSecret},
 		{name: "first of WEBHOOK_SECRETS", env: map[string]string{"WEBHOOK_SECRETS": otherSecret + " , " + signSecret}, args: []string{"sign"}, secret: otherSecret},
-		{name: "--id", args: []string{"sign", "--secret", signSecret, "--id", "INC0012345-1"}, secret: signSecret, wantID: "INC0012345-1"},
+		{name: "--id", env: map[string]string{"WEBHOOK_SECRETS": signSecret}, args: []string{"sign", "--id", "INC0012345-1"}, secret: signSecret, wantID: "INC0012345-1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -104,7 +116,7 @@ func TestSignCurl(t *testing.T) {
 	t.Cleanup(srv.Close)
 	url := srv.URL + "/api/revoke?code=abc'def"
 
-	r := mustRun(t, map[string]string{}, signBody, "sign", "--secret", signSecret, "--curl", url)
+	r := mustRun(t, map[string]string{"WEBHOOK_SECRETS": signSecret}, signBody, "sign", "--curl", url)
 	if r.code != 0 {
 		t.Fatalf("exit %d; want 0\n%s", r.code, r)
 	}
@@ -146,9 +158,13 @@ func TestSignUsageErrors(t *testing.T) {
 		wantErr string
 	}{
 		{name: "no secret", args: []string{"sign"}, wantErr: "no secret"},
-		{name: "not whsec", args: []string{"sign", "--secret", "hunter2"}, wantErr: "invalid secret"},
+		{name: "--secret in argv is refused", args: []string{"sign", "--secret", signSecret}, wantErr: "process list"},
+		{name: "--secret refused even with WEBHOOK_SECRETS", env: map[string]string{"WEBHOOK_SECRETS": signSecret}, args: []string{"sign", "--secret", signSecret}, wantErr: "process list"},
+		{name: "not whsec", args: []string{"sign", "--secret-file", secretFile(t, "hunter2\n")}, wantErr: "invalid secret"},
+		{name: "empty secret file", args: []string{"sign", "--secret-file", secretFile(t, "\n")}, wantErr: "empty"},
+		{name: "missing secret file", args: []string{"sign", "--secret-file", "/nonexistent/secret"}, wantErr: "--secret-file"},
 		{name: "bad first of WEBHOOK_SECRETS", env: map[string]string{"WEBHOOK_SECRETS": "whsec_!!!," + signSecret}, args: []string{"sign"}, wantErr: "invalid secret"},
-		{name: "argument", args: []string{"sign", "--secret", signSecret, "body.json"}, wantErr: "stdin"},
+		{name: "argument", env: map[string]string{"WEBHOOK_SECRETS": signSecret}, args: []string{"sign", "body.json"}, wantErr: "stdin"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -170,7 +186,7 @@ func TestSignUsageErrors(t *testing.T) {
 
 func TestSignBodyTooLarge(t *testing.T) {
 	t.Parallel()
-	r := mustRun(t, map[string]string{}, strings.Repeat("x", 64<<10+1), "sign", "--secret", signSecret)
+	r := mustRun(t, map[string]string{"WEBHOOK_SECRETS": signSecret}, strings.Repeat("x", 64<<10+1), "sign")
 	if r.code != 2 || !strings.Contains(r.stderr, "exceeds") {
 		t.Errorf("want exit 2 for a body over 64 KiB\n%s", r)
 	}
