@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -87,7 +88,13 @@ func (w *permissionWatch) read(ctx context.Context) time.Duration {
 		}
 		wait := min(permissionRetry<<min(w.failures, 16), permissionRetryMax)
 		w.failures++
-		w.logger.Warn("could not read the graph permission", "error", err, "graph", w.Graph(), "retry_in", wait.String())
+		if w.failures == 1 {
+			// Said once: on a laptop (make run) there is no managed identity at all, and the SDK's
+			// error runs over many lines. Later failures are retried quietly until a token comes.
+			w.logger.Warn("graph: unknown, no managed identity here", "graph", w.Graph(), "error", firstLine(err), "retry_in", wait.String())
+		} else {
+			w.logger.Debug("could not read the graph permission", "error", firstLine(err), "retry_in", wait.String())
+		}
 		return wait
 	}
 	w.failures = 0
@@ -104,4 +111,10 @@ func (w *permissionWatch) read(ctx context.Context) time.Duration {
 		}
 	}
 	return permissionRefresh
+}
+
+// firstLine is the first line of err's text: azidentity's errors append pages of troubleshooting.
+func firstLine(err error) string {
+	line, _, _ := strings.Cut(err.Error(), "\n")
+	return strings.TrimSpace(line)
 }

@@ -152,3 +152,25 @@ func TestPermissionWatchReadsAtOnceAndStops(t *testing.T) {
 		t.Errorf("Graph() after the first read = %q; want ok", got)
 	}
 }
+
+// Without a managed identity (make run on a laptop) the watch says so in one line, once, and then
+// retries quietly: the SDK's multi-line error is not repeated every few seconds.
+func TestPermissionWatchNoIdentityLogsOneLineOnce(t *testing.T) {
+	t.Parallel()
+	src := &tokenSource{err: errors.New("ManagedIdentityCredential: no response from the IMDS endpoint\n\nTo troubleshoot, visit https://aka.ms/azsdk/go/identity/troubleshoot#managed-id")}
+	var logs bytes.Buffer
+	w := newPermissionWatch(src, "https://graph.microsoft.com/.default", false, slog.New(slog.NewJSONHandler(&logs, nil)))
+	for range 4 {
+		w.read(context.Background())
+	}
+	lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
+	if len(lines) != 1 || !strings.Contains(lines[0], `"msg":"graph: unknown, no managed identity here"`) {
+		t.Fatalf("four failed reads logged:\n%s\nwant one line saying there is no managed identity", logs.String())
+	}
+	if strings.Contains(lines[0], "troubleshoot") {
+		t.Errorf("the line carries the SDK's whole error: %s", lines[0])
+	}
+	if got := w.Graph(); got != "unknown" {
+		t.Errorf("Graph() = %q; want unknown", got)
+	}
+}
