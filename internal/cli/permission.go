@@ -38,6 +38,9 @@ type permissionWatch struct {
 	scope   string
 	lookups bool // the settings need User.Read.All as well (Settings.NeedsUserLookups)
 	logger  *slog.Logger
+	// noPlatformIdentity: the platform offers no identity endpoint (IDENTITY_ENDPOINT unset, as
+	// on a laptop running make run), so token errors are expected and not worth repeating.
+	noPlatformIdentity bool
 
 	verdict  atomic.Pointer[graph.Permission] // nil until a token was had
 	failures int                              // token errors in a row; only read touches it
@@ -88,11 +91,14 @@ func (w *permissionWatch) read(ctx context.Context) time.Duration {
 		}
 		wait := min(permissionRetry<<min(w.failures, 16), permissionRetryMax)
 		w.failures++
-		if w.failures == 1 {
-			// Said once: on a laptop (make run) there is no managed identity at all, and the SDK's
-			// error runs over many lines. Later failures are retried quietly until a token comes.
-			w.logger.Warn("graph: unknown, no managed identity here", "graph", w.Graph(), "error", firstLine(err), "retry_in", wait.String())
-		} else {
+		switch {
+		case !w.noPlatformIdentity:
+			w.logger.Warn("could not read the graph permission", "error", firstLine(err), "graph", w.Graph(), "retry_in", wait.String())
+		case w.failures == 1:
+			// No managed identity at all (make run on a laptop): said once, in one line — the
+			// SDK's error runs over many — then retried quietly until a token comes.
+			w.logger.Warn("graph: unknown, no managed identity here", "graph", w.Graph(), "error", firstLine(err))
+		default:
 			w.logger.Debug("could not read the graph permission", "error", firstLine(err), "retry_in", wait.String())
 		}
 		return wait

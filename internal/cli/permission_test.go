@@ -160,6 +160,7 @@ func TestPermissionWatchNoIdentityLogsOneLineOnce(t *testing.T) {
 	src := &tokenSource{err: errors.New("ManagedIdentityCredential: no response from the IMDS endpoint\n\nTo troubleshoot, visit https://aka.ms/azsdk/go/identity/troubleshoot#managed-id")}
 	var logs bytes.Buffer
 	w := newPermissionWatch(src, "https://graph.microsoft.com/.default", false, slog.New(slog.NewJSONHandler(&logs, nil)))
+	w.noPlatformIdentity = true
 	for range 4 {
 		w.read(context.Background())
 	}

@@ -110,6 +110,7 @@ func serve(ctx context.Context, env Env, args []string) error {
 		return fmt.Errorf("graph: %w", err)
 	}
 	permission := newPermissionWatch(cred, scope, cfg.NeedsUserLookups(), logger)
+	permission.noPlatformIdentity = env.Getenv("IDENTITY_ENDPOINT") == "" && env.Getenv("MSI_ENDPOINT") == ""
 	deps.Permission = permission
 	go permission.watch(bg)
 

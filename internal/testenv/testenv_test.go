@@ -59,6 +59,7 @@ func with(h http.Header, name, value string) http.Header {
 
 func TestStartAzurite(t *testing.T) {
 	t.Parallel()
+	testenv.Node(t) // in -short mode without Node, skip here rather than in the subtest
 	var endpoint string
 	t.Run("running", func(t *testing.T) {
 		a := testenv.StartAzurite(t)
