@@ -454,7 +454,7 @@ func TestSIGTERMFinishesFlushesAndExitsZero(t *testing.T) {
 		status, _, _ := post(t, p.URL+"/api/revoke", h, body)
 		done <- status
 	}()
-	time.Sleep(200 * time.Millisecond) // the request is now waiting on Graph
+	waitFor(t, 20*time.Second, "the request to reach Graph", func() bool { return len(g.Requests()) > 0 })
 	p.terminate(t)
 	if code := p.exitCode(t, 12*time.Second); code != 0 {
 		t.Errorf("exit code after SIGTERM = %d; want 0", code)
@@ -551,7 +551,7 @@ func TestSIGTERMWithGraphHanging(t *testing.T) {
 				status, _, _ := post(t, p.URL+"/api/revoke", h, body)
 				done <- status
 			}()
-			time.Sleep(500 * time.Millisecond)
+			waitFor(t, 20*time.Second, "the request to reach Graph", func() bool { return len(g.Requests()) > 0 })
 			start := time.Now()
 			p.terminate(t)
 			if code := p.exitCode(t, 15*time.Second); code != 0 {
