@@ -84,7 +84,10 @@ type Deps struct {
 	Tolerance time.Duration  // WEBHOOK_TOLERANCE
 	Tokens    TokenValidator // nil unless Entra ID tokens are accepted
 
-	IdempotencyTTL time.Duration // IDEMPOTENCY_TTL: how long final responses and status records are kept
+	IdempotencyTTL time.Duration // IDEMPOTENCY_TTL: how long final responses are kept
+	// StatusTTL is how long a status record is kept after its last write: at least as long as
+	// its message can still be delivered (StatusTTL); 0 computes it from the two settings.
+	StatusTTL time.Duration
 	PublicBaseURL  *url.URL      // PUBLIC_BASE_URL for status links; nil: the request's scheme and host
 
 	Storage         bool          // AzureWebJobsStorage configured and deferral possible
@@ -144,6 +147,9 @@ func NewServer(d Deps) http.Handler {
 	}
 	if d.IdempotencyTTL <= 0 {
 		d.IdempotencyTTL = 24 * time.Hour
+	}
+	if d.StatusTTL <= 0 {
+		d.StatusTTL = StatusTTL(d.IdempotencyTTL, d.QueueMaxAge)
 	}
 	mux := http.NewServeMux()
 	addRoutes(mux, d)

@@ -16,7 +16,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
@@ -121,6 +120,9 @@ type Table struct {
 	// fallbackGuard is this instance's own bucket, used by Take when the shared bucket cannot be
 	// reached (a bare Table; *Shared uses its Memory's instead).
 	fallbackGuard *bucket
+	// unreachableAtStart is the error of the table's creation at start when the table could not
+	// be reached, so that *Shared starts degraded instead of claiming a table it never saw.
+	unreachableAtStart error
 }
 
 var _ Store = (*Table)(nil)
@@ -155,6 +157,7 @@ func NewTable(ctx context.Context, cfg TableConfig) (*Table, error) {
 			return nil, fmt.Errorf("create state table: %w", err)
 		}
 		t.logger.Warn("state table unreachable at start", "table", cfg.Table, "error", err)
+		t.unreachableAtStart = err
 	}
 	return t, nil
 }
@@ -417,10 +420,15 @@ func splitLease(lease string) (token string, etag azcore.ETag, ok bool) {
 // Claim implements Store: a conditional insert takes a new id; an existing entity is read and
 // replayed, refused, or taken over by a write conditional on its ETag.
 func (t *Table) Claim(ctx context.Context, key RequestKey, bodyHash string, lease time.Duration) (Claim, error) {
+	return t.claim(ctx, key, bodyHash, lease, newLease())
+}
+
+// claim is Claim with the attempt's token given, so that *Shared can try a failed claim again as
+// the same attempt: an insert that landed unanswered is then recognised as its own.
+func (t *Table) claim(ctx context.Context, key RequestKey, bodyHash string, lease time.Duration, token string) (Claim, error) {
 	ctx, cancel := t.opContext(ctx)
 	defer cancel()
 	k := requestKey(key)
-	token := newLease()
 	for range maxUpdateAttempts {
 		now := t.now()
 		until := now.Add(lease)
@@ -512,7 +520,8 @@ func (t *Table) endLease(ctx context.Context, key RequestKey, lease string, e en
 			return err
 		}
 		// Someone wrote since our claim: only a takeover does that, unless the entity says the
-		// lease is still ours and held (then our ETag is merely stale).
+		// lease is still ours and held (then our ETag is merely stale). A try of this same write
+		// that landed unanswered also ends here, as ErrLeaseLost: the outcome is in the table.
 		cur, ok, err := t.get(ctx, k)
 		if err != nil {
 			return err
@@ -691,9 +700,9 @@ func (t *Table) Take(ctx context.Context, n int) (time.Duration, bool) {
 	return wait, ok
 }
 
+// take is Take without the fallback. Its time limit (opTimeout) covers the table's round trips
+// only, never the wait for another caller's write of the bucket (see sharedGuard).
 func (t *Table) take(ctx context.Context, n int) (time.Duration, bool, error) {
-	ctx, cancel := t.opContext(ctx)
-	defer cancel()
 	return t.guard.take(ctx, t, n)
 }
 
@@ -749,6 +758,49 @@ func (t *Table) Cleanup(ctx context.Context) (int, error) {
 // Mode implements Store.
 func (t *Table) Mode() string { return ModeTable }
 
+// probe asks the table one cheap question, in one try: a read of the rate-guard bucket, found or
+// not. nil means the table answers.
+func (t *Table) probe(ctx context.Context) error {
+	ctx, cancel := t.opContext(ctx)
+	defer cancel()
+	_, err := t.client.GetEntity(noRetry(ctx), rateGuardKey[0], rateGuardKey[1], nil)
+	if err == nil || notFound(err) {
+		return nil
+	}
+	return err
+}
+
+// addStatus creates a status only if the table has none under handle (a status written back
+// after an outage never replaces one the queue trigger wrote meanwhile).
+func (t *Table) addStatus(ctx context.Context, handle string, body []byte, ttl time.Duration) error {
+	ctx, cancel := t.opContext(ctx)
+	defer cancel()
+	e := newEntity(statusKey(handle), kindStatus, t.now().Add(ttl))
+	if err := e.setData(nonNil(body)); err != nil {
+		return err
+	}
+	if _, err := t.add(ctx, e); err != nil && !hasCode(err, aztables.EntityAlreadyExists) {
+		return fmt.Errorf("add status: %w", err)
+	}
+	return nil
+}
+
+// addMessageProgress saves a message's progress only if the table has none for it (progress
+// written back after an outage never replaces a later delivery's).
+func (t *Table) addMessageProgress(ctx context.Context, key MessageKey, progress []byte, done bool) error {
+	ctx, cancel := t.opContext(ctx)
+	defer cancel()
+	e := newEntity(messageKey(key), kindMessage, t.now().Add(MessageTTL))
+	e.props[propDone] = done
+	if err := e.setData(progress); err != nil {
+		return err
+	}
+	if _, err := t.add(ctx, e); err != nil && !hasCode(err, aztables.EntityAlreadyExists) {
+		return fmt.Errorf("add message progress: %w", err)
+	}
+	return nil
+}
+
 func ptr[T any](v T) *T { return &v }
 
 func nonNil(b []byte) []byte {
@@ -785,159 +837,4 @@ func unreachable(err error) bool {
 		return re.StatusCode == http.StatusRequestTimeout || re.StatusCode == http.StatusTooManyRequests || re.StatusCode >= 500
 	}
 	return true // no HTTP answer at all: connection refused or reset, DNS, a deadline
-}
-
-// sharedGuard is the rate guard across instances: one bucket entity in the table holds a
-// minute's worth of tokens and refills continuously, like the per-instance bucket. An instance
-// takes tokens from it in small chunks with a write conditional on the bucket's ETag (no lost
-// update, so no over-use), keeps them locally for a few seconds, and drops what it has not used
-// by then (under-use, never over-use). Key: rateGuardKey, one for the table, so every instance
-// of the Function App meets on it — that is the point.
-type sharedGuard struct {
-	limit float64 // tokens per minute; 0 turns the guard off
-
-	mu         sync.Mutex
-	local      float64   // tokens this instance took and has not used
-	localUntil time.Time // when the local tokens are dropped
-	// Demand of this instance: tokens taken in the current and the previous window, to size the
-	// next chunk by what the instance really uses.
-	windowStart     time.Time
-	thisWin, prevWi float64
-	// The bucket as last read or written; its ETag makes the next write conditional. Another
-	// instance's write makes it stale, which the conditional write detects.
-	known  bool
-	tokens float64
-	last   time.Time
-	etag   azcore.ETag
-}
-
-const (
-	// chunkHold is how long an instance keeps tokens it took but did not use.
-	chunkHold = 5 * time.Second
-	// demandWindow is the window over which an instance's demand sizes its next chunk.
-	demandWindow = 2 * time.Second
-	// bucketIdleTTL is how long the bucket entity is kept after its last write; once idle that
-	// long it is full anyway, and Cleanup may delete it.
-	bucketIdleTTL = time.Hour
-)
-
-func newSharedGuard(perMinute int) *sharedGuard { return &sharedGuard{limit: float64(perMinute)} }
-
-// maxChunk is the most an instance takes beyond what it needs: a second's worth of the limit, at
-// least one token.
-func (g *sharedGuard) maxChunk() float64 { return max(1, float64(int(g.limit/60))) }
-
-func (g *sharedGuard) take(ctx context.Context, t *Table, n int) (time.Duration, bool, error) {
-	if g.limit == 0 || n <= 0 {
-		return 0, true, nil
-	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	now := t.now()
-	g.noteDemand(now, 0)
-	if !now.Before(g.localUntil) {
-		g.local = 0
-	}
-	if g.local >= float64(n) {
-		g.local -= float64(n)
-		g.noteDemand(now, float64(n))
-		return 0, true, nil
-	}
-	need := float64(n) - g.local
-	extra := min(g.maxChunk(), g.thisWin+g.prevWi)
-	for attempt := range maxUpdateAttempts {
-		if err := backoff(ctx, attempt); err != nil {
-			return 0, false, err
-		}
-		if !g.known {
-			if err := g.read(ctx, t, now); err != nil {
-				return 0, false, err
-			}
-		}
-		tokens, last := g.tokens, g.last
-		if now.After(last) {
-			// The clock never runs backwards for the bucket: an instance whose clock is behind
-			// refills nothing until it passes the latest Last, so skew cannot add up.
-			tokens = min(g.limit, tokens+now.Sub(last).Minutes()*g.limit)
-			last = now
-		}
-		var grant float64
-		switch {
-		case need > g.limit && tokens >= g.limit:
-			grant = need // a job larger than the limit goes through a full bucket
-		case need > g.limit:
-			return time.Duration((g.limit - tokens) / g.limit * float64(time.Minute)), false, nil
-		case tokens < need:
-			// No write: the bucket as known is if anything fuller than the real one.
-			return time.Duration((need - tokens) / g.limit * float64(time.Minute)), false, nil
-		default:
-			grant = need + min(extra, float64(int(tokens-need)))
-		}
-		e := newEntity(rateGuardKey, kindRate, now.Add(bucketIdleTTL))
-		e.props[propTokens] = tokens - grant
-		e.props[propLast] = aztables.EDMInt64(last.UnixNano())
-		etag, err := t.update(ctx, e, g.etag, aztables.UpdateModeReplace)
-		if err == nil {
-			g.tokens, g.last, g.etag = tokens-grant, last, etag
-			g.local = g.local + grant - float64(n)
-			g.localUntil = now.Add(chunkHold)
-			g.noteDemand(now, float64(n))
-			return 0, true, nil
-		}
-		g.known = false
-		if !conditionFailed(err) && !notFound(err) {
-			return 0, false, err
-		}
-	}
-	// Sustained contention: ask the caller to come back shortly rather than spin.
-	return time.Second, false, nil
-}
-
-// read loads the bucket, creating it full when missing.
-func (g *sharedGuard) read(ctx context.Context, t *Table, now time.Time) error {
-	e, ok, err := t.get(ctx, rateGuardKey)
-	if err != nil {
-		return err
-	}
-	if !ok {
-		fresh := newEntity(rateGuardKey, kindRate, now.Add(bucketIdleTTL))
-		fresh.props[propTokens] = g.limit
-		fresh.props[propLast] = aztables.EDMInt64(now.UnixNano())
-		etag, err := t.add(ctx, fresh)
-		if hasCode(err, aztables.EntityAlreadyExists) {
-			return g.read(ctx, t, now) // another instance created it first
-		}
-		if err != nil {
-			return err
-		}
-		g.known, g.tokens, g.last, g.etag = true, g.limit, now, etag
-		return nil
-	}
-	g.known, g.tokens, g.last, g.etag = true, e.float(propTokens), time.Unix(0, e.int(propLast)), e.etag
-	return nil
-}
-
-// noteDemand counts n tokens taken at now into the demand windows.
-func (g *sharedGuard) noteDemand(now time.Time, n float64) {
-	switch elapsed := now.Sub(g.windowStart); {
-	case elapsed >= 2*demandWindow || elapsed < 0:
-		g.prevWi, g.thisWin, g.windowStart = 0, 0, now
-	case elapsed >= demandWindow:
-		g.prevWi, g.thisWin, g.windowStart = g.thisWin, 0, g.windowStart.Add(demandWindow)
-	}
-	g.thisWin += n
-}
-
-// refund returns n tokens to this instance's chunk; they are dropped with it if unused.
-func (g *sharedGuard) refund(now time.Time, n int) {
-	if g.limit == 0 || n <= 0 {
-		return
-	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if !now.Before(g.localUntil) {
-		g.local = 0
-	}
-	g.local = min(g.limit, g.local+float64(n))
-	g.localUntil = now.Add(chunkHold)
 }
