@@ -92,10 +92,19 @@ func handleQueue(d Deps) http.Handler {
 		final := inv.DequeueCount >= d.MaxDequeueCount
 		wctx, cancel := workContext(r, d, queueBudget)
 		defer cancel()
-		res, err := d.Engine.Run(wctx, revoke.Job{
+		job := revoke.Job{
 			Meta: meta, Users: req.Users(), Ticket: req.Ticket, Reason: req.Reason,
 			RequestedBy: req.RequestedBy, DryRun: req.DryRun, Final: final, LastDelivery: final, WaitForRate: true, Prior: prior,
-		})
+		}
+		var saver *progressSaver
+		if remember {
+			saver = newProgressSaver(context.WithoutCancel(ctx), d, key, prior)
+			job.Settled = saver.settled
+		}
+		res, err := d.Engine.Run(wctx, job)
+		if saver != nil {
+			saver.wait()
+		}
 		var rl *revoke.RateLimitedError
 		if errors.As(err, &rl) {
 			reply(w, http.StatusServiceUnavailable, "rate guard reached; the host will retry this message")

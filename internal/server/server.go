@@ -125,10 +125,13 @@ const httpBudget = 25 * time.Second
 // Graph is better met by the queue's own retry than by holding the message.
 const queueBudget = 60 * time.Second
 
-// claimLease is how long a claim on a request id excludes others: the request's budget, the
-// deferral's own budget after it, and a margin for the state store's writes. An instance that dies
-// mid-request holds the id no longer than this; a live one finishes well within it.
-const claimLease = httpBudget + 5*time.Second + 5*time.Second
+// claimLease is how long a claim on a request id excludes others, sized from the worst case of a
+// live attempt, each step using its whole budget: the claim's own write (its lease is counted from
+// before it), the request's Graph budget, the deferral's budget after it (the engine's, 5 s), and
+// the write of the outcome. A live attempt therefore always ends within its lease; an instance
+// that dies mid-request holds the id no longer than this. (An outcome that lands late is still
+// taken as long as no other attempt took the id over.)
+const claimLease = stateBudget + httpBudget + 5*time.Second + stateBudget
 
 // stateBudget bounds one bookkeeping call to the state store on the request path. The store
 // answers in milliseconds, and falls back to memory when the table is slow, so this is a safety net.
