@@ -103,7 +103,9 @@ func TestRetryableOutcomesAreNotSettled(t *testing.T) {
 	e, sink := newEngine(t, g, nil)
 	j := job("alice@contoso.com", "bob@contoso.com")
 	j.Trigger, j.Final = revoke.TriggerQueue, false
-	j.Settled = func(r revoke.UserResult) { t.Errorf("Settled(%+v) for a throttled user on a delivery that is not the last", r) }
+	j.Settled = func(r revoke.UserResult) {
+		t.Errorf("Settled(%+v) for a throttled user on a delivery that is not the last", r)
+	}
 	mustRun(t, e, j)
 	if n := len(sink.outcomes()); n != 0 {
 		t.Errorf("outcomes recorded = %d; want none until the last delivery", n)

@@ -87,8 +87,8 @@ type Deps struct {
 	IdempotencyTTL time.Duration // IDEMPOTENCY_TTL: how long final responses are kept
 	// StatusTTL is how long a status record is kept after its last write: at least as long as
 	// its message can still be delivered (StatusTTL); 0 computes it from the two settings.
-	StatusTTL time.Duration
-	PublicBaseURL  *url.URL      // PUBLIC_BASE_URL for status links; nil: the request's scheme and host
+	StatusTTL     time.Duration
+	PublicBaseURL *url.URL // PUBLIC_BASE_URL for status links; nil: the request's scheme and host
 
 	Storage         bool          // AzureWebJobsStorage configured and deferral possible
 	Poison          Poisoner      // nil without storage
