@@ -15,6 +15,7 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
 
+	"github.com/entra-revoke/entra-revoke/internal/entraauth/entratest"
 	"github.com/entra-revoke/entra-revoke/internal/graph/graphtest"
 	"github.com/entra-revoke/entra-revoke/internal/testenv"
 )
@@ -400,5 +401,75 @@ func linesSoon(out func() string, want int, fragments ...string) []string {
 			return got
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// A deployment whose callers all use Entra tokens (no WEBHOOK_SECRETS) defers with QUEUE_SECRETS:
+// a throttled revocation is answered 202 queued, the queue trigger finishes it, and the status
+// link — on another instance too — ends final.
+func TestEntraCallersAloneDefer(t *testing.T) {
+	t.Parallel()
+	const tenantID, api, logicApp = "72f988bf-86f1-41af-91ab-2d7cd011db47", "api://entra-revoke", "5f3c1d2e-0000-4000-8000-000000000002"
+	az := testenv.StartAzurite(t)
+	iss := entratest.NewIssuer(t, tenantID)
+	id, g := tenant(t)
+	env := sharedEnv(t, az, id, g, "entra-defer")
+	delete(env, "WEBHOOK_SECRETS")
+	env["QUEUE_SECRETS"] = "whsec_cXVldWUtc2VjcmV0LW9mLXRoZS10ZXN0cy0wMTIz" // 30 bytes
+	env["ENTRA_TENANT_ID"] = tenantID
+	env["ENTRA_AUDIENCE"] = api
+	env["ENTRA_OPENID_CONFIG_URL"] = iss.ConfigURL()
+	ps := instances(t, env, 2)
+
+	resp, err := http.Get(ps[0].URL + "/api/health")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var h struct {
+		Queue bool `json:"queue"`
+		Auth  struct {
+			Webhook bool `json:"webhook"`
+		} `json:"auth"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&h)
+	resp.Body.Close()
+	if err != nil || !h.Queue || h.Auth.Webhook {
+		t.Fatalf("health = %+v (%v); want queue true with no webhook callers", h, err)
+	}
+
+	const user = "alice@contoso.com"
+	g.Script(user, graphtest.TooManyRequests("1"), graphtest.TooManyRequests("1"), graphtest.TooManyRequests("1"),
+		graphtest.TooManyRequests("1"), graphtest.TooManyRequests("1"))
+	body := []byte(`{"upn":"` + user + `"}`)
+	var a answer
+	waitFor(t, 15*time.Second, "Entra's keys to load", func() bool {
+		hdr := http.Header{"Content-Type": {"application/json"}, "Idempotency-Key": {"incident-9-entity-1"},
+			"Authorization": {"Bearer " + iss.Token(entratest.V2, api, logicApp, "Sessions.Revoke")}}
+		a = send(ps[0].URL+"/api/revoke", hdr, body, time.Minute)
+		return a.status != http.StatusUnauthorized
+	})
+	if acc := mustAccount(t, "throttled Entra caller", a); acc.status != http.StatusAccepted || acc.users[0] != "queued" {
+		t.Fatalf("throttled revocation for an Entra caller = %v; want 202 queued", acc)
+	}
+	link := a.header.Get("Location")
+	if link == "" {
+		t.Fatal("202 without a status link")
+	}
+	msgs := drainQueue(t, az.ConnectionString, env["REVOKE_QUEUE"])
+	if len(msgs) != 1 {
+		t.Fatalf("queue holds %d messages; want 1", len(msgs))
+	}
+	// The other instance finishes the message; both instances answer the link with the outcome.
+	mustDeliver(t, ps[1], msgs[0], 1)
+	mustOnce(t, g, 1, user)
+	for i, p := range ps {
+		u := strings.Replace(link, ps[0].URL, p.URL, 1)
+		status, _, b := get(t, u)
+		if status != http.StatusOK || !strings.Contains(string(b), `"status":"revoked"`) {
+			t.Errorf("status link on instance %d = %d %s; want 200 revoked", i, status, b)
+		}
+	}
+	if got := lines(ps[1].Stdout.String(), "entra:"+logicApp, "revoked"); len(got) == 0 {
+		t.Errorf("the queue's outcome does not name the original Entra caller:\n%s", ps[1].Stdout)
 	}
 }

@@ -226,14 +226,11 @@ func openMessage(d Deps, inv queueInvocation) (body []byte, meta revoke.Meta, re
 	if webhook.ValidID(env.ID) {
 		meta.RequestID = env.ID
 	}
-	if d.Keys.Len() == 0 {
-		return nil, meta, "bad_signature"
-	}
-	s, err := d.Keys.Verify(env.Header(), []byte(env.Body), d.Now(), d.QueueMaxAge, d.Tolerance)
+	caller, err := verifyMessage(d, env)
 	if err != nil {
 		return nil, meta, err.Error()
 	}
-	meta.Caller = "webhook:" + strconv.Itoa(s.KeyIndex)
+	meta.Caller = caller
 	body, origin, err := queue.SplitBody([]byte(env.Body))
 	if err != nil {
 		return nil, meta, "invalid_request"
@@ -242,6 +239,30 @@ func openMessage(d Deps, inv queueInvocation) (body []byte, meta revoke.Meta, re
 		meta.RequestID, meta.Caller, meta.StatusHandle = origin.RequestID, origin.Caller, origin.StatusHandle
 	}
 	return body, meta, ""
+}
+
+// verifyMessage checks a signed message against WEBHOOK_SECRETS, then QUEUE_SECRETS, and names
+// the key that signed it ("webhook:<index>" or "queue:<index>"). A deferred message names its
+// original caller in its origin instead. Of two refusals the more telling one is kept (expired
+// says the signature was good).
+func verifyMessage(d Deps, env queue.Envelope) (string, error) {
+	err := webhook.ErrSignature
+	for _, set := range []struct {
+		keys   webhook.Keys
+		prefix string
+	}{{d.Keys, "webhook:"}, {d.QueueKeys, "queue:"}} {
+		if set.keys.Len() == 0 {
+			continue
+		}
+		s, verr := set.keys.Verify(env.Header(), []byte(env.Body), d.Now(), d.QueueMaxAge, d.Tolerance)
+		if verr == nil {
+			return set.prefix + strconv.Itoa(s.KeyIndex), nil
+		}
+		if errors.Is(err, webhook.ErrSignature) {
+			err = verr
+		}
+	}
+	return "", err
 }
 
 // poison copies a message that can never succeed to <queue>-poison, records why (the

@@ -81,6 +81,7 @@ type Deps struct {
 	Audit     Auditor
 
 	Keys      webhook.Keys   // Standard Webhooks secrets; empty when not configured
+	QueueKeys webhook.Keys   // QUEUE_SECRETS: queue messages verify against these too
 	Tolerance time.Duration  // WEBHOOK_TOLERANCE
 	Tokens    TokenValidator // nil unless Entra ID tokens are accepted
 
@@ -90,7 +91,7 @@ type Deps struct {
 	StatusTTL     time.Duration
 	PublicBaseURL *url.URL // PUBLIC_BASE_URL for status links; nil: the request's scheme and host
 
-	Storage         bool          // AzureWebJobsStorage configured and deferral possible
+	Storage         bool          // AzureWebJobsStorage configured and a queue secret to sign with: deferral possible
 	Poison          Poisoner      // nil without storage
 	AllowUnsigned   bool          // QUEUE_ALLOW_UNSIGNED
 	QueueMaxAge     time.Duration // QUEUE_SIGNATURE_MAX_AGE

@@ -3,8 +3,6 @@ package state
 import (
 	"context"
 	"errors"
-	"io"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -65,99 +63,12 @@ func mustMode(t *testing.T, s *Shared, want, what string) {
 	}
 }
 
-// proxy stands between a store and Azurite's table service, so the test can take the table away
-// (connections refused, or accepted and never answered) and give it back at the same address.
-type proxy struct {
-	ln     net.Listener
-	target string
-
-	mu      sync.Mutex
-	mode    string // "up", "down" (closed at once), "hang" (accepted, never answered)
-	conns   map[net.Conn]bool
-	dialled int // connections accepted while not up
-}
-
-func startProxy(t *testing.T, target string) *proxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &proxy{ln: ln, target: target, mode: "up", conns: map[net.Conn]bool{}}
-	go p.serve()
-	t.Cleanup(func() {
-		_ = ln.Close()
-		p.set("down")
-	})
-	return p
-}
-
-// endpoint is the proxy's address as a table endpoint of the development account.
-func (p *proxy) endpoint() string {
-	return "http://" + p.ln.Addr().String() + "/" + testenv.AzuriteAccount
-}
-
-func (p *proxy) set(mode string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.mode = mode
-	for c := range p.conns {
-		_ = c.Close()
-	}
-	clear(p.conns)
-}
-
-func (p *proxy) failedDials() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.dialled
-}
-
-func (p *proxy) serve() {
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		p.mu.Lock()
-		mode := p.mode
-		if mode != "up" {
-			p.dialled++
-		}
-		if mode == "down" {
-			p.mu.Unlock()
-			_ = c.Close()
-			continue
-		}
-		p.conns[c] = true
-		p.mu.Unlock()
-		if mode == "hang" {
-			continue // held open, never answered, closed by the next set
-		}
-		go p.pipe(c)
-	}
-}
-
-func (p *proxy) pipe(c net.Conn) {
-	up, err := net.Dial("tcp", p.target)
-	if err != nil {
-		_ = c.Close()
-		return
-	}
-	p.mu.Lock()
-	p.conns[up] = true
-	p.mu.Unlock()
-	go func() { _, _ = io.Copy(up, c); _ = up.Close() }()
-	_, _ = io.Copy(c, up)
-	_ = c.Close()
-}
-
 func testSharedOutage(t *testing.T, az testenv.Azurite) {
 	ctx := context.Background()
-	p := startProxy(t, strings.TrimPrefix(strings.TrimSuffix(az.TableEndpoint, "/"+testenv.AzuriteAccount), "http://"))
+	p := testenv.StartFaultProxy(t, testenv.HostPort(az.TableEndpoint))
 	clock := newFakeClock()
 	f := &fallbacks{}
-	s := mustShared(t, withTableEndpoint(az.ConnectionString, p.endpoint()), tableName(), clock, 600, f)
+	s := mustShared(t, withTableEndpoint(az.ConnectionString, p.TableEndpoint()), tableName(), clock, 600, f)
 	other := mustTable(t, az.ConnectionString, s.table.name, clock, 600) // another instance, never cut off
 
 	before := RequestKey{Scope: "webhook", ID: "before"}
@@ -174,7 +85,7 @@ func testSharedOutage(t *testing.T, az testenv.Azurite) {
 
 	for _, mode := range []string{"down", "hang"} {
 		t.Logf("table %s", mode)
-		p.set(mode)
+		p.Set(mode)
 		// Each operation answers within the bound of one table operation, from memory.
 		start := time.Now()
 		during := RequestKey{Scope: "webhook", ID: "during-" + mode}
@@ -216,7 +127,7 @@ func testSharedOutage(t *testing.T, az testenv.Azurite) {
 		// While degraded only the probe tries the table, and one report is enough. The claim
 		// made two tries and, the connection refused at once, one more claim of two tries; the
 		// probe one.
-		if n := p.failedDials(); n > 5 {
+		if n := p.Failed(); n > 5 {
 			t.Errorf("table %s: %d connections to the dead table; want the table left alone while degraded", mode, n)
 		}
 		if got := f.list(); len(got) != 1 {
@@ -224,14 +135,14 @@ func testSharedOutage(t *testing.T, az testenv.Azurite) {
 		}
 
 		// Still down at the next probe: degraded still, and no new report within a minute.
-		dials := p.failedDials()
-		waitUntil(t, "the next probe", func() bool { return p.failedDials() > dials })
+		dials := p.Failed()
+		waitUntil(t, "the next probe", func() bool { return p.Failed() > dials })
 		if got := s.Mode(); got != ModeDegraded {
 			t.Errorf("table %s after a failed probe: Mode() = %q; want %q", mode, got, ModeDegraded)
 		}
 
 		// The table comes back: the probe notices without any traffic.
-		p.set("up")
+		p.Set("up")
 		mustMode(t, s, ModeTable, "table back after "+mode)
 		if r := mustClaim(t, s, before, "h", 30*time.Second); r.Replay == nil || string(r.Replay.Body) != `{"before":true}` {
 			t.Errorf("table back after %s: repeat of a request finished in the table = %+v; want its replay", mode, r)
@@ -256,9 +167,7 @@ func testSharedOutage(t *testing.T, az testenv.Azurite) {
 		f.ops = nil
 		f.mu.Unlock()
 		clock.Advance(2 * reportEvery)
-		p.mu.Lock()
-		p.dialled = 0
-		p.mu.Unlock()
+		p.ResetFailed()
 	}
 }
 
