@@ -16,6 +16,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
@@ -35,9 +37,12 @@ const (
 	tryTimeout = 1500 * time.Millisecond
 	// cleanupPageTimeout bounds each page of Cleanup (a query or a delete), not the whole run,
 	// which is bounded by its context.
-	cleanupPageTimeout = 10 * time.Second
-	// cleanupPageSize is the number of entities Cleanup reads and deletes per page.
-	cleanupPageSize = 100
+	cleanupPageTimeout = 30 * time.Second
+	// cleanupPageSize is the number of entities Cleanup reads per page: the most a query returns.
+	cleanupPageSize = 1000
+	// cleanupParallel is the number of deletes Cleanup has in flight: each is one round trip of
+	// a few milliseconds, so a run deletes about a thousand entities a second.
+	cleanupParallel = 16
 	// maxUpdateAttempts bounds optimistic-concurrency retries (a status update, a claim takeover,
 	// the rate-guard bucket). Each retry follows a write by someone else, so running out means
 	// sustained contention, not an outage.
@@ -120,6 +125,10 @@ type Table struct {
 	// fallbackGuard is this instance's own bucket, used by Take when the shared bucket cannot be
 	// reached (a bare Table; *Shared uses its Memory's instead).
 	fallbackGuard *bucket
+	// cleanupFrom is where the next Cleanup starts: the continuation of the last page a run
+	// finished, or nothing (the top). Kept by this instance only.
+	cleanupMu   sync.Mutex
+	cleanupFrom [2]*string
 	// unreachableAtStart is the error of the table's creation at start when the table could not
 	// be reached, so that *Shared starts degraded instead of claiming a table it never saw.
 	unreachableAtStart error
@@ -710,49 +719,94 @@ func (t *Table) take(ctx context.Context, n int) (time.Duration, bool, error) {
 func (t *Table) Refund(n int) { t.guard.refund(t.now(), n) }
 
 // Cleanup implements Store: it queries entities whose Expires has passed, a page at a time, and
-// deletes each unless it changed since it was read (a request taken over meanwhile stays).
+// deletes each unless it changed since it was read (a request taken over meanwhile stays), up to
+// cleanupParallel at a time (every entity has a partition of its own, so a table transaction,
+// which holds one partition, cannot batch them). A run that ends before the last page (its context
+// ends) leaves its continuation for the next run, which starts there instead of from the top;
+// the run after the last page starts from the top again.
 func (t *Table) Cleanup(ctx context.Context) (int, error) {
 	filter := fmt.Sprintf("%s lt datetime'%s'", propExpires, t.now().UTC().Format(time.RFC3339))
+	t.cleanupMu.Lock()
+	from := t.cleanupFrom
+	t.cleanupMu.Unlock()
 	pager := t.client.NewListEntitiesPager(&aztables.ListEntitiesOptions{
-		Filter: &filter,
-		Select: ptr("PartitionKey,RowKey," + propExpires),
-		Top:    ptr(int32(cleanupPageSize)),
+		Filter:           &filter,
+		Select:           ptr("PartitionKey,RowKey," + propExpires),
+		Top:              ptr(int32(cleanupPageSize)),
+		NextPartitionKey: from[0],
+		NextRowKey:       from[1],
 	})
-	deleted := 0
+	var deleted atomic.Int64
 	for pager.More() {
 		if err := ctx.Err(); err != nil {
-			return deleted, err
+			return int(deleted.Load()), err
 		}
 		pageCtx, cancel := context.WithTimeout(ctx, cleanupPageTimeout)
 		page, err := pager.NextPage(pageCtx)
 		if err != nil {
 			cancel()
 			if notFound(err) {
-				return deleted, nil // no table: nothing to clean
+				return int(deleted.Load()), nil // no table: nothing to clean
 			}
-			return deleted, fmt.Errorf("cleanup: %w", err)
+			return int(deleted.Load()), fmt.Errorf("cleanup: %w", err)
 		}
-		for _, raw := range page.Entities {
-			var e aztables.EDMEntity
-			if err := json.Unmarshal(raw, &e); err != nil {
-				cancel()
-				return deleted, fmt.Errorf("cleanup: decode entity: %w", err)
-			}
+		err = t.deleteAll(pageCtx, page.Entities, &deleted)
+		cancel()
+		if err != nil {
+			return int(deleted.Load()), err
+		}
+		// The page is done: a run stopped after it goes on from the next one.
+		t.cleanupMu.Lock()
+		t.cleanupFrom = [2]*string{page.NextPartitionKey, page.NextRowKey}
+		t.cleanupMu.Unlock()
+	}
+	if ctx.Err() == nil {
+		t.cleanupMu.Lock()
+		t.cleanupFrom = [2]*string{}
+		t.cleanupMu.Unlock()
+	}
+	return int(deleted.Load()), ctx.Err()
+}
+
+// deleteAll deletes a page of expired entities, each conditional on the ETag it was listed with,
+// cleanupParallel at a time; the first failure (other than gone or changed) ends it.
+func (t *Table) deleteAll(ctx context.Context, raws [][]byte, deleted *atomic.Int64) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	sem := make(chan struct{}, cleanupParallel)
+	var wg sync.WaitGroup
+	for _, raw := range raws {
+		var e aztables.EDMEntity
+		if err := json.Unmarshal(raw, &e); err != nil {
+			cancel(fmt.Errorf("cleanup: decode entity: %w", err))
+			break
+		}
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		wg.Go(func() {
+			defer func() { <-sem }()
 			etag := azcore.ETag(e.ETag)
-			_, err := t.client.DeleteEntity(pageCtx, e.PartitionKey, e.RowKey, &aztables.DeleteEntityOptions{IfMatch: &etag})
+			_, err := t.client.DeleteEntity(ctx, e.PartitionKey, e.RowKey, &aztables.DeleteEntityOptions{IfMatch: &etag})
 			switch {
 			case err == nil:
-				deleted++
+				deleted.Add(1)
 			case notFound(err), conditionFailed(err):
 				// Gone already, or rewritten since the query (no longer expired).
 			default:
-				cancel()
-				return deleted, fmt.Errorf("cleanup: %w", err)
+				cancel(fmt.Errorf("cleanup: %w", err))
 			}
-		}
-		cancel()
+		})
 	}
-	return deleted, ctx.Err()
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
 }
 
 // Mode implements Store.
