@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"strconv"
 	"strings"
@@ -471,5 +472,87 @@ func TestEntraCallersAloneDefer(t *testing.T) {
 	}
 	if got := lines(ps[1].Stdout.String(), "entra:"+logicApp, "revoked"); len(got) == 0 {
 		t.Errorf("the queue's outcome does not name the original Entra caller:\n%s", ps[1].Stdout)
+	}
+}
+
+// withTableEndpoint returns the connection string conn with its TableEndpoint replaced.
+func withTableEndpoint(conn, endpoint string) string {
+	var parts []string
+	for p := range strings.SplitSeq(conn, ";") {
+		if p != "" && !strings.HasPrefix(p, "TableEndpoint=") {
+			parts = append(parts, p)
+		}
+	}
+	return strings.Join(append(parts, "TableEndpoint="+endpoint), ";") + ";"
+}
+
+// A status link made on an instance that cannot reach the table (a fault proxy between it and
+// the table) is finished by another instance's queue trigger, which rebuilds the record from the
+// signed message; every instance then answers it, and the degraded instance answers what it
+// cannot read with 202 unavailable rather than 404.
+func TestStatusLinksAnyInstanceCanFinish(t *testing.T) {
+	t.Parallel()
+	az := testenv.StartAzurite(t)
+	id, g := tenant(t)
+	users := faultUsers(g, "rebuild", 3)
+	env := sharedEnv(t, az, id, g, "status-rebuild")
+	b := instances(t, env, 1)[0]
+	px := testenv.StartFaultProxy(t, testenv.HostPort(az.TableEndpoint))
+	envA := maps.Clone(env)
+	envA["AzureWebJobsStorage"] = withTableEndpoint(az.ConnectionString, px.TableEndpoint())
+	a := startHandler(t, envA)
+	if s := healthState(t, a); s != "table" {
+		t.Fatalf("instance A at start = %q; want table", s)
+	}
+	// A handle B made while the table answered, for A to fail to read later.
+	body := revokeBody(users[2])
+	h := mustGoSigned(t, "msg_status_b", body)
+	h.Set("Prefer", "respond-async")
+	onB := send(b.URL+"/api/revoke", h, body, time.Minute)
+	if acc := mustAccount(t, "respond-async on B", onB); acc.status != http.StatusAccepted {
+		t.Fatalf("respond-async on B = %v; want 202", acc)
+	}
+
+	px.Set("down")
+	body = revokeBody(users[0], users[1])
+	h = mustGoSigned(t, "msg_status_a", body)
+	h.Set("Prefer", "respond-async")
+	onA := send(a.URL+"/api/revoke", h, body, time.Minute)
+	if acc := mustAccount(t, "respond-async on A, its table down", onA); acc.status != http.StatusAccepted {
+		t.Fatalf("respond-async on A with its table down = %v; want 202 queued", acc)
+	}
+	waitFor(t, 15*time.Second, "A to report degraded", func() bool { return healthState(t, a) == "degraded" })
+	linkA := onA.header.Get("Location")
+	pathA := linkA[strings.Index(linkA, "/api/"):]
+	pathB := onB.header.Get("Location")[strings.Index(onB.header.Get("Location"), "/api/"):]
+
+	// A cannot read B's status: not 404, which a poller takes for final.
+	status, hdr, got := get(t, a.URL+pathB)
+	if status != http.StatusAccepted || !strings.Contains(string(got), `"unavailable"`) || hdr.Get("Retry-After") == "" || hdr.Get("Location") == "" {
+		t.Errorf("A reading a status only the table has = %d %v %s; want 202 unavailable with Retry-After and Location", status, hdr, got)
+	}
+
+	// B's queue trigger finishes both messages; A's record, never in the table, is rebuilt.
+	msgs := drainQueue(t, az.ConnectionString, env["REVOKE_QUEUE"])
+	if len(msgs) != 2 {
+		t.Fatalf("queue holds %d messages; want 2", len(msgs))
+	}
+	for i, m := range msgs {
+		mustDeliver(t, b, m, 100+i)
+	}
+	mustOnce(t, g, 1, users...)
+	for _, path := range []string{pathA, pathB} {
+		if status, _, got := get(t, b.URL+path); status != http.StatusOK || strings.Contains(string(got), `"queued"`) {
+			t.Errorf("B answering %s = %d %s; want 200, every user revoked", path, status, got)
+		}
+	}
+
+	// The table comes back: A notices without traffic, and answers both links from the table.
+	px.Set("up")
+	waitFor(t, 20*time.Second, "A to return to the table", func() bool { return healthState(t, a) == "table" })
+	for _, path := range []string{pathA, pathB} {
+		if status, _, got := get(t, a.URL+path); status != http.StatusOK {
+			t.Errorf("A answering %s after the table came back = %d %s; want 200 final", path, status, got)
+		}
 	}
 }

@@ -19,6 +19,7 @@ func testBlips(t *testing.T, az testenv.Azurite) {
 	t.Run("rate guard within its limit at 150 ms latency", func(t *testing.T) { testRateGuardSlowTable(t, az) })
 	t.Run("a clock ahead does not freeze the rate guard", func(t *testing.T) { testClockAhead(t, az) })
 	t.Run("a table down at start is not reported as up", func(t *testing.T) { testDownAtStart(t, az) })
+	t.Run("a large job is not starved by small ones", func(t *testing.T) { testLargeJobNotStarved(t, az) })
 }
 
 // proxied is a Shared (real clock unless clock is given) whose table is behind a fault proxy.
@@ -177,7 +178,7 @@ func testClockAhead(t *testing.T, az testenv.Azurite) {
 		t.Errorf("A after 10 s (10 tokens refilled) = %v, %v; want the bucket not frozen by B's clock", ok, err)
 	}
 	if _, ok, _ := b.take(ctx, 5); ok {
-		t.Errorf("B took 5 more after A took 9 of the 10 refilled: over-use")
+		t.Errorf("B took 5 more after A took 9 of the 10 refilled: over-use (A %+v, B %+v)", a.guard, b.guard)
 	}
 }
 
@@ -201,4 +202,33 @@ func testDownAtStart(t *testing.T, az testenv.Azurite) {
 	}
 	p.Set("up")
 	mustMode(t, s, ModeTable, "the table up after a start without it")
+}
+
+// testLargeJobNotStarved: a 100-token job refused on a low bucket holds it; steady single takes
+// from another instance then wait for it instead of keeping the bucket below 100 for ever.
+func testLargeJobNotStarved(t *testing.T, az testenv.Azurite) {
+	ctx := context.Background()
+	name := tableName()
+	clock := newFakeClock()
+	big := mustTable(t, az.ConnectionString, name, clock, 600)
+	small := mustTable(t, az.ConnectionString, name, clock, 600)
+	if _, ok, err := small.take(ctx, 600); !ok || err != nil {
+		t.Fatalf("emptying the bucket = %v, %v", ok, err)
+	}
+	wait, ok, err := big.take(ctx, 100)
+	if ok || err != nil || wait <= 0 {
+		t.Fatalf("large job on an empty bucket = %v, %v, %v; want refused with a wait", wait, ok, err)
+	}
+	// Single takes every 100 ms (the refill's pace): without the hold they would keep the bucket
+	// near empty; with it they wait until the large job has had its turn.
+	for range 100 {
+		clock.Advance(100 * time.Millisecond)
+		small.guard.mu.Lock()
+		small.guard.local = 0 // no chunk kept: every take goes to the bucket
+		small.guard.mu.Unlock()
+		_, _, _ = small.take(ctx, 1)
+	}
+	if _, ok, err := big.take(ctx, 100); !ok || err != nil {
+		t.Errorf("large job after 10 s of single takes = %v, %v; want its turn (100 refilled, held for it)", ok, err)
+	}
 }

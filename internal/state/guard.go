@@ -44,10 +44,12 @@ type sharedGuard struct {
 	// The bucket as last read or written; its ETag makes the next write conditional. Another
 	// instance's write makes it stale, which the conditional write detects. Only the filler
 	// touches these, so they need no lock.
-	known  bool
-	tokens float64
-	last   time.Time
-	etag   azcore.ETag
+	known     bool
+	tokens    float64
+	last      time.Time
+	want      float64   // tokens held back for a large job that was refused (see write)
+	wantUntil time.Time // when that hold lapses
+	etag      azcore.ETag
 }
 
 // fill is one write of the bucket that callers wait for.
@@ -71,6 +73,8 @@ const (
 	// bucketIdleTTL is how long the bucket entity is kept after its last write; once idle that
 	// long it is full anyway, and Cleanup may delete it.
 	bucketIdleTTL = time.Hour
+	// wantGrace is how long a large job's hold outlasts the wait it was told, for it to come back.
+	wantGrace = 5 * time.Second
 )
 
 func newSharedGuard(perMinute int) *sharedGuard { return &sharedGuard{limit: float64(perMinute)} }
@@ -164,24 +168,53 @@ func (g *sharedGuard) write(ctx context.Context, t *Table, now time.Time, need, 
 			tokens = min(g.limit, tokens+now.Sub(last).Minutes()*g.limit)
 			last = now
 		}
+		// A large job refused earlier holds back what it needs, so that a steady flow of small
+		// ones cannot keep the bucket below it for ever; smaller jobs take only what is beyond.
+		grant, wait = 0, 0
+		want, wantUntil := g.want, g.wantUntil
+		if !now.Before(wantUntil) {
+			want, wantUntil = 0, time.Time{}
+		}
+		avail := tokens
+		if need < want {
+			avail = tokens - want
+		}
+		hold := false
 		switch {
 		case need > g.limit && tokens >= g.limit:
 			grant = need // a job larger than the limit goes through a full bucket
 		case need > g.limit:
-			return 0, time.Duration((g.limit - tokens) / g.limit * float64(time.Minute)), nil
-		case tokens < need:
-			// No write: the bucket as known is if anything fuller than the real one.
-			return 0, time.Duration((need - tokens) / g.limit * float64(time.Minute)), nil
+			wait = time.Duration((g.limit - tokens) / g.limit * float64(time.Minute))
+			hold = want < g.limit
+		case avail < need:
+			wait = time.Duration((need - avail) / g.limit * float64(time.Minute))
+			// A job beyond what an instance takes in a chunk holds the bucket for itself; a
+			// small one just waits (no write: the bucket as known is if anything fuller).
+			hold = need > g.maxChunk() && need > want
 		default:
-			grant = need + min(more, float64(int(tokens-need)))
+			grant = need + min(more, float64(int(avail-need)))
+		}
+		if grant == 0 && !hold {
+			return 0, wait, nil
+		}
+		if grant > 0 && need >= want {
+			want, wantUntil = 0, time.Time{} // the hold was for this job, or a smaller one
+		}
+		if hold {
+			want, wantUntil = min(need, g.limit), now.Add(wait+wantGrace)
 		}
 		e := newEntity(rateGuardKey, kindRate, t.now().Add(bucketIdleTTL))
 		e.props[propTokens] = tokens - grant
 		e.props[propLast] = aztables.EDMInt64(last.UnixNano())
+		e.props[propWant] = want
+		e.props[propWantUntil] = aztables.EDMInt64(0)
+		if !wantUntil.IsZero() {
+			e.props[propWantUntil] = aztables.EDMInt64(wantUntil.UnixNano())
+		}
 		etag, err := t.update(ctx, e, g.etag, aztables.UpdateModeReplace)
 		if err == nil {
-			g.tokens, g.last, g.etag = tokens-grant, last, etag
-			return grant, 0, nil
+			g.tokens, g.last, g.want, g.wantUntil, g.etag = tokens-grant, last, want, wantUntil, etag
+			return grant, wait, nil
 		}
 		g.known = false
 		if !conditionFailed(err) && !notFound(err) {
@@ -225,10 +258,14 @@ func (g *sharedGuard) read(ctx context.Context, t *Table, now time.Time) error {
 		if err != nil {
 			return err
 		}
-		g.known, g.tokens, g.last, g.etag = true, g.limit, now, etag
+		g.known, g.tokens, g.last, g.want, g.wantUntil, g.etag = true, g.limit, now, 0, time.Time{}, etag
 		return nil
 	}
 	g.known, g.tokens, g.last, g.etag = true, e.float(propTokens), time.Unix(0, e.int(propLast)), e.etag
+	g.want, g.wantUntil = e.float(propWant), time.Time{}
+	if until := e.int(propWantUntil); until > 0 {
+		g.wantUntil = time.Unix(0, until)
+	}
 	return nil
 }
 

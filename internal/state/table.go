@@ -87,6 +87,8 @@ const (
 	propLen        = "Len"        // bytes of Data, -1 for none
 	propTokens     = "Tokens"     // rate guard: tokens in the bucket at Last
 	propLast       = "Last"       // rate guard: Unix ns of the last refill
+	propWant       = "Want"       // rate guard: tokens held back for a large job that was refused
+	propWantUntil  = "WantUntil"  // rate guard: Unix ns until which Want holds
 )
 
 // propData names the i-th chunk of an entity's data (a response, progress or status body).
