@@ -155,3 +155,28 @@ func TestQueueSavesProgressAsUsersFinish(t *testing.T) {
 		t.Fatalf("delivery = %d %s; want 200", w.Code, w.Body)
 	}
 }
+
+// A panic while revoking one user of a bulk request answers that user failed; the other users
+// are revoked, and the server goes on serving.
+func TestPanicInOneUserFailsOnlyThatUser(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, options{})
+	h.graph.revokeF = func(user string) (revoke.GraphResult, error) {
+		if user == "bob@contoso.com" {
+			panic("a bug for one user")
+		}
+		return revoke.GraphResult{RequestID: "ok", Attempts: 1}, nil
+	}
+	w := h.do(h.signed("msg_panic_bulk", `{"upns":["alice@contoso.com","bob@contoso.com","carol@contoso.com"]}`))
+	body := decodeBody(t, w)
+	got := map[string]string{}
+	for _, r := range body.Results {
+		got[r.UPN] = string(r.Status)
+	}
+	if w.Code != http.StatusMultiStatus || got["alice@contoso.com"] != "revoked" || got["bob@contoso.com"] != "failed" || got["carol@contoso.com"] != "revoked" {
+		t.Errorf("bulk request with a panicking user = %d %v; want 207, that user failed and the others revoked", w.Code, got)
+	}
+	if w := h.do(h.signed("msg_panic_after", `{"upn":"alice@contoso.com"}`)); w.Code != http.StatusOK {
+		t.Errorf("the next request = %d %s; want 200", w.Code, w.Body)
+	}
+}
