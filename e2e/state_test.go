@@ -556,3 +556,52 @@ func TestStatusLinksAnyInstanceCanFinish(t *testing.T) {
 		}
 	}
 }
+
+// A blip between one instance and the table is not an outage: after a refused connection, and
+// with the table answering slowly, the instance still takes no second lease on a request id
+// another instance is working on, and stays on the table.
+func TestTableBlipsTakeNoSecondLease(t *testing.T) {
+	t.Parallel()
+	az := testenv.StartAzurite(t)
+	id, g := tenant(t)
+	users := faultUsers(g, "blip", 1)
+	env := sharedEnv(t, az, id, g, "blips")
+	b := instances(t, env, 1)[0]
+	px := testenv.StartFaultProxy(t, testenv.HostPort(az.TableEndpoint))
+	envA := maps.Clone(env)
+	envA["AzureWebJobsStorage"] = withTableEndpoint(az.ConnectionString, px.TableEndpoint())
+	a := startHandler(t, envA)
+
+	// B works on the request for a while (Graph is slow for this user).
+	g.Script(users[0], graphtest.Response{Method: http.MethodPost, Delay: 8 * time.Second})
+	body := revokeBody(users[0])
+	h := mustGoSigned(t, "msg_blip_held", body)
+	first := make(chan answer, 1)
+	go func() { first <- send(b.URL+"/api/revoke", h, body, time.Minute) }()
+	waitFor(t, 15*time.Second, "B's attempt to reach Graph", func() bool { return g.Revocations(users[0]) > 0 || len(g.Requests()) > 0 })
+
+	for _, blip := range []struct {
+		name string
+		set  func()
+	}{
+		{"one refused connection", func() { px.RefuseNext(1) }},
+		{"two refused connections", func() { px.RefuseNext(2) }},
+		{"600 ms latency", func() { px.Set("up"); px.SetLatency(600 * time.Millisecond) }},
+	} {
+		blip.set()
+		acc := mustAccount(t, blip.name, send(a.URL+"/api/revoke", h, body, time.Minute))
+		if acc.status != http.StatusConflict || acc.code != "in_progress" {
+			t.Errorf("%s: the same request on A while B works on it = %v; want 409 in_progress (no second lease)", blip.name, acc)
+		}
+		if s := healthState(t, a); s != "table" {
+			t.Errorf("%s: A's health state = %q; want table", blip.name, s)
+		}
+	}
+	if acc := mustAccount(t, "B's answer", <-first); acc.status != http.StatusOK {
+		t.Errorf("B's answer = %v; want 200", acc)
+	}
+	mustOnce(t, g, 1, users[0])
+	if got := lines(a.Stdout.String(), "state fallback"); len(got) != 0 {
+		t.Errorf("A recorded a state fallback for blips:\n%s", strings.Join(got, "\n"))
+	}
+}
