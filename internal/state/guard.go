@@ -73,6 +73,9 @@ const (
 	// bucketIdleTTL is how long the bucket entity is kept after its last write; once idle that
 	// long it is full anyway, and Cleanup may delete it.
 	bucketIdleTTL = time.Hour
+	// skewAdopt is the least lead of the bucket's Last over this instance's clock taken for a
+	// clock ahead (see adopt): well above the spread of writes, well below a frozen bucket.
+	skewAdopt = 2 * time.Second
 	// wantGrace is how long a large job's hold outlasts the wait it was told, for it to come back.
 	wantGrace = 5 * time.Second
 )
@@ -229,9 +232,14 @@ func (g *sharedGuard) write(ctx context.Context, t *Table, now time.Time, need, 
 // clock put it in our future, and returns now on the adopted clock. The bucket's time never runs
 // backwards, so skew cannot add tokens; adopting the latest time keeps it from freezing the
 // bucket for the instances behind. Only the filler calls it.
+//
+// A Last only a little ahead is the ordinary spread of writes (another instance wrote after we
+// read our clock): adopting it would creep this clock forward with every conflict and add tokens,
+// so only a lead beyond skewAdopt counts as a clock ahead; below it the bucket waits, at most that
+// long.
 func (g *sharedGuard) adopt(t *Table, now time.Time) time.Time {
 	ahead := g.last.Sub(now)
-	if ahead <= 0 {
+	if ahead <= skewAdopt {
 		return now
 	}
 	g.mu.Lock()

@@ -124,9 +124,11 @@ func (s *Shared) retry(ctx context.Context, err error) bool {
 // done records how the table answered op and reports whether op must fall back to memory.
 func (s *Shared) done(ctx context.Context, op string, err error) (fallback bool) {
 	if !tableFailed(ctx, err) {
-		s.mu.Lock()
-		s.failures = 0
-		s.mu.Unlock()
+		if ctx.Err() == nil { // an answer (the caller giving up says nothing of the table)
+			s.mu.Lock()
+			s.failures = 0
+			s.mu.Unlock()
+		}
 		return false
 	}
 	if followed(err) {

@@ -25,6 +25,10 @@ type FaultProxy struct {
 	failed  int // connections refused or held while not up
 }
 
+// newRequestGap is the pause on a connection after which the client's next chunk is taken for a
+// new request, which the latency delays.
+const newRequestGap = 50 * time.Millisecond
+
 // StartFaultProxy proxies to target ("host:port") until t ends.
 func StartFaultProxy(t testing.TB, target string) *FaultProxy {
 	t.Helper()
@@ -71,7 +75,7 @@ func (p *FaultProxy) RefuseNext(n int) {
 	p.mu.Unlock()
 }
 
-// SetLatency delays every chunk the client sends by d (each request, on a kept-alive connection).
+// SetLatency delays each request the client sends by d (on a kept-alive connection too).
 func (p *FaultProxy) SetLatency(d time.Duration) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -132,15 +136,19 @@ func (p *FaultProxy) pipe(c net.Conn) {
 	p.mu.Unlock()
 	go func() {
 		buf := make([]byte, 64<<10)
+		var last time.Time
 		for {
 			n, err := c.Read(buf)
 			if n > 0 {
 				p.mu.Lock()
 				d := p.latency
 				p.mu.Unlock()
-				if d > 0 {
+				// Once per request: the chunks of one request (headers, then body) follow each
+				// other at once, a new request after a pause.
+				if d > 0 && time.Since(last) > newRequestGap {
 					time.Sleep(d)
 				}
+				last = time.Now()
 				if _, werr := up.Write(buf[:n]); werr != nil {
 					break
 				}
