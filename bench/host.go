@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"strconv"
@@ -110,7 +111,10 @@ type hostListener struct {
 	inflight atomic.Int64
 	settled  atomic.Int64 // when the last invocation answered 2xx, Unix nanoseconds
 	stats    hostStats
-	mu       sync.Mutex // guards stats
+	mu       sync.Mutex // guards stats and leased
+	// leased are the messages this listener's invocations hold (id to pop receipt), so that the
+	// instance's death can give them back to the queue as the end of the host's lease would.
+	leased map[string][2]string // pop receipt, message text
 }
 
 // hostStats counts what the simulated host did.
@@ -183,6 +187,8 @@ func (l *hostListener) invoke(ctx context.Context, m *azqueue.DequeuedMessage) {
 		s.Redeliveries = 1
 	}
 	defer func() { l.count(s) }()
+	l.lease(*m.MessageID, *m.PopReceipt, *m.MessageText)
+	defer l.lease(*m.MessageID, "", "")
 	text, err := base64.StdEncoding.DecodeString(*m.MessageText)
 	if err != nil {
 		text = []byte(*m.MessageText) // the host passes what it cannot decode as it is
@@ -244,4 +250,35 @@ func (l *hostListener) snapshot() hostStats {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.stats
+}
+
+// lease records (or, with an empty receipt, forgets) a message an invocation holds.
+func (l *hostListener) lease(id, receipt, text string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.leased == nil {
+		l.leased = map[string][2]string{}
+	}
+	if receipt == "" {
+		delete(l.leased, id)
+		return
+	}
+	l.leased[id] = [2]string{receipt, text}
+}
+
+// release makes the messages of a dead instance's invocations visible again after `after`: the
+// host's lease on them would run out the same way, only later (it is renewed while the instance
+// lives, and lasts up to 10 minutes).
+func (l *hostListener) release(ctx context.Context, after time.Duration) int {
+	l.mu.Lock()
+	leased := maps.Clone(l.leased)
+	l.mu.Unlock()
+	vt := int32(after / time.Second)
+	n := 0
+	for id, m := range leased {
+		if _, err := l.queue.UpdateMessage(ctx, id, m[0], m[1], &azqueue.UpdateMessageOptions{VisibilityTimeout: &vt}); err == nil {
+			n++
+		}
+	}
+	return n
 }

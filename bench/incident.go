@@ -42,7 +42,10 @@ type incidentConfig struct {
 	State     string        // STATE_STORE
 	Outage    time.Duration // how long the failing users fail, from the start of the drain; 0: none
 	Timeout   time.Duration // the drain gives up after this long
-	Host      hostQueues
+	// KillAt, when set, SIGKILLs the first instance this long into the drain and starts a new
+	// one in its place (the crash run).
+	KillAt time.Duration
+	Host   hostQueues
 }
 
 // incidentResult is what one run showed.
@@ -85,6 +88,9 @@ type incidentResult struct {
 	AzuriteCPU      time.Duration `json:"azuriteCpuPerRevocationNs"`
 	RSSMaxKiB       int64         `json:"rssMaxKiB"` // the larger instance
 	HandlersStopped string        `json:"handlersStopped"`
+	KillAt          time.Duration `json:"killAtNs,omitempty"`
+	KilledInFlight  int           `json:"killedInFlightMessages,omitempty"` // messages the killed instance held
+	Accepted        int           `json:"graphAcceptedRevocations"`         // duplicates included
 	LoadAvg         float64       `json:"loadAvg1m"`
 }
 
@@ -107,7 +113,7 @@ func failing(u int) int {
 // runIncident runs one bulk incident from scratch: a fresh Azurite, tenant and handlers.
 func runIncident(name string, cfg incidentConfig, o options, keys webhook.Keys, nodeDir, tmp string, say func(string, ...any)) (incidentResult, error) {
 	res := incidentResult{Name: name, Users: cfg.Users, Batch: cfg.Batch, Instances: cfg.Instances, State: cfg.State,
-		Limit: cfg.Limit, Window: cfg.Window, Outage: cfg.Outage}
+		Limit: cfg.Limit, Window: cfg.Window, Outage: cfg.Outage, KillAt: cfg.KillAt}
 	users := make([]string, cfg.Users)
 	for u := range users {
 		users[u] = incidentUser(u)
@@ -169,16 +175,46 @@ func runIncident(name string, cfg incidentConfig, o options, keys webhook.Keys, 
 	cpu0 := cpuOf(handlers)
 	az0, _ := cpuTime(st.azurite.Pid())
 	drainStart := st.proxy.counts()
-	listeners := make([]*hostListener, cfg.Instances)
-	samplers := make([]*rssSampler, cfg.Instances)
-	var wg sync.WaitGroup
-	for i, h := range handlers {
-		listeners[i] = &hostListener{host: cfg.Host, queue: q, poison: poison, handler: h.URL,
+	var (
+		listeners []*hostListener
+		samplers  []*rssSampler
+		stopLs    []context.CancelFunc
+		wg        sync.WaitGroup
+	)
+	listen := func(h *process) {
+		l := &hostListener{host: cfg.Host, queue: q, poison: poison, handler: h.URL,
 			client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: cfg.Host.BatchSize + cfg.Host.NewBatchThreshold + 1}}}
-		samplers[i] = sampleRSS(h.Pid(), 500*time.Millisecond)
-		wg.Go(func() { listeners[i].run(ctx) })
+		lctx, stop := context.WithCancel(ctx)
+		listeners, stopLs = append(listeners, l), append(stopLs, stop)
+		samplers = append(samplers, sampleRSS(h.Pid(), 500*time.Millisecond))
+		wg.Go(func() { l.run(lctx) })
 	}
-	res.TimedOut = !waitDrained(ctx, q, listeners, cfg.Timeout, func() {
+	for _, h := range handlers {
+		listen(h)
+	}
+	killed := -1
+	tick := func() {
+		if cfg.KillAt <= 0 || killed >= 0 || time.Since(start) < cfg.KillAt {
+			return
+		}
+		// The first instance dies mid-drain: SIGKILL, no drain of its own. Its listener goes
+		// with it; what its invocations held comes back when the host's lease would end.
+		killed = 0
+		handlers[0].Kill()
+		stopLs[0]()
+		rctx, rcancel := context.WithTimeout(context.Background(), 30*time.Second)
+		res.KilledInFlight = listeners[0].release(rctx, time.Second)
+		rcancel()
+		h, err := ready(env.startHandler(o.handler, cfg.Guard))
+		if err != nil {
+			say("  %s: the replacement instance did not start: %v", name, err)
+			return
+		}
+		handlers = append(handlers, h)
+		listen(h)
+		say("  %s %4.0fs: instance 1 killed (%d messages in flight), a new instance started", name, time.Since(start).Seconds(), res.KilledInFlight)
+	}
+	res.TimedOut = !waitDrained(ctx, q, func() []*hostListener { tick(); return listeners }, cfg.Timeout, func() {
 		s := env.tenant.Stats()
 		say("  %s %4.0fs: %d/%d users revoked, %d Graph 429s, %d Graph 5xx, %d redeliveries", name,
 			time.Since(start).Seconds(), s.Revocations, cfg.Users, s.Throttled, s.Failed, sumHost(listeners).Redeliveries)
@@ -223,15 +259,22 @@ func runIncident(name string, cfg incidentConfig, o options, keys webhook.Keys, 
 	res.PoisonQueue = approximateCount(sctx, poison)
 	res.Left = approximateCount(sctx, q)
 	res.StatusLinks = len(links)
-	res.StatusFinal, res.StatusProblem = checkStatusLinks(handlers, links)
+	live := handlers
+	if killed >= 0 {
+		live = append(handlers[:killed:killed], handlers[killed+1:]...)
+	}
+	res.StatusFinal, res.StatusProblem = checkStatusLinks(live, links)
 
 	var stops []string
 	for i, h := range handlers {
-		if err := h.stop(); err != nil {
+		if i == killed {
+			_, _ = h.Wait(stopWithin) // its stdout read to the end
+		} else if err := h.stop(); err != nil {
 			stops = append(stops, fmt.Sprintf("instance %d: %v", i+1, err))
 		}
 		res.OutcomeLines += h.revoked.Load()
 	}
+	res.Accepted = res.Revoked + res.Duplicates
 	res.HandlersStopped = okOr(stops)
 
 	res.LimitRate = float64(cfg.Limit) / cfg.Window.Seconds()
@@ -360,11 +403,12 @@ func submitOne(client *http.Client, base string, n int, users []string, keys web
 // waitDrained waits until the queue is empty (Azurite counts invisible messages too) and no
 // invocation is in flight, twice in a row a second apart, or until timeout; progress is reported
 // every 30 s.
-func waitDrained(ctx context.Context, q *azqueue.QueueClient, ls []*hostListener, timeout time.Duration, progress func()) bool {
+func waitDrained(ctx context.Context, q *azqueue.QueueClient, listeners func() []*hostListener, timeout time.Duration, progress func()) bool {
 	deadline := time.Now().Add(timeout)
 	lastReport, quiet := time.Now(), 0
 	for time.Now().Before(deadline) {
 		time.Sleep(time.Second)
+		ls := listeners()
 		busy := approximateCount(ctx, q) != 0
 		for _, l := range ls {
 			busy = busy || l.inflight.Load() > 0

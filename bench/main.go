@@ -73,6 +73,7 @@ type options struct {
 	warmup      time.Duration
 	rounds      int
 	incident    incidentConfig
+	runs        map[string]bool // bulk incident runs
 	hostJSON    string
 	results     string
 	set         setFlags
@@ -132,6 +133,8 @@ func run(args []string, stdout io.Writer) error {
 	fs.IntVar(&o.incident.Guard, "incident-guard", 1500, "MAX_REVOCATIONS_PER_MINUTE in the bulk incident (above the write limit's 1,200/min)")
 	fs.DurationVar(&o.incident.Outage, "incident-outage", time.Minute, "how long 10 % of the users fail (5xx) in the outage run; 0 skips that run")
 	fs.DurationVar(&o.incident.Timeout, "incident-timeout", 20*time.Minute, "a bulk incident run gives up after this long")
+	fs.DurationVar(&o.incident.KillAt, "incident-kill", 30*time.Second, "in the crash run, SIGKILL one instance this long into the drain and start another; 0 skips that run")
+	incidentRuns := fs.String("incident-runs", "outage,clean,crash", "bulk incident runs, comma-separated: outage, clean, crash")
 	fs.StringVar(&o.hostJSON, "host-json", "host.json", "host.json whose queue settings the host simulation follows")
 	fs.StringVar(&o.results, "results", "bench/results", "directory for the JSON report (empty: none)")
 	fs.Var(&o.set, "set", "override a handler setting, KEY=VALUE (repeatable)")
@@ -141,6 +144,10 @@ func run(args []string, stdout io.Writer) error {
 	cpuProfile := fs.String("cpuprofile", "", "write this program's own CPU profile (callers and fakes) to `file`")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	o.runs = map[string]bool{}
+	for _, r := range strings.Split(*incidentRuns, ",") {
+		o.runs[strings.TrimSpace(r)] = true
 	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
@@ -657,13 +664,14 @@ func (r *report) bulkIncident(o options, keys webhook.Keys, nodeDir, tmp string)
 	runs := []struct {
 		name   string
 		outage time.Duration
-	}{{"outage", c.Outage}, {"clean", 0}}
+		kill   time.Duration
+	}{{"outage", c.Outage, 0}, {"clean", 0, 0}, {"crash", 0, c.KillAt}}
 	for _, run := range runs {
-		if run.name == "outage" && run.outage <= 0 {
+		if !o.runs[run.name] || run.name == "outage" && run.outage <= 0 || run.name == "crash" && run.kill <= 0 {
 			continue
 		}
 		cfg := c
-		cfg.Outage = run.outage
+		cfg.Outage, cfg.KillAt = run.outage, run.kill
 		res, err := runIncident(run.name, cfg, o, keys, nodeDir, tmp, r.printf)
 		if err != nil {
 			return fmt.Errorf("bulk incident (%s): %w", run.name, err)
@@ -700,7 +708,16 @@ func (r *report) reportIncident(res incidentResult) {
 	r.judge(name+": no user lost, drained in time", fmt.Sprintf("%d lost, %d final failures, %d left", res.Lost, res.Host.FinalFailures, res.Left),
 		res.Lost == 0 && res.Host.FinalFailures == 0 && res.Left == 0 && !res.TimedOut)
 	r.judge(name+": nothing poisoned", fmt.Sprintf("poison queue %d", res.PoisonQueue), res.PoisonQueue == 0)
-	if res.State == "table" {
+	if res.KillAt > 0 {
+		r.printf("    instance 1 SIGKILLed %s into the drain with %d messages in flight, and replaced; Graph accepted %d revocations", res.KillAt, res.KilledInFlight, res.Accepted)
+		r.judge(name+": users revoked twice at most those in flight on the killed instance (GRAPH_CONCURRENCY 8)",
+			fmt.Sprintf("%d revoked twice", res.Duplicates), res.Duplicates <= 8)
+		r.judge(name+": every revocation Graph accepted has its outcome line, the killed instance's included",
+			fmt.Sprintf("%d outcome lines for %d accepted revocations", res.OutcomeLines, res.Accepted), res.OutcomeLines == int64(res.Accepted))
+		if res.StatusLinks > 0 {
+			r.judge(name+": status links final on another instance", fmt.Sprintf("%d of %d", res.StatusFinal, res.StatusLinks), res.StatusFinal == res.StatusLinks)
+		}
+	} else if res.State == "table" {
 		r.judge(name+": no user revoked twice", fmt.Sprintf("%d duplicates, %d outcome lines", res.Duplicates, res.OutcomeLines), res.Duplicates == 0 && res.OutcomeLines == int64(res.Users))
 		r.judge(name+": state in the table", fmt.Sprintf("%d table operations", res.DrainTable.Total+res.SubmitTable.Total), res.DrainTable.Total+res.SubmitTable.Total > 0)
 		if res.StatusLinks > 0 {
@@ -709,7 +726,7 @@ func (r *report) reportIncident(res incidentResult) {
 	} else {
 		r.note(name+": users revoked twice (memory state is per instance)", strconv.Itoa(res.Duplicates))
 	}
-	if res.Outage == 0 {
+	if res.Outage == 0 && res.KillAt == 0 {
 		r.judge(name+": ≥ 90% of what the write limit allows", fmt.Sprintf("%.0f%%", 100*res.Efficiency), res.Efficiency >= targetDrainOfRate)
 	}
 	r.note(name+": table operations per revocation", fmt.Sprintf("%.2f", res.TablePerUser))

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"strconv"
 	"strings"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
 
+	"github.com/entra-revoke/entra-revoke/internal/entraauth/entratest"
 	"github.com/entra-revoke/entra-revoke/internal/graph/graphtest"
 	"github.com/entra-revoke/entra-revoke/internal/testenv"
 )
@@ -400,5 +402,206 @@ func linesSoon(out func() string, want int, fragments ...string) []string {
 			return got
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// A deployment whose callers all use Entra tokens (no WEBHOOK_SECRETS) defers with QUEUE_SECRETS:
+// a throttled revocation is answered 202 queued, the queue trigger finishes it, and the status
+// link — on another instance too — ends final.
+func TestEntraCallersAloneDefer(t *testing.T) {
+	t.Parallel()
+	const tenantID, api, logicApp = "72f988bf-86f1-41af-91ab-2d7cd011db47", "api://entra-revoke", "5f3c1d2e-0000-4000-8000-000000000002"
+	az := testenv.StartAzurite(t)
+	iss := entratest.NewIssuer(t, tenantID)
+	id, g := tenant(t)
+	env := sharedEnv(t, az, id, g, "entra-defer")
+	delete(env, "WEBHOOK_SECRETS")
+	env["QUEUE_SECRETS"] = "whsec_cXVldWUtc2VjcmV0LW9mLXRoZS10ZXN0cy0wMTIz" // 30 bytes
+	env["ENTRA_TENANT_ID"] = tenantID
+	env["ENTRA_AUDIENCE"] = api
+	env["ENTRA_OPENID_CONFIG_URL"] = iss.ConfigURL()
+	ps := instances(t, env, 2)
+
+	resp, err := http.Get(ps[0].URL + "/api/health")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var h struct {
+		Queue bool `json:"queue"`
+		Auth  struct {
+			Webhook bool `json:"webhook"`
+		} `json:"auth"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&h)
+	resp.Body.Close()
+	if err != nil || !h.Queue || h.Auth.Webhook {
+		t.Fatalf("health = %+v (%v); want queue true with no webhook callers", h, err)
+	}
+
+	const user = "alice@contoso.com"
+	g.Script(user, graphtest.TooManyRequests("1"), graphtest.TooManyRequests("1"), graphtest.TooManyRequests("1"),
+		graphtest.TooManyRequests("1"), graphtest.TooManyRequests("1"))
+	body := []byte(`{"upn":"` + user + `"}`)
+	var a answer
+	waitFor(t, 15*time.Second, "Entra's keys to load", func() bool {
+		hdr := http.Header{"Content-Type": {"application/json"}, "Idempotency-Key": {"incident-9-entity-1"},
+			"Authorization": {"Bearer " + iss.Token(entratest.V2, api, logicApp, "Sessions.Revoke")}}
+		a = send(ps[0].URL+"/api/revoke", hdr, body, time.Minute)
+		return a.status != http.StatusUnauthorized
+	})
+	if acc := mustAccount(t, "throttled Entra caller", a); acc.status != http.StatusAccepted || acc.users[0] != "queued" {
+		t.Fatalf("throttled revocation for an Entra caller = %v; want 202 queued", acc)
+	}
+	link := a.header.Get("Location")
+	if link == "" {
+		t.Fatal("202 without a status link")
+	}
+	msgs := drainQueue(t, az.ConnectionString, env["REVOKE_QUEUE"])
+	if len(msgs) != 1 {
+		t.Fatalf("queue holds %d messages; want 1", len(msgs))
+	}
+	// The other instance finishes the message; both instances answer the link with the outcome.
+	mustDeliver(t, ps[1], msgs[0], 1)
+	mustOnce(t, g, 1, user)
+	for i, p := range ps {
+		u := strings.Replace(link, ps[0].URL, p.URL, 1)
+		status, _, b := get(t, u)
+		if status != http.StatusOK || !strings.Contains(string(b), `"status":"revoked"`) {
+			t.Errorf("status link on instance %d = %d %s; want 200 revoked", i, status, b)
+		}
+	}
+	if got := lines(ps[1].Stdout.String(), "entra:"+logicApp, "revoked"); len(got) == 0 {
+		t.Errorf("the queue's outcome does not name the original Entra caller:\n%s", ps[1].Stdout)
+	}
+}
+
+// withTableEndpoint returns the connection string conn with its TableEndpoint replaced.
+func withTableEndpoint(conn, endpoint string) string {
+	var parts []string
+	for p := range strings.SplitSeq(conn, ";") {
+		if p != "" && !strings.HasPrefix(p, "TableEndpoint=") {
+			parts = append(parts, p)
+		}
+	}
+	return strings.Join(append(parts, "TableEndpoint="+endpoint), ";") + ";"
+}
+
+// A status link made on an instance that cannot reach the table (a fault proxy between it and
+// the table) is finished by another instance's queue trigger, which rebuilds the record from the
+// signed message; every instance then answers it, and the degraded instance answers what it
+// cannot read with 202 unavailable rather than 404.
+func TestStatusLinksAnyInstanceCanFinish(t *testing.T) {
+	t.Parallel()
+	az := testenv.StartAzurite(t)
+	id, g := tenant(t)
+	users := faultUsers(g, "rebuild", 3)
+	env := sharedEnv(t, az, id, g, "status-rebuild")
+	b := instances(t, env, 1)[0]
+	px := testenv.StartFaultProxy(t, testenv.HostPort(az.TableEndpoint))
+	envA := maps.Clone(env)
+	envA["AzureWebJobsStorage"] = withTableEndpoint(az.ConnectionString, px.TableEndpoint())
+	a := startHandler(t, envA)
+	if s := healthState(t, a); s != "table" {
+		t.Fatalf("instance A at start = %q; want table", s)
+	}
+	// A handle B made while the table answered, for A to fail to read later.
+	body := revokeBody(users[2])
+	h := mustGoSigned(t, "msg_status_b", body)
+	h.Set("Prefer", "respond-async")
+	onB := send(b.URL+"/api/revoke", h, body, time.Minute)
+	if acc := mustAccount(t, "respond-async on B", onB); acc.status != http.StatusAccepted {
+		t.Fatalf("respond-async on B = %v; want 202", acc)
+	}
+
+	px.Set("down")
+	body = revokeBody(users[0], users[1])
+	h = mustGoSigned(t, "msg_status_a", body)
+	h.Set("Prefer", "respond-async")
+	onA := send(a.URL+"/api/revoke", h, body, time.Minute)
+	if acc := mustAccount(t, "respond-async on A, its table down", onA); acc.status != http.StatusAccepted {
+		t.Fatalf("respond-async on A with its table down = %v; want 202 queued", acc)
+	}
+	waitFor(t, 15*time.Second, "A to report degraded", func() bool { return healthState(t, a) == "degraded" })
+	linkA := onA.header.Get("Location")
+	pathA := linkA[strings.Index(linkA, "/api/"):]
+	pathB := onB.header.Get("Location")[strings.Index(onB.header.Get("Location"), "/api/"):]
+
+	// A cannot read B's status: not 404, which a poller takes for final.
+	status, hdr, got := get(t, a.URL+pathB)
+	if status != http.StatusAccepted || !strings.Contains(string(got), `"unavailable"`) || hdr.Get("Retry-After") == "" || hdr.Get("Location") == "" {
+		t.Errorf("A reading a status only the table has = %d %v %s; want 202 unavailable with Retry-After and Location", status, hdr, got)
+	}
+
+	// B's queue trigger finishes both messages; A's record, never in the table, is rebuilt.
+	msgs := drainQueue(t, az.ConnectionString, env["REVOKE_QUEUE"])
+	if len(msgs) != 2 {
+		t.Fatalf("queue holds %d messages; want 2", len(msgs))
+	}
+	for i, m := range msgs {
+		mustDeliver(t, b, m, 100+i)
+	}
+	mustOnce(t, g, 1, users...)
+	for _, path := range []string{pathA, pathB} {
+		if status, _, got := get(t, b.URL+path); status != http.StatusOK || strings.Contains(string(got), `"queued"`) {
+			t.Errorf("B answering %s = %d %s; want 200, every user revoked", path, status, got)
+		}
+	}
+
+	// The table comes back: A notices without traffic, and answers both links from the table.
+	px.Set("up")
+	waitFor(t, 20*time.Second, "A to return to the table", func() bool { return healthState(t, a) == "table" })
+	for _, path := range []string{pathA, pathB} {
+		if status, _, got := get(t, a.URL+path); status != http.StatusOK {
+			t.Errorf("A answering %s after the table came back = %d %s; want 200 final", path, status, got)
+		}
+	}
+}
+
+// A blip between one instance and the table is not an outage: after a refused connection, and
+// with the table answering slowly, the instance still takes no second lease on a request id
+// another instance is working on, and stays on the table.
+func TestTableBlipsTakeNoSecondLease(t *testing.T) {
+	t.Parallel()
+	az := testenv.StartAzurite(t)
+	id, g := tenant(t)
+	users := faultUsers(g, "blip", 1)
+	env := sharedEnv(t, az, id, g, "blips")
+	b := instances(t, env, 1)[0]
+	px := testenv.StartFaultProxy(t, testenv.HostPort(az.TableEndpoint))
+	envA := maps.Clone(env)
+	envA["AzureWebJobsStorage"] = withTableEndpoint(az.ConnectionString, px.TableEndpoint())
+	a := startHandler(t, envA)
+
+	// B works on the request for a while (Graph is slow for this user).
+	g.Script(users[0], graphtest.Response{Method: http.MethodPost, Delay: 8 * time.Second})
+	body := revokeBody(users[0])
+	h := mustGoSigned(t, "msg_blip_held", body)
+	first := make(chan answer, 1)
+	go func() { first <- send(b.URL+"/api/revoke", h, body, time.Minute) }()
+	waitFor(t, 15*time.Second, "B's attempt to reach Graph", func() bool { return g.Revocations(users[0]) > 0 || len(g.Requests()) > 0 })
+
+	for _, blip := range []struct {
+		name string
+		set  func()
+	}{
+		{"one refused connection", func() { px.RefuseNext(1) }},
+		{"two refused connections", func() { px.RefuseNext(2) }},
+		{"600 ms latency", func() { px.Set("up"); px.SetLatency(600 * time.Millisecond) }},
+	} {
+		blip.set()
+		acc := mustAccount(t, blip.name, send(a.URL+"/api/revoke", h, body, time.Minute))
+		if acc.status != http.StatusConflict || acc.code != "in_progress" {
+			t.Errorf("%s: the same request on A while B works on it = %v; want 409 in_progress (no second lease)", blip.name, acc)
+		}
+		if s := healthState(t, a); s != "table" {
+			t.Errorf("%s: A's health state = %q; want table", blip.name, s)
+		}
+	}
+	if acc := mustAccount(t, "B's answer", <-first); acc.status != http.StatusOK {
+		t.Errorf("B's answer = %v; want 200", acc)
+	}
+	mustOnce(t, g, 1, users[0])
+	if got := lines(a.Stdout.String(), "state fallback"); len(got) != 0 {
+		t.Errorf("A recorded a state fallback for blips:\n%s", strings.Join(got, "\n"))
 	}
 }

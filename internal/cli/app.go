@@ -95,10 +95,10 @@ func newApp(cfg config, cred azcore.TokenCredential, stdout io.Writer, logger *s
 		if err != nil {
 			return nil, fmt.Errorf("queue: %w", err)
 		}
-		if cfg.Keys.Len() > 0 {
-			deferrer = &queue.Deferrer{Client: a.queue, Keys: cfg.Keys, Now: time.Now}
+		if keys := cfg.QueueSigningKeys(); keys.Len() > 0 {
+			deferrer = &queue.Deferrer{Client: a.queue, Keys: keys, Now: time.Now}
 		} else {
-			logger.Warn("deferral disabled: WEBHOOK_SECRETS is needed to sign queued requests")
+			logger.Warn("deferral disabled: QUEUE_SECRETS (or WEBHOOK_SECRETS) is needed to sign queued requests")
 		}
 	}
 	fallback := func(op string, err error) { tel.StateFallback(context.Background(), op, err) }

@@ -98,8 +98,8 @@ func serve(ctx context.Context, env Env, args []string) error {
 		Drain:  drain,
 		Logger: logger, Engine: a.engine, Validator: request.NewValidator(),
 		State: a.state, IdempotencyTTL: cfg.IdempotencyTTL, PublicBaseURL: cfg.PublicBaseURL, Audit: a.telemetry,
-		Keys: cfg.Keys, Tolerance: cfg.WebhookTolerance,
-		Storage: a.queue != nil && cfg.Keys.Len() > 0, AllowUnsigned: cfg.QueueAllowUnsigned,
+		Keys: cfg.Keys, QueueKeys: cfg.QueueKeys, Tolerance: cfg.WebhookTolerance,
+		Storage: a.queue != nil && cfg.QueueSigningKeys().Len() > 0, AllowUnsigned: cfg.QueueAllowUnsigned,
 		QueueMaxAge: cfg.QueueSignatureMaxAge, MaxDequeueCount: cfg.MaxDequeueCount,
 		Version: readBuildInfo(env).Version,
 	}

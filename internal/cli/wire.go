@@ -58,7 +58,7 @@ func wireState(cfg config, cred azcore.TokenCredential, logger *slog.Logger, onF
 		st = state.NewShared(table, mem, onFallback)
 	}
 	if deferrer != nil {
-		deferrer = &server.StatusDeferrer{Next: deferrer, Status: st, TTL: cfg.IdempotencyTTL, Logger: logger}
+		deferrer = &server.StatusDeferrer{Next: deferrer, Status: st, TTL: server.StatusTTL(cfg.IdempotencyTTL, cfg.QueueSignatureMaxAge), Logger: logger}
 	}
 	return st, deferrer, nil
 }

@@ -12,7 +12,7 @@ import (
 
 // OriginMember is the member that a deferring handler adds to the request body of a message it
 // enqueues. The request decoder of POST /api/revoke knows no such field and refuses it, so only a
-// body signed with one of WEBHOOK_SECRETS — by the handler itself, or by a caller trusted with a
+// body signed with one of WEBHOOK_SECRETS or QUEUE_SECRETS — by the handler itself, or by a caller trusted with a
 // secret, which may revoke anyone anyway — can carry it.
 const OriginMember = "deferred"
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -130,6 +131,11 @@ type Job struct {
 	// caller's retry). They are matched to Users by the user as requested, case-insensitively,
 	// never by position; only final outcomes count, and a user with one is not processed again.
 	Prior []UserResult
+	// Settled, when set, is called with each user's outcome the moment it is final (after its
+	// audit record), from that user's goroutine, so that progress is saved as it is made: a crash
+	// then repeats only the users in flight. Outcomes decided at the end (queued, or left for a
+	// retry) are not passed.
+	Settled func(UserResult)
 }
 
 // ErrorInfo is Graph's (or our) error code and message for one user.
@@ -222,11 +228,21 @@ func (e *Engine) Run(ctx context.Context, job Job) (Result, error) {
 
 	started := make([]time.Time, len(job.Users))
 	usedCount := make([]bool, len(job.Users))
+	recorded := make([]bool, len(job.Users))
 	one := func(i int) {
 		started[i] = e.cfg.Now()
-		r, calledRevoke := e.process(ctx, job, job.Users[i])
+		r, calledRevoke := e.processRecovered(ctx, job, job.Users[i])
 		usedCount[i] = calledRevoke
 		res.Results[i] = r
+		if settled(job, r) {
+			// Recorded at once: a revocation Graph accepted is never without its audit record,
+			// whatever happens to the rest of the job or the process.
+			e.record(ctx, job, r, started[i])
+			recorded[i] = true
+			if job.Settled != nil {
+				job.Settled(r)
+			}
+		}
 	}
 	if todo == 1 {
 		// The common case runs on the caller's goroutine, whose stack has already grown to what
@@ -259,7 +275,7 @@ func (e *Engine) Run(ctx context.Context, job Job) (Result, error) {
 	res.Status = Overall(res.Results)
 
 	for i := range res.Results {
-		if _, ok := done[i]; ok {
+		if _, ok := done[i]; ok || recorded[i] {
 			continue
 		}
 		r := res.Results[i]
@@ -269,6 +285,33 @@ func (e *Engine) Run(ctx context.Context, job Job) (Result, error) {
 		e.record(ctx, job, r, started[i])
 	}
 	return res, nil
+}
+
+// settled reports whether r is final as soon as it is known: not queued, and not an outcome that
+// deferral or a retry may still change.
+func settled(job Job, r UserResult) bool {
+	switch {
+	case r.Status == StatusQueued:
+		return false
+	case r.Status.Retryable():
+		return job.Final && job.Defer == DeferNever
+	}
+	return true
+}
+
+// processRecovered is process, with a panic in it turned into that user's failure: the other
+// users of the job, and every other request of the process, carry on.
+func (e *Engine) processRecovered(ctx context.Context, job Job, user string) (r UserResult, calledRevoke bool) {
+	defer func() {
+		if p := recover(); p != nil {
+			e.cfg.Logger.Error("panic while revoking a user", "request_id", job.RequestID, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			r = UserResult{UPN: user, Status: StatusFailed, Guard: r.Guard,
+				Error: &ErrorInfo{Code: "internal", Message: "internal error"}}
+			// Whether Graph was called is unknown: the token stays spent (never over-use).
+			calledRevoke = true
+		}
+	}()
+	return e.process(ctx, job, user)
 }
 
 // reserve takes n tokens from the rate guard, waiting for them when the job allows and ctx has

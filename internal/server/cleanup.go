@@ -8,9 +8,9 @@ import (
 	"time"
 )
 
-// cleanupBudget bounds one run of the state-cleanup timer. The store deletes in pages and stops
-// when the budget ends; the next day's run continues. It stays below the HTTP server's
-// WriteTimeout so that the host always gets its reply.
+// cleanupBudget bounds one run of the state-cleanup timer. The store deletes in pages, many at
+// a time, and stops when the budget ends; the next run (an hour later) continues from where it
+// stopped. It stays below the HTTP server's WriteTimeout so that the host always gets its reply.
 const cleanupBudget = 60 * time.Second
 
 // maxTimerInvocationBytes bounds the timer's invocation: a schedule status and some metadata.

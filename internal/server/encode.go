@@ -23,6 +23,7 @@ const (
 	codeUnsupportedMedia = "unsupported_media_type"
 	codeRateLimited      = "rate_limited"
 	codeInternal         = "internal"
+	codeUnavailable      = "unavailable" // a status that cannot be read right now (202, polled again)
 )
 
 // apiError is the one request-level error shape.

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -91,10 +92,19 @@ func handleQueue(d Deps) http.Handler {
 		final := inv.DequeueCount >= d.MaxDequeueCount
 		wctx, cancel := workContext(r, d, queueBudget)
 		defer cancel()
-		res, err := d.Engine.Run(wctx, revoke.Job{
+		job := revoke.Job{
 			Meta: meta, Users: req.Users(), Ticket: req.Ticket, Reason: req.Reason,
 			RequestedBy: req.RequestedBy, DryRun: req.DryRun, Final: final, LastDelivery: final, WaitForRate: true, Prior: prior,
-		})
+		}
+		var saver *progressSaver
+		if remember {
+			saver = newProgressSaver(context.WithoutCancel(ctx), d, key, prior)
+			job.Settled = saver.settled
+		}
+		res, err := d.Engine.Run(wctx, job)
+		if saver != nil {
+			saver.wait()
+		}
 		var rl *revoke.RateLimitedError
 		if errors.As(err, &rl) {
 			reply(w, http.StatusServiceUnavailable, "rate guard reached; the host will retry this message")
@@ -128,8 +138,8 @@ func handleQueue(d Deps) http.Handler {
 			}
 		}
 		if meta.StatusHandle != "" {
-			err := updateStatus(sctx, d, meta, res, final)
-			if err != nil && !errors.Is(err, state.ErrNotFound) && done && !final {
+			err := updateStatus(sctx, d, meta, req.Users(), res, final)
+			if err != nil && done && !final {
 				// The caller polling the link would see its users queued until the link
 				// expires: fail this delivery so that the next one, which skips the users
 				// finished here, writes the status again. The last delivery has no next one.
@@ -147,10 +157,11 @@ func handleQueue(d Deps) http.Handler {
 }
 
 // updateStatus records a deferred request's outcomes in its status record: every final one, and
-// on the last delivery the throttled and failed ones too, since they are final then.
-// An expired record (state.ErrNotFound) is nobody's to update; any other error is returned so that
-// the delivery can be retried.
-func updateStatus(ctx context.Context, d Deps, meta revoke.Meta, res revoke.Result, final bool) error {
+// on the last delivery the throttled and failed ones too, since they are final then. A record
+// that is missing — its instance could not write it to the table — is rebuilt from what the
+// signed message carries: the request id, the handle and the message's users, queued. Any other
+// error is returned so that the delivery can be retried.
+func updateStatus(ctx context.Context, d Deps, meta revoke.Meta, users []string, res revoke.Result, final bool) error {
 	var outcomes []revoke.UserResult
 	for _, u := range res.Results {
 		if u.Status != revoke.StatusQueued && (final || !u.Status.Retryable()) {
@@ -160,14 +171,38 @@ func updateStatus(ctx context.Context, d Deps, meta revoke.Meta, res revoke.Resu
 	if len(outcomes) == 0 {
 		return nil
 	}
-	err := d.State.UpdateStatus(ctx, meta.StatusHandle, d.IdempotencyTTL, func(record []byte) ([]byte, error) {
-		return applyOutcomes(record, outcomes)
-	})
+	apply := func(record []byte) ([]byte, error) { return applyOutcomes(record, outcomes) }
+	err := d.State.UpdateStatus(ctx, meta.StatusHandle, d.StatusTTL, apply)
+	if errors.Is(err, state.ErrNotFound) {
+		var record []byte
+		if record, err = rebuiltStatus(meta, users, res.DryRun, outcomes); err == nil {
+			err = d.State.PutStatus(ctx, meta.StatusHandle, record, d.StatusTTL)
+		}
+		if err == nil {
+			d.Logger.Info("status rebuilt from the message", "request_id", meta.RequestID)
+		}
+	}
 	if err != nil {
 		// The outcome itself is recorded (stdout, telemetry); only the link lags.
 		d.Logger.Warn("status not updated", "request_id", meta.RequestID, "error", err)
 	}
 	return err
+}
+
+// rebuiltStatus is a status record made from a deferred message alone: its users queued, then
+// the outcomes applied. Users the original request finished itself are not in the message, so
+// the link shows the message's users only.
+func rebuiltStatus(meta revoke.Meta, users []string, dryRun bool, outcomes []revoke.UserResult) ([]byte, error) {
+	res := revoke.Result{ID: meta.RequestID, DryRun: dryRun, Results: make([]revoke.UserResult, len(users))}
+	for i, u := range users {
+		res.Results[i] = revoke.UserResult{UPN: u, Status: revoke.StatusQueued}
+	}
+	res.Status = revoke.Overall(res.Results)
+	record, err := json.Marshal(res)
+	if err != nil {
+		return nil, err
+	}
+	return applyOutcomes(record, outcomes)
 }
 
 // openMessage verifies a message's signature (or accepts it unsigned when allowed) and returns the
@@ -191,14 +226,11 @@ func openMessage(d Deps, inv queueInvocation) (body []byte, meta revoke.Meta, re
 	if webhook.ValidID(env.ID) {
 		meta.RequestID = env.ID
 	}
-	if d.Keys.Len() == 0 {
-		return nil, meta, "bad_signature"
-	}
-	s, err := d.Keys.Verify(env.Header(), []byte(env.Body), d.Now(), d.QueueMaxAge, d.Tolerance)
+	caller, err := verifyMessage(d, env)
 	if err != nil {
 		return nil, meta, err.Error()
 	}
-	meta.Caller = "webhook:" + strconv.Itoa(s.KeyIndex)
+	meta.Caller = caller
 	body, origin, err := queue.SplitBody([]byte(env.Body))
 	if err != nil {
 		return nil, meta, "invalid_request"
@@ -207,6 +239,30 @@ func openMessage(d Deps, inv queueInvocation) (body []byte, meta revoke.Meta, re
 		meta.RequestID, meta.Caller, meta.StatusHandle = origin.RequestID, origin.Caller, origin.StatusHandle
 	}
 	return body, meta, ""
+}
+
+// verifyMessage checks a signed message against WEBHOOK_SECRETS, then QUEUE_SECRETS, and names
+// the key that signed it ("webhook:<index>" or "queue:<index>"). A deferred message names its
+// original caller in its origin instead. Of two refusals the more telling one is kept (expired
+// says the signature was good).
+func verifyMessage(d Deps, env queue.Envelope) (string, error) {
+	err := webhook.ErrSignature
+	for _, set := range []struct {
+		keys   webhook.Keys
+		prefix string
+	}{{d.Keys, "webhook:"}, {d.QueueKeys, "queue:"}} {
+		if set.keys.Len() == 0 {
+			continue
+		}
+		s, verr := set.keys.Verify(env.Header(), []byte(env.Body), d.Now(), d.QueueMaxAge, d.Tolerance)
+		if verr == nil {
+			return set.prefix + strconv.Itoa(s.KeyIndex), nil
+		}
+		if errors.Is(err, webhook.ErrSignature) {
+			err = verr
+		}
+	}
+	return "", err
 }
 
 // poison copies a message that can never succeed to <queue>-poison, records why (the

@@ -81,13 +81,17 @@ type Deps struct {
 	Audit     Auditor
 
 	Keys      webhook.Keys   // Standard Webhooks secrets; empty when not configured
+	QueueKeys webhook.Keys   // QUEUE_SECRETS: queue messages verify against these too
 	Tolerance time.Duration  // WEBHOOK_TOLERANCE
 	Tokens    TokenValidator // nil unless Entra ID tokens are accepted
 
-	IdempotencyTTL time.Duration // IDEMPOTENCY_TTL: how long final responses and status records are kept
-	PublicBaseURL  *url.URL      // PUBLIC_BASE_URL for status links; nil: the request's scheme and host
+	IdempotencyTTL time.Duration // IDEMPOTENCY_TTL: how long final responses are kept
+	// StatusTTL is how long a status record is kept after its last write: at least as long as
+	// its message can still be delivered (StatusTTL); 0 computes it from the two settings.
+	StatusTTL     time.Duration
+	PublicBaseURL *url.URL // PUBLIC_BASE_URL for status links; nil: the request's scheme and host
 
-	Storage         bool          // AzureWebJobsStorage configured and deferral possible
+	Storage         bool          // AzureWebJobsStorage configured and a queue secret to sign with: deferral possible
 	Poison          Poisoner      // nil without storage
 	AllowUnsigned   bool          // QUEUE_ALLOW_UNSIGNED
 	QueueMaxAge     time.Duration // QUEUE_SIGNATURE_MAX_AGE
@@ -122,10 +126,13 @@ const httpBudget = 25 * time.Second
 // Graph is better met by the queue's own retry than by holding the message.
 const queueBudget = 60 * time.Second
 
-// claimLease is how long a claim on a request id excludes others: the request's budget, the
-// deferral's own budget after it, and a margin for the state store's writes. An instance that dies
-// mid-request holds the id no longer than this; a live one finishes well within it.
-const claimLease = httpBudget + 5*time.Second + 5*time.Second
+// claimLease is how long a claim on a request id excludes others, sized from the worst case of a
+// live attempt, each step using its whole budget: the claim's own write (its lease is counted from
+// before it), the request's Graph budget, the deferral's budget after it (the engine's, 5 s), and
+// the write of the outcome. A live attempt therefore always ends within its lease; an instance
+// that dies mid-request holds the id no longer than this. (An outcome that lands late is still
+// taken as long as no other attempt took the id over.)
+const claimLease = stateBudget + httpBudget + 5*time.Second + stateBudget
 
 // stateBudget bounds one bookkeeping call to the state store on the request path. The store
 // answers in milliseconds, and falls back to memory when the table is slow, so this is a safety net.
@@ -144,6 +151,9 @@ func NewServer(d Deps) http.Handler {
 	}
 	if d.IdempotencyTTL <= 0 {
 		d.IdempotencyTTL = 24 * time.Hour
+	}
+	if d.StatusTTL <= 0 {
+		d.StatusTTL = StatusTTL(d.IdempotencyTTL, d.QueueMaxAge)
 	}
 	mux := http.NewServeMux()
 	addRoutes(mux, d)

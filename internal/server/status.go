@@ -22,6 +22,17 @@ import (
 // comes back after minutes, so pollers (Logic Apps honours it) need not ask more often.
 const statusPollInterval = 10 * time.Second
 
+// statusDeliveryMargin is how long after its signature's oldest accepted age a deferred message
+// may still be worked on: the delivery that starts just in time, and its bookkeeping.
+const statusDeliveryMargin = time.Hour
+
+// StatusTTL is how long a status record is kept after its last write: IDEMPOTENCY_TTL, but never
+// less than a deferred message can live — it is accepted until QUEUE_SIGNATURE_MAX_AGE — so that a
+// short IDEMPOTENCY_TTL does not expire a link whose message is still queued.
+func StatusTTL(idempotencyTTL, queueMaxAge time.Duration) time.Duration {
+	return max(idempotencyTTL, queueMaxAge+statusDeliveryMargin)
+}
+
 // statusPath is the route of status links, under the host's /api prefix.
 const statusPath = "/api/revoke/status/"
 
@@ -97,7 +108,7 @@ func anyQueued(res revoke.Result) bool {
 type StatusDeferrer struct {
 	Next   revoke.Deferrer
 	Status Statuses
-	TTL    time.Duration // IDEMPOTENCY_TTL
+	TTL    time.Duration // StatusTTL
 	Logger interface {
 		Warn(msg string, args ...any)
 	}
@@ -113,12 +124,11 @@ func (s *StatusDeferrer) Defer(ctx context.Context, d revoke.Deferral) error {
 			err = s.Status.PutStatus(ctx, h, body, s.TTL)
 		}
 		if err != nil {
-			// The revocation matters more than its status link: defer it anyway, without a
-			// handle for the queue to update; the link answers 404 not_found.
+			// The revocation matters more than its status link: defer it anyway. The message
+			// carries the handle, so the queue trigger rebuilds the record when it finishes.
 			if s.Logger != nil {
-				s.Logger.Warn("status record not created", "request_id", d.Meta.RequestID, "error", err)
+				s.Logger.Warn("status record not created; the queue trigger will rebuild it", "request_id", d.Meta.RequestID, "error", err)
 			}
-			d.Meta.StatusHandle = ""
 		}
 	}
 	return s.Next.Defer(ctx, d)
@@ -171,10 +181,12 @@ func handleStatus(d Deps) http.Handler {
 			return
 		}
 		if errors.Is(err, state.ErrUnavailable) {
-			// The table cannot be read and this instance never saw the status: it may well
-			// exist, so not 404; the poller is told when to try again.
+			// The table cannot be read and this instance does not hold the status: it may well
+			// exist, and the queue may still finish its users. Not 404, nor anything final: a
+			// poller (Logic Apps stops on anything but 202) keeps polling.
+			w.Header().Set("Location", statusURL(r, d.PublicBaseURL, handle))
 			retryAfter(w, statusPollInterval)
-			writeError(w, http.StatusInternalServerError, codeInternal, "the status cannot be read right now; retry later")
+			writeError(w, http.StatusAccepted, codeUnavailable, "the status cannot be read right now; retry later")
 			return
 		}
 		var res revoke.Result

@@ -33,6 +33,7 @@ type Setting struct {
 // be documented and decided on in the templates.
 var Table = []Setting{
 	{Name: "WEBHOOK_SECRETS", Secret: true},
+	{Name: "QUEUE_SECRETS", Secret: true},
 	{Name: "WEBHOOK_TOLERANCE", Default: "5m"},
 	{Name: "ENTRA_TENANT_ID"},
 	{Name: "ENTRA_AUDIENCE"},
@@ -128,8 +129,12 @@ type Options struct {
 
 // Settings is the parsed configuration.
 type Settings struct {
-	WebhookSecrets   []string // raw "whsec_" values; see Keys
-	Keys             webhook.Keys
+	WebhookSecrets []string // raw "whsec_" values; see Keys
+	Keys           webhook.Keys
+	// QueueSecrets (QUEUE_SECRETS) sign what the handler enqueues itself; queue messages verify
+	// against them as well as Keys. See QueueSigningKeys.
+	QueueSecrets     []string
+	QueueKeys        webhook.Keys
 	WebhookTolerance time.Duration
 
 	EntraTenantID        string
@@ -180,6 +185,16 @@ type Settings struct {
 // WebhookEnabled reports whether Standard Webhooks callers are accepted.
 func (s Settings) WebhookEnabled() bool { return s.Keys.Len() > 0 }
 
+// QueueSigningKeys are the secrets that sign what the handler enqueues itself (deferred requests,
+// and any other queue of its own): QUEUE_SECRETS, else WEBHOOK_SECRETS. The first signs; empty
+// when neither is set, and then the handler cannot defer.
+func (s Settings) QueueSigningKeys() webhook.Keys {
+	if s.QueueKeys.Len() > 0 {
+		return s.QueueKeys
+	}
+	return s.Keys
+}
+
 // NeedsUserLookups reports whether the handler may read users from Graph, and so needs
 // User.Read.All besides User.RevokeSessions.All: VERIFY_REVOCATION reads every user back, and a
 // guard rail looks a user up whenever the request names the user in the other form (an object ID
@@ -195,6 +210,7 @@ func (s Settings) EntraEnabled() bool { return s.EntraTenantID != "" }
 func (s Settings) LogValue() slog.Value {
 	return slog.GroupValue(
 		slog.Int("webhookSecrets", len(s.WebhookSecrets)),
+		slog.Int("queueSecrets", len(s.QueueSecrets)),
 		slog.Bool("entra", s.EntraEnabled()),
 		slog.String("graphBaseUrl", urlString(s.GraphBaseURL)),
 		slog.Int("protectedUsers", len(s.ProtectedUsers)),
@@ -263,6 +279,15 @@ func LoadWith(getenv func(string) string, opts Options) (Settings, error) {
 			p.fail("WEBHOOK_SECRETS", err.Error())
 		}
 		s.Keys = keys
+	}
+
+	if raw := p.str("QUEUE_SECRETS"); raw != "" {
+		s.QueueSecrets = splitList(raw, ",")
+		keys, err := webhook.ParseSecrets(s.QueueSecrets)
+		if err != nil {
+			p.fail("QUEUE_SECRETS", err.Error())
+		}
+		s.QueueKeys = keys
 	}
 
 	if s.EntraTenantID != "" && !request.IsObjectID(s.EntraTenantID) {

@@ -3,6 +3,7 @@ package settings
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"log/slog"
 	"maps"
 	"net/url"
@@ -322,6 +323,9 @@ func TestLoadBadValues(t *testing.T) {
 		{"WEBHOOK_SECRETS", "whsec_!!!not-base64!!!"},
 		{"WEBHOOK_SECRETS", testSecret + ",whsec_"},
 		{"WEBHOOK_SECRETS", "whsec_=="},
+		{"QUEUE_SECRETS", "not-a-secret"},
+		{"QUEUE_SECRETS", "whsec_c2Vjb25kIHNlY3JldA=="}, // 13 bytes
+		{"QUEUE_SECRETS", secondSecret + ",whsec_"},
 		{"WEBHOOK_TOLERANCE", "5"},
 		{"WEBHOOK_TOLERANCE", "-5m"},
 		{"WEBHOOK_TOLERANCE", "0s"},
@@ -698,5 +702,42 @@ func TestLoadRulesBetweenSettings(t *testing.T) {
 				t.Errorf("LoadWith(%v, mode %d) = %+v; want the case's check to hold", tt.env, tt.mode, s)
 			}
 		})
+	}
+}
+
+// QUEUE_SECRETS signs what the handler enqueues itself; unset, the first webhook secret does. It
+// never lets an HTTP caller in: Entra callers alone still need ENTRA_*.
+func TestQueueSigningKeys(t *testing.T) {
+	t.Parallel()
+	entraOnly := env{"ENTRA_TENANT_ID": tenantID, "ENTRA_AUDIENCE": clientID}
+	tests := []struct {
+		name     string
+		env      env
+		wantKeys int
+		webhook  bool
+	}{
+		{"webhook secrets alone", webhookOnly, 1, true},
+		{"queue secrets win", webhookOnly.with("QUEUE_SECRETS", secondSecret), 1, true},
+		{"entra callers with a queue secret", entraOnly.with("QUEUE_SECRETS", secondSecret+","+testSecret), 2, false},
+		{"entra callers alone", entraOnly, 0, false},
+	}
+	for _, tt := range tests {
+		s, err := Load(tt.env.get)
+		if err != nil {
+			t.Fatalf("%s: Load = %v", tt.name, err)
+		}
+		if got := s.QueueSigningKeys().Len(); got != tt.wantKeys {
+			t.Errorf("%s: QueueSigningKeys().Len() = %d; want %d", tt.name, got, tt.wantKeys)
+		}
+		if s.WebhookEnabled() != tt.webhook {
+			t.Errorf("%s: WebhookEnabled() = %v; want %v (QUEUE_SECRETS authenticates no HTTP caller)", tt.name, s.WebhookEnabled(), tt.webhook)
+		}
+	}
+	s, err := Load(webhookOnly.with("QUEUE_SECRETS", secondSecret).get)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out := fmt.Sprint(slog.AnyValue(s).Resolve()); strings.Contains(out, strings.TrimPrefix(secondSecret, "whsec_")) {
+		t.Errorf("Settings logged with QUEUE_SECRETS = %s; want it redacted", out)
 	}
 }

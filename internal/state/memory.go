@@ -1,6 +1,7 @@
 package state
 
 import (
+	"bytes"
 	"container/list"
 	"context"
 	"crypto/rand"
@@ -44,7 +45,8 @@ type MemoryConfig struct {
 // 100-user dry runs through the queue stays within its quarter). Within each, expired entries go
 // first and then the least recently written; a request whose lease is live is never evicted (that
 // would let a concurrent duplicate run), so in-flight requests, bounded by the server's concurrency,
-// can exceed the bound for as long as they run.
+// can exceed the bound for as long as they run; nor is a status with a queued user (its link is
+// live while its message waits).
 type Memory struct {
 	now   func() time.Time
 	guard *bucket
@@ -89,7 +91,7 @@ func NewMemory(cfg MemoryConfig) *Memory {
 	m := &Memory{now: cfg.Now, guard: newBucket(cfg.RatePerMinute, cfg.Now)}
 	m.requests = newCache[RequestKey, *request](cfg.MaxEntries/2, cfg.MaxBytes/2, (*request).leased)
 	m.messages = newCache[MessageKey, message](cfg.MaxEntries/4, cfg.MaxBytes/4, nil)
-	m.statuses = newCache[string, []byte](cfg.MaxEntries/4, cfg.MaxBytes/4, nil)
+	m.statuses = newCache[string, []byte](cfg.MaxEntries/4, cfg.MaxBytes/4, openStatus)
 	return m
 }
 
@@ -248,6 +250,15 @@ func (m *Memory) Cleanup(ctx context.Context) (int, error) {
 
 // Mode implements Store.
 func (m *Memory) Mode() string { return ModeMemory }
+
+// queuedMarker is how a status record (the response as JSON, encoding/json's compact form)
+// spells a user still queued.
+var queuedMarker = []byte(`"status":"queued"`)
+
+// openStatus reports whether a status record still has a queued user: its link is live while its
+// message waits in the queue, so it is never evicted for space (it expires as usual). Open links
+// are bounded by what the queue holds, not by callers' new requests.
+func openStatus(body []byte, _ time.Time) bool { return bytes.Contains(body, queuedMarker) }
 
 // leased reports whether an attempt holds r's lease at now, excluding every other.
 func (r *request) leased(now time.Time) bool { return r.lease != "" && now.Before(r.leaseUntil) }

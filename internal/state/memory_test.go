@@ -165,3 +165,31 @@ func TestMemoryRespectsContext(t *testing.T) {
 		t.Errorf("Claim with a cancelled context = %v; want context.Canceled", err)
 	}
 }
+
+// A status with a user still queued is never evicted for space: its link is live while its
+// message waits. Finished statuses go first, least recently written first.
+func TestMemoryKeepsOpenStatuses(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	m := NewMemory(MemoryConfig{MaxEntries: 8}) // statuses get a quarter: 2
+	open := []byte(`{"id":"a","status":"queued","results":[{"upn":"a@contoso.com","status":"queued"}]}`)
+	done := []byte(`{"id":"b","status":"revoked","results":[{"upn":"b@contoso.com","status":"revoked"}]}`)
+	for _, h := range []string{"open-1", "open-2"} {
+		if err := m.PutStatus(ctx, h, open, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, h := range []string{"done-1", "done-2", "done-3"} {
+		if err := m.PutStatus(ctx, h, done, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, h := range []string{"open-1", "open-2"} {
+		if _, err := m.GetStatus(ctx, h); err != nil {
+			t.Errorf("GetStatus(%s) after newer links = %v; want the open link kept", h, err)
+		}
+	}
+	if _, err := m.GetStatus(ctx, "done-1"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("GetStatus(done-1) = %v; want the oldest finished link evicted", err)
+	}
+}

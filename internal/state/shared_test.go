@@ -3,8 +3,6 @@ package state
 import (
 	"context"
 	"errors"
-	"io"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -48,102 +46,29 @@ func mustShared(t *testing.T, conn, name string, clock *fakeClock, rate int, f *
 	if f != nil {
 		onFallback = f.record
 	}
-	return NewShared(mustTable(t, conn, name, clock, rate), NewMemory(MemoryConfig{RatePerMinute: rate, Now: clock.Now}), onFallback)
+	s := NewShared(mustTable(t, conn, name, clock, rate), NewMemory(MemoryConfig{RatePerMinute: rate, Now: clock.Now}), onFallback)
+	t.Cleanup(s.Close)
+	return s
 }
 
-// proxy stands between a store and Azurite's table service, so the test can take the table away
-// (connections refused, or accepted and never answered) and give it back at the same address.
-type proxy struct {
-	ln     net.Listener
-	target string
-
-	mu      sync.Mutex
-	mode    string // "up", "down" (closed at once), "hang" (accepted, never answered)
-	conns   map[net.Conn]bool
-	dialled int // connections accepted while not up
-}
-
-func startProxy(t *testing.T, target string) *proxy {
+// mustMode waits until s reports want: the background probe decides, in real time.
+func mustMode(t *testing.T, s *Shared, want, what string) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &proxy{ln: ln, target: target, mode: "up", conns: map[net.Conn]bool{}}
-	go p.serve()
-	t.Cleanup(func() {
-		_ = ln.Close()
-		p.set("down")
-	})
-	return p
-}
-
-// endpoint is the proxy's address as a table endpoint of the development account.
-func (p *proxy) endpoint() string {
-	return "http://" + p.ln.Addr().String() + "/" + testenv.AzuriteAccount
-}
-
-func (p *proxy) set(mode string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.mode = mode
-	for c := range p.conns {
-		_ = c.Close()
-	}
-	clear(p.conns)
-}
-
-func (p *proxy) failedDials() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.dialled
-}
-
-func (p *proxy) serve() {
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
+	deadline := time.Now().Add(3 * probeEvery)
+	for s.Mode() != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: Mode() = %q after %v; want %q", what, s.Mode(), 3*probeEvery, want)
 		}
-		p.mu.Lock()
-		mode := p.mode
-		if mode != "up" {
-			p.dialled++
-		}
-		if mode == "down" {
-			p.mu.Unlock()
-			_ = c.Close()
-			continue
-		}
-		p.conns[c] = true
-		p.mu.Unlock()
-		if mode == "hang" {
-			continue // held open, never answered, closed by the next set
-		}
-		go p.pipe(c)
+		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-func (p *proxy) pipe(c net.Conn) {
-	up, err := net.Dial("tcp", p.target)
-	if err != nil {
-		_ = c.Close()
-		return
-	}
-	p.mu.Lock()
-	p.conns[up] = true
-	p.mu.Unlock()
-	go func() { _, _ = io.Copy(up, c); _ = up.Close() }()
-	_, _ = io.Copy(c, up)
-	_ = c.Close()
 }
 
 func testSharedOutage(t *testing.T, az testenv.Azurite) {
 	ctx := context.Background()
-	p := startProxy(t, strings.TrimPrefix(strings.TrimSuffix(az.TableEndpoint, "/"+testenv.AzuriteAccount), "http://"))
+	p := testenv.StartFaultProxy(t, testenv.HostPort(az.TableEndpoint))
 	clock := newFakeClock()
 	f := &fallbacks{}
-	s := mustShared(t, withTableEndpoint(az.ConnectionString, p.endpoint()), tableName(), clock, 600, f)
+	s := mustShared(t, withTableEndpoint(az.ConnectionString, p.TableEndpoint()), tableName(), clock, 600, f)
 	other := mustTable(t, az.ConnectionString, s.table.name, clock, 600) // another instance, never cut off
 
 	before := RequestKey{Scope: "webhook", ID: "before"}
@@ -160,7 +85,7 @@ func testSharedOutage(t *testing.T, az testenv.Azurite) {
 
 	for _, mode := range []string{"down", "hang"} {
 		t.Logf("table %s", mode)
-		p.set(mode)
+		p.Set(mode)
 		// Each operation answers within the bound of one table operation, from memory.
 		start := time.Now()
 		during := RequestKey{Scope: "webhook", ID: "during-" + mode}
@@ -168,9 +93,8 @@ func testSharedOutage(t *testing.T, az testenv.Azurite) {
 		if elapsed := time.Since(start); elapsed > 10*time.Second {
 			t.Errorf("table %s: Claim took %v; want it answered within a request's budget", mode, elapsed)
 		}
-		if got := s.Mode(); got != ModeDegraded {
-			t.Errorf("table %s: Mode() = %q; want %q", mode, got, ModeDegraded)
-		}
+		// One failure is not an outage; the probe it starts finds the table down.
+		mustMode(t, s, ModeDegraded, "table "+mode)
 		mustFinish(t, s, during, c.Lease, Response{Status: 200, Body: []byte(`{"during":true}`)}, time.Hour)
 		if r := mustClaim(t, s, during, "h", 30*time.Second); r.Replay == nil {
 			t.Errorf("table %s: repeat of a request finished in memory = %+v; want a replay", mode, r)
@@ -200,29 +124,28 @@ func testSharedOutage(t *testing.T, az testenv.Azurite) {
 				t.Errorf("repeat of a table lease finished during the outage = %+v; want the replay from memory", r)
 			}
 		}
-		// Within probeAfter nobody tries the table again, and one report is enough.
-		if n := p.failedDials(); n > 2 {
+		// While degraded only the probe tries the table, and one report is enough. The claim
+		// made two tries and, the connection refused at once, one more claim of two tries; the
+		// probe one.
+		if n := p.Failed(); n > 5 {
 			t.Errorf("table %s: %d connections to the dead table; want the table left alone while degraded", mode, n)
 		}
 		if got := f.list(); len(got) != 1 {
 			t.Errorf("table %s: onFallback calls %v; want exactly one", mode, got)
 		}
 
-		// Still down at the probe: degraded again, and no new report within a minute.
-		clock.Advance(probeAfter)
-		mustLease(t, s, RequestKey{Scope: "webhook", ID: "probe-" + mode}, "h", 30*time.Second)
+		// Still down at the next probe: degraded still, and no new report within a minute.
+		dials := p.Failed()
+		waitUntil(t, "the next probe", func() bool { return p.Failed() > dials })
 		if got := s.Mode(); got != ModeDegraded {
 			t.Errorf("table %s after a failed probe: Mode() = %q; want %q", mode, got, ModeDegraded)
 		}
 
-		// The table comes back: the next probe returns to it.
-		p.set("up")
-		clock.Advance(probeAfter)
+		// The table comes back: the probe notices without any traffic.
+		p.Set("up")
+		mustMode(t, s, ModeTable, "table back after "+mode)
 		if r := mustClaim(t, s, before, "h", 30*time.Second); r.Replay == nil || string(r.Replay.Body) != `{"before":true}` {
 			t.Errorf("table back after %s: repeat of a request finished in the table = %+v; want its replay", mode, r)
-		}
-		if got := s.Mode(); got != ModeTable {
-			t.Errorf("table back after %s: Mode() = %q; want %q", mode, got, ModeTable)
 		}
 		// What memory took during the outage still answers on this instance.
 		if r := mustClaim(t, s, during, "h", 30*time.Second); r.Replay == nil || string(r.Replay.Body) != `{"during":true}` {
@@ -244,9 +167,7 @@ func testSharedOutage(t *testing.T, az testenv.Azurite) {
 		f.ops = nil
 		f.mu.Unlock()
 		clock.Advance(2 * reportEvery)
-		p.mu.Lock()
-		p.dialled = 0
-		p.mu.Unlock()
+		p.ResetFailed()
 	}
 }
 
@@ -269,15 +190,27 @@ func testSharedTableKilled(t *testing.T) {
 			t.Errorf("request %d after the kill: rate guard refused", i)
 		}
 		mustFinish(t, s, key, c.Lease, Response{Status: 200, Body: []byte(`{}`)}, time.Hour)
-		clock.Advance(probeAfter) // every request probes the dead table
+		clock.Advance(reportEvery / 3)
 	}
 	if got := s.Mode(); got != ModeDegraded {
 		t.Errorf("Mode() after the kill = %q; want %q", got, ModeDegraded)
 	}
-	if got := f.list(); len(got) != 2 || got[0] != "claim" {
-		t.Errorf("onFallback calls over %v = %v; want 2 (one a minute), the first for claim", 4*probeAfter, got)
+	if got := f.list(); len(got) < 1 || len(got) > 2 || got[0] != "claim" {
+		t.Errorf("onFallback calls over %v = %v; want one a minute, the first for claim", 4*reportEvery/3, got)
 	}
 	if _, err := s.Cleanup(ctx); err == nil {
 		t.Errorf("Cleanup with the table dead = nil error; want it reported")
+	}
+}
+
+// waitUntil polls cond for up to three probe intervals.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(3 * probeEvery)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
@@ -36,9 +37,12 @@ const (
 	tryTimeout = 1500 * time.Millisecond
 	// cleanupPageTimeout bounds each page of Cleanup (a query or a delete), not the whole run,
 	// which is bounded by its context.
-	cleanupPageTimeout = 10 * time.Second
-	// cleanupPageSize is the number of entities Cleanup reads and deletes per page.
-	cleanupPageSize = 100
+	cleanupPageTimeout = 30 * time.Second
+	// cleanupPageSize is the number of entities Cleanup reads per page: the most a query returns.
+	cleanupPageSize = 1000
+	// cleanupParallel is the number of deletes Cleanup has in flight: each is one round trip of
+	// a few milliseconds, so a run deletes about a thousand entities a second.
+	cleanupParallel = 16
 	// maxUpdateAttempts bounds optimistic-concurrency retries (a status update, a claim takeover,
 	// the rate-guard bucket). Each retry follows a write by someone else, so running out means
 	// sustained contention, not an outage.
@@ -83,6 +87,8 @@ const (
 	propLen        = "Len"        // bytes of Data, -1 for none
 	propTokens     = "Tokens"     // rate guard: tokens in the bucket at Last
 	propLast       = "Last"       // rate guard: Unix ns of the last refill
+	propWant       = "Want"       // rate guard: tokens held back for a large job that was refused
+	propWantUntil  = "WantUntil"  // rate guard: Unix ns until which Want holds
 )
 
 // propData names the i-th chunk of an entity's data (a response, progress or status body).
@@ -121,6 +127,13 @@ type Table struct {
 	// fallbackGuard is this instance's own bucket, used by Take when the shared bucket cannot be
 	// reached (a bare Table; *Shared uses its Memory's instead).
 	fallbackGuard *bucket
+	// cleanupFrom is where the next Cleanup starts: the continuation of the last page a run
+	// finished, or nothing (the top). Kept by this instance only.
+	cleanupMu   sync.Mutex
+	cleanupFrom [2]*string
+	// unreachableAtStart is the error of the table's creation at start when the table could not
+	// be reached, so that *Shared starts degraded instead of claiming a table it never saw.
+	unreachableAtStart error
 }
 
 var _ Store = (*Table)(nil)
@@ -155,6 +168,7 @@ func NewTable(ctx context.Context, cfg TableConfig) (*Table, error) {
 			return nil, fmt.Errorf("create state table: %w", err)
 		}
 		t.logger.Warn("state table unreachable at start", "table", cfg.Table, "error", err)
+		t.unreachableAtStart = err
 	}
 	return t, nil
 }
@@ -417,10 +431,15 @@ func splitLease(lease string) (token string, etag azcore.ETag, ok bool) {
 // Claim implements Store: a conditional insert takes a new id; an existing entity is read and
 // replayed, refused, or taken over by a write conditional on its ETag.
 func (t *Table) Claim(ctx context.Context, key RequestKey, bodyHash string, lease time.Duration) (Claim, error) {
+	return t.claim(ctx, key, bodyHash, lease, newLease())
+}
+
+// claim is Claim with the attempt's token given, so that *Shared can try a failed claim again as
+// the same attempt: an insert that landed unanswered is then recognised as its own.
+func (t *Table) claim(ctx context.Context, key RequestKey, bodyHash string, lease time.Duration, token string) (Claim, error) {
 	ctx, cancel := t.opContext(ctx)
 	defer cancel()
 	k := requestKey(key)
-	token := newLease()
 	for range maxUpdateAttempts {
 		now := t.now()
 		until := now.Add(lease)
@@ -512,7 +531,8 @@ func (t *Table) endLease(ctx context.Context, key RequestKey, lease string, e en
 			return err
 		}
 		// Someone wrote since our claim: only a takeover does that, unless the entity says the
-		// lease is still ours and held (then our ETag is merely stale).
+		// lease is still ours and held (then our ETag is merely stale). A try of this same write
+		// that landed unanswered also ends here, as ErrLeaseLost: the outcome is in the table.
 		cur, ok, err := t.get(ctx, k)
 		if err != nil {
 			return err
@@ -691,9 +711,9 @@ func (t *Table) Take(ctx context.Context, n int) (time.Duration, bool) {
 	return wait, ok
 }
 
+// take is Take without the fallback. Its time limit (opTimeout) covers the table's round trips
+// only, never the wait for another caller's write of the bucket (see sharedGuard).
 func (t *Table) take(ctx context.Context, n int) (time.Duration, bool, error) {
-	ctx, cancel := t.opContext(ctx)
-	defer cancel()
 	return t.guard.take(ctx, t, n)
 }
 
@@ -701,53 +721,141 @@ func (t *Table) take(ctx context.Context, n int) (time.Duration, bool, error) {
 func (t *Table) Refund(n int) { t.guard.refund(t.now(), n) }
 
 // Cleanup implements Store: it queries entities whose Expires has passed, a page at a time, and
-// deletes each unless it changed since it was read (a request taken over meanwhile stays).
+// deletes each unless it changed since it was read (a request taken over meanwhile stays), up to
+// cleanupParallel at a time (every entity has a partition of its own, so a table transaction,
+// which holds one partition, cannot batch them). A run that ends before the last page (its context
+// ends) leaves its continuation for the next run, which starts there instead of from the top;
+// the run after the last page starts from the top again.
 func (t *Table) Cleanup(ctx context.Context) (int, error) {
 	filter := fmt.Sprintf("%s lt datetime'%s'", propExpires, t.now().UTC().Format(time.RFC3339))
+	t.cleanupMu.Lock()
+	from := t.cleanupFrom
+	t.cleanupMu.Unlock()
 	pager := t.client.NewListEntitiesPager(&aztables.ListEntitiesOptions{
-		Filter: &filter,
-		Select: ptr("PartitionKey,RowKey," + propExpires),
-		Top:    ptr(int32(cleanupPageSize)),
+		Filter:           &filter,
+		Select:           ptr("PartitionKey,RowKey," + propExpires),
+		Top:              ptr(int32(cleanupPageSize)),
+		NextPartitionKey: from[0],
+		NextRowKey:       from[1],
 	})
-	deleted := 0
+	var deleted atomic.Int64
 	for pager.More() {
 		if err := ctx.Err(); err != nil {
-			return deleted, err
+			return int(deleted.Load()), err
 		}
 		pageCtx, cancel := context.WithTimeout(ctx, cleanupPageTimeout)
 		page, err := pager.NextPage(pageCtx)
 		if err != nil {
 			cancel()
 			if notFound(err) {
-				return deleted, nil // no table: nothing to clean
+				return int(deleted.Load()), nil // no table: nothing to clean
 			}
-			return deleted, fmt.Errorf("cleanup: %w", err)
+			return int(deleted.Load()), fmt.Errorf("cleanup: %w", err)
 		}
-		for _, raw := range page.Entities {
-			var e aztables.EDMEntity
-			if err := json.Unmarshal(raw, &e); err != nil {
-				cancel()
-				return deleted, fmt.Errorf("cleanup: decode entity: %w", err)
-			}
+		err = t.deleteAll(pageCtx, page.Entities, &deleted)
+		cancel()
+		if err != nil {
+			return int(deleted.Load()), err
+		}
+		// The page is done: a run stopped after it goes on from the next one.
+		t.cleanupMu.Lock()
+		t.cleanupFrom = [2]*string{page.NextPartitionKey, page.NextRowKey}
+		t.cleanupMu.Unlock()
+	}
+	if ctx.Err() == nil {
+		t.cleanupMu.Lock()
+		t.cleanupFrom = [2]*string{}
+		t.cleanupMu.Unlock()
+	}
+	return int(deleted.Load()), ctx.Err()
+}
+
+// deleteAll deletes a page of expired entities, each conditional on the ETag it was listed with,
+// cleanupParallel at a time; the first failure (other than gone or changed) ends it.
+func (t *Table) deleteAll(ctx context.Context, raws [][]byte, deleted *atomic.Int64) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	sem := make(chan struct{}, cleanupParallel)
+	var wg sync.WaitGroup
+	for _, raw := range raws {
+		var e aztables.EDMEntity
+		if err := json.Unmarshal(raw, &e); err != nil {
+			cancel(fmt.Errorf("cleanup: decode entity: %w", err))
+			break
+		}
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		wg.Go(func() {
+			defer func() { <-sem }()
 			etag := azcore.ETag(e.ETag)
-			_, err := t.client.DeleteEntity(pageCtx, e.PartitionKey, e.RowKey, &aztables.DeleteEntityOptions{IfMatch: &etag})
+			_, err := t.client.DeleteEntity(ctx, e.PartitionKey, e.RowKey, &aztables.DeleteEntityOptions{IfMatch: &etag})
 			switch {
 			case err == nil:
-				deleted++
+				deleted.Add(1)
 			case notFound(err), conditionFailed(err):
 				// Gone already, or rewritten since the query (no longer expired).
 			default:
-				cancel()
-				return deleted, fmt.Errorf("cleanup: %w", err)
+				cancel(fmt.Errorf("cleanup: %w", err))
 			}
-		}
-		cancel()
+		})
 	}
-	return deleted, ctx.Err()
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
 }
 
 // Mode implements Store.
 func (t *Table) Mode() string { return ModeTable }
+
+// probe asks the table one cheap question, in one try: a read of the rate-guard bucket, found or
+// not. nil means the table answers.
+func (t *Table) probe(ctx context.Context) error {
+	ctx, cancel := t.opContext(ctx)
+	defer cancel()
+	_, err := t.client.GetEntity(noRetry(ctx), rateGuardKey[0], rateGuardKey[1], nil)
+	if err == nil || notFound(err) {
+		return nil
+	}
+	return err
+}
+
+// addStatus creates a status only if the table has none under handle (a status written back
+// after an outage never replaces one the queue trigger wrote meanwhile).
+func (t *Table) addStatus(ctx context.Context, handle string, body []byte, ttl time.Duration) error {
+	ctx, cancel := t.opContext(ctx)
+	defer cancel()
+	e := newEntity(statusKey(handle), kindStatus, t.now().Add(ttl))
+	if err := e.setData(nonNil(body)); err != nil {
+		return err
+	}
+	if _, err := t.add(ctx, e); err != nil && !hasCode(err, aztables.EntityAlreadyExists) {
+		return fmt.Errorf("add status: %w", err)
+	}
+	return nil
+}
+
+// addMessageProgress saves a message's progress only if the table has none for it (progress
+// written back after an outage never replaces a later delivery's).
+func (t *Table) addMessageProgress(ctx context.Context, key MessageKey, progress []byte, done bool) error {
+	ctx, cancel := t.opContext(ctx)
+	defer cancel()
+	e := newEntity(messageKey(key), kindMessage, t.now().Add(MessageTTL))
+	e.props[propDone] = done
+	if err := e.setData(progress); err != nil {
+		return err
+	}
+	if _, err := t.add(ctx, e); err != nil && !hasCode(err, aztables.EntityAlreadyExists) {
+		return fmt.Errorf("add message progress: %w", err)
+	}
+	return nil
+}
 
 func ptr[T any](v T) *T { return &v }
 
@@ -785,159 +893,4 @@ func unreachable(err error) bool {
 		return re.StatusCode == http.StatusRequestTimeout || re.StatusCode == http.StatusTooManyRequests || re.StatusCode >= 500
 	}
 	return true // no HTTP answer at all: connection refused or reset, DNS, a deadline
-}
-
-// sharedGuard is the rate guard across instances: one bucket entity in the table holds a
-// minute's worth of tokens and refills continuously, like the per-instance bucket. An instance
-// takes tokens from it in small chunks with a write conditional on the bucket's ETag (no lost
-// update, so no over-use), keeps them locally for a few seconds, and drops what it has not used
-// by then (under-use, never over-use). Key: rateGuardKey, one for the table, so every instance
-// of the Function App meets on it — that is the point.
-type sharedGuard struct {
-	limit float64 // tokens per minute; 0 turns the guard off
-
-	mu         sync.Mutex
-	local      float64   // tokens this instance took and has not used
-	localUntil time.Time // when the local tokens are dropped
-	// Demand of this instance: tokens taken in the current and the previous window, to size the
-	// next chunk by what the instance really uses.
-	windowStart     time.Time
-	thisWin, prevWi float64
-	// The bucket as last read or written; its ETag makes the next write conditional. Another
-	// instance's write makes it stale, which the conditional write detects.
-	known  bool
-	tokens float64
-	last   time.Time
-	etag   azcore.ETag
-}
-
-const (
-	// chunkHold is how long an instance keeps tokens it took but did not use.
-	chunkHold = 5 * time.Second
-	// demandWindow is the window over which an instance's demand sizes its next chunk.
-	demandWindow = 2 * time.Second
-	// bucketIdleTTL is how long the bucket entity is kept after its last write; once idle that
-	// long it is full anyway, and Cleanup may delete it.
-	bucketIdleTTL = time.Hour
-)
-
-func newSharedGuard(perMinute int) *sharedGuard { return &sharedGuard{limit: float64(perMinute)} }
-
-// maxChunk is the most an instance takes beyond what it needs: a second's worth of the limit, at
-// least one token.
-func (g *sharedGuard) maxChunk() float64 { return max(1, float64(int(g.limit/60))) }
-
-func (g *sharedGuard) take(ctx context.Context, t *Table, n int) (time.Duration, bool, error) {
-	if g.limit == 0 || n <= 0 {
-		return 0, true, nil
-	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	now := t.now()
-	g.noteDemand(now, 0)
-	if !now.Before(g.localUntil) {
-		g.local = 0
-	}
-	if g.local >= float64(n) {
-		g.local -= float64(n)
-		g.noteDemand(now, float64(n))
-		return 0, true, nil
-	}
-	need := float64(n) - g.local
-	extra := min(g.maxChunk(), g.thisWin+g.prevWi)
-	for attempt := range maxUpdateAttempts {
-		if err := backoff(ctx, attempt); err != nil {
-			return 0, false, err
-		}
-		if !g.known {
-			if err := g.read(ctx, t, now); err != nil {
-				return 0, false, err
-			}
-		}
-		tokens, last := g.tokens, g.last
-		if now.After(last) {
-			// The clock never runs backwards for the bucket: an instance whose clock is behind
-			// refills nothing until it passes the latest Last, so skew cannot add up.
-			tokens = min(g.limit, tokens+now.Sub(last).Minutes()*g.limit)
-			last = now
-		}
-		var grant float64
-		switch {
-		case need > g.limit && tokens >= g.limit:
-			grant = need // a job larger than the limit goes through a full bucket
-		case need > g.limit:
-			return time.Duration((g.limit - tokens) / g.limit * float64(time.Minute)), false, nil
-		case tokens < need:
-			// No write: the bucket as known is if anything fuller than the real one.
-			return time.Duration((need - tokens) / g.limit * float64(time.Minute)), false, nil
-		default:
-			grant = need + min(extra, float64(int(tokens-need)))
-		}
-		e := newEntity(rateGuardKey, kindRate, now.Add(bucketIdleTTL))
-		e.props[propTokens] = tokens - grant
-		e.props[propLast] = aztables.EDMInt64(last.UnixNano())
-		etag, err := t.update(ctx, e, g.etag, aztables.UpdateModeReplace)
-		if err == nil {
-			g.tokens, g.last, g.etag = tokens-grant, last, etag
-			g.local = g.local + grant - float64(n)
-			g.localUntil = now.Add(chunkHold)
-			g.noteDemand(now, float64(n))
-			return 0, true, nil
-		}
-		g.known = false
-		if !conditionFailed(err) && !notFound(err) {
-			return 0, false, err
-		}
-	}
-	// Sustained contention: ask the caller to come back shortly rather than spin.
-	return time.Second, false, nil
-}
-
-// read loads the bucket, creating it full when missing.
-func (g *sharedGuard) read(ctx context.Context, t *Table, now time.Time) error {
-	e, ok, err := t.get(ctx, rateGuardKey)
-	if err != nil {
-		return err
-	}
-	if !ok {
-		fresh := newEntity(rateGuardKey, kindRate, now.Add(bucketIdleTTL))
-		fresh.props[propTokens] = g.limit
-		fresh.props[propLast] = aztables.EDMInt64(now.UnixNano())
-		etag, err := t.add(ctx, fresh)
-		if hasCode(err, aztables.EntityAlreadyExists) {
-			return g.read(ctx, t, now) // another instance created it first
-		}
-		if err != nil {
-			return err
-		}
-		g.known, g.tokens, g.last, g.etag = true, g.limit, now, etag
-		return nil
-	}
-	g.known, g.tokens, g.last, g.etag = true, e.float(propTokens), time.Unix(0, e.int(propLast)), e.etag
-	return nil
-}
-
-// noteDemand counts n tokens taken at now into the demand windows.
-func (g *sharedGuard) noteDemand(now time.Time, n float64) {
-	switch elapsed := now.Sub(g.windowStart); {
-	case elapsed >= 2*demandWindow || elapsed < 0:
-		g.prevWi, g.thisWin, g.windowStart = 0, 0, now
-	case elapsed >= demandWindow:
-		g.prevWi, g.thisWin, g.windowStart = g.thisWin, 0, g.windowStart.Add(demandWindow)
-	}
-	g.thisWin += n
-}
-
-// refund returns n tokens to this instance's chunk; they are dropped with it if unused.
-func (g *sharedGuard) refund(now time.Time, n int) {
-	if g.limit == 0 || n <= 0 {
-		return
-	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if !now.Before(g.localUntil) {
-		g.local = 0
-	}
-	g.local = min(g.limit, g.local+float64(n))
-	g.localUntil = now.Add(chunkHold)
 }

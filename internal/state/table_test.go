@@ -47,6 +47,10 @@ func TestOnAzurite(t *testing.T) {
 		t.Parallel()
 		testSharedTableKilled(t)
 	})
+	t.Run("blips, slow tables, skewed clocks", func(t *testing.T) {
+		t.Parallel()
+		testBlips(t, az)
+	})
 	t.Run("rate guard with busy instances", func(t *testing.T) {
 		t.Parallel()
 		testRateGuardInstances(t, az.ConnectionString)
