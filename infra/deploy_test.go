@@ -67,7 +67,7 @@ func newDeployRig(t *testing.T, initial string) *deployRig {
 	files := map[string][]byte{
 		filepath.Join(r.release, "entra-revoke.zip"): zip,
 		filepath.Join(r.release, "SHA256SUMS"):       []byte(hex.EncodeToString(sum[:]) + "  entra-revoke.zip\n0000  handler-linux-amd64\n"),
-		r.state:                                     []byte(initial),
+		r.state:                                      []byte(initial),
 	}
 	for name, b := range files {
 		if err := os.WriteFile(name, b, 0o600); err != nil {

@@ -66,7 +66,7 @@ var derivedSettings = map[string]string{
 var keyVaultSecrets = map[string]string{
 	"webhook-secrets":    testSecret,
 	"queue-secrets":      "whsec_cXVldWUtc2VjcmV0LW9mLXRoZS10ZXN0cy0wMTIz", // 30 bytes
-	"telemetry-upn-salt": "test-salt-0123456789abcdef", // at least 16 characters
+	"telemetry-upn-salt": "test-salt-0123456789abcdef",                     // at least 16 characters
 }
 
 // pendingSettings are handler settings the template sets before the handler's settings table
