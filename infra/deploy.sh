@@ -310,6 +310,10 @@ for ((i = 0; i < 60; i++)); do
 done
 [[ -n $answer ]] || die "$health did not answer ok with version $tag within $((60 * poll)) seconds: docs/troubleshooting.md"
 say "health: $answer"
+say "app $app, revoke URL $revoke_url, Key Vault $vault (secrets webhook-secrets, queue-secrets)"
+if [[ $callers == *entra* ]]; then
+	say "Sentinel playbook (in the workspace's resource group): az deployment group create -g <sentinel resource group> -n entra-revoke-playbook --template-file $here/../integrations/sentinel/azuredeploy.json --parameters FunctionAppName=$app FunctionAppResourceGroup=$rg ApiAudience=api://$api_id"
+fi
 if [[ $(jq -r .graph <<<"$answer") != ok ]]; then
 	say "graph is not ok yet: a new grant reaches the app with its next token (a restart asks for one at once)"
 fi
