@@ -24,6 +24,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -579,6 +580,9 @@ func sentinelRun(t *testing.T, h *handler, api *sentinelAPI) (*wfRun, map[string
 	return sentinelRunOf(t, def, h.URL, h.miToken, api, incident), incident
 }
 
+// runCounter numbers the emulated playbook runs, so that each has its own run name.
+var runCounter atomic.Int64
+
 // sentinelRunOf prepares a run of a playbook definition for incident against the webhook at url.
 func sentinelRunOf(t *testing.T, def map[string]any, url string, token func(string) string, api *sentinelAPI, incident map[string]any) *wfRun {
 	t.Helper()
@@ -589,6 +593,7 @@ func sentinelRunOf(t *testing.T, def map[string]any, url string, token func(stri
 		"ApiAudience":  apiAudience,
 	}, map[string]any{"headers": map[string]any{}, "body": incident})
 	run.name = "entra-revoke-incident"
+	run.runName = fmt.Sprintf("08584562340012345678901%010d", runCounter.Add(1)) // each run its own, as in Logic Apps
 	run.token = token
 	run.api = api.call
 	return run
@@ -646,7 +651,7 @@ func TestSentinelPlaybook(t *testing.T) {
 	}
 	for i, j := range jobs {
 		want := revoke.Meta{Trigger: revoke.TriggerHTTP, Caller: "entra:" + miClientID,
-			RequestID: "sentinel-" + incidentName + "-" + strings.ToLower(wantUsers[i])}
+			RequestID: "sentinel-" + incidentName + "-" + run.runName + "-" + strings.ToLower(wantUsers[i])}
 		if j.Trigger != want.Trigger || j.Caller != want.Caller || j.RequestID != want.RequestID {
 			t.Errorf("job %d meta = %+v; want trigger %s, caller %s, request id (Idempotency-Key) %s", i, j.Meta, want.Trigger, want.Caller, want.RequestID)
 		}
@@ -682,18 +687,38 @@ func TestSentinelPlaybook(t *testing.T) {
 		t.Errorf("comment carries an entity's HTML unescaped: %q", msg)
 	}
 
-	// Running the playbook again on the same incident (a re-run, a second automation rule) gets
-	// the first answers back: the Idempotency-Key keeps the users from being revoked twice.
+	// The Logic Apps retries of one run (the same run name) get the first answers back, and the
+	// comment says so: the users are not revoked twice.
+	retry := sentinelRunOf(t, mustWorkflowDefinition(t), h.URL, h.miToken, api, incident)
+	retry.runName = run.runName
+	if st := retry.run(); st != wfSucceeded {
+		t.Fatalf("retried run status = %s; want %s (actions: %s)", st, wfSucceeded, describeActions(retry))
+	}
+	if n := len(h.Engine.Jobs()); n != len(jobs) {
+		t.Errorf("engine ran %d jobs after a retry of the same run; want still %d (replayed)", n, len(jobs))
+	}
+	if len(api.comments) != 2 || !strings.Contains(api.comments[1]["message"].(string), "bob@contoso.com: revoked (replayed: the first answer of this run") {
+		t.Errorf("retried run's comment = %v; want the first results, marked replayed", api.comments[1:])
+	}
+
+	// A deliberate re-run (another run of the playbook on the same incident) is a new request.
 	rerun, _ := sentinelRun(t, h, api)
 	if st := rerun.run(); st != wfSucceeded {
 		t.Fatalf("second run status = %s; want %s (actions: %s)", st, wfSucceeded, describeActions(rerun))
 	}
-	if n := len(h.Engine.Jobs()); n != len(jobs) {
-		t.Errorf("engine ran %d jobs after the second run; want still %d (replayed)", n, len(jobs))
+	if n := len(h.Engine.Jobs()); n != 2*len(jobs) {
+		t.Errorf("engine ran %d jobs after a re-run; want %d (a re-run asks again)", n, 2*len(jobs))
 	}
-	if len(api.comments) != 2 || api.comments[1]["message"] != msg {
-		t.Errorf("second run's comment = %v; want the same results as the first: %q", api.comments[1:], msg)
+	if len(api.comments) != 3 || strings.Contains(api.comments[2]["message"].(string), "replayed") {
+		t.Errorf("re-run's comment = %v; want fresh results", api.comments[2:])
 	}
+}
+
+// mustWorkflowDefinition is the Sentinel playbook's workflow definition.
+func mustWorkflowDefinition(t *testing.T) map[string]any {
+	t.Helper()
+	_, def := workflowOf(t, mustReadJSON(t, sentinelPath))
+	return def
 }
 
 // TestSentinelPlaybookFailure: when the playbook cannot do its work, it comments the error on the

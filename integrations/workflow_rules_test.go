@@ -429,7 +429,7 @@ func TestSentinelPlaybookFollowsStatusLink(t *testing.T) {
 		{
 			name:      "still queued when the playbook stops waiting",
 			server:    asyncScript{retryAfter: []string{"900"}, pollsBeforeFinal: -1},
-			wantLine:  "bob@contoso.com: NOT revoked yet: still queued when the playbook stopped waiting; entra-revoke request sentinel-5e8d7c6b-1a2b-4c3d-9e8f-0a1b2c3d4e5f-bob@contoso.com",
+			wantLine:  "bob@contoso.com: NOT revoked yet: still queued when the playbook stopped waiting; entra-revoke request sentinel-5e8d7c6b-1a2b-4c3d-9e8f-0a1b2c3d4e5f-{run}-bob@contoso.com",
 			wantWaits: []time.Duration{900 * time.Second, 900 * time.Second, 900 * time.Second, 900 * time.Second, 900 * time.Second},
 		},
 	}
@@ -453,8 +453,8 @@ func TestSentinelPlaybookFollowsStatusLink(t *testing.T) {
 			if len(api.comments) != 1 {
 				t.Fatalf("%d incident comments; want 1", len(api.comments))
 			}
-			if msg := api.comments[0]["message"].(string); !strings.Contains(msg, tt.wantLine) {
-				t.Errorf("comment %q\ndoes not contain %q", msg, tt.wantLine)
+			if want := strings.ReplaceAll(tt.wantLine, "{run}", run.runName); !strings.Contains(api.comments[0]["message"].(string), want) {
+				t.Errorf("comment %q\ndoes not contain %q", api.comments[0]["message"], want)
 			}
 		})
 	}
