@@ -312,7 +312,10 @@ done
 say "health: $answer"
 say "app $app, revoke URL $revoke_url, Key Vault $vault (secrets webhook-secrets, queue-secrets)"
 if [[ $callers == *entra* ]]; then
-	say "Sentinel playbook (in the workspace's resource group): az deployment group create -g <sentinel resource group> -n entra-revoke-playbook --template-file $here/../integrations/sentinel/azuredeploy.json --parameters FunctionAppName=$app FunctionAppResourceGroup=$rg ApiAudience=api://$api_id"
+	# Sentinel runs playbooks through the Azure Security Insights app: its object ID in this tenant.
+	sentinel_sp=$(azq ad sp show --id 98785600-1bb7-4fb9-b9fa-19afe2c8a360 --query id 2>/dev/null || true)
+	say "Sentinel playbook (in the workspace's resource group): az deployment group create -g <sentinel resource group> -n entra-revoke-playbook --template-file $here/../integrations/sentinel/azuredeploy.json --parameters FunctionAppName=$app FunctionAppResourceGroup=$rg ApiAudience=api://$api_id WorkspaceName=<workspace> SentinelAutomationPrincipalId=$sentinel_sp"
+	say "then: $prog allow-caller -g $rg --principal-id \$(az deployment group show -g <sentinel resource group> -n entra-revoke-playbook --query properties.outputs.playbookPrincipalId.value -o tsv)"
 fi
 if [[ $(jq -r .graph <<<"$answer") != ok ]]; then
 	say "graph is not ok yet: a new grant reaches the app with its next token (a restart asks for one at once)"

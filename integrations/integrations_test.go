@@ -296,9 +296,24 @@ func TestWorkflowTemplates(t *testing.T) {
 			// Every template parameter and variable used is declared.
 			tparams := mustObject(t, tmpl["parameters"], "parameters")
 			tvars, _ := tmpl["variables"].(map[string]any)
+			// A nested deployment evaluated in its own (inner) scope declares its own.
+			inner := map[string]map[string]any{}
+			for i, r := range mustSlice(t, tmpl["resources"], "resources") {
+				r := mustObject(t, r, "resource")
+				if props, _ := r["properties"].(map[string]any); r["type"] == "Microsoft.Resources/deployments" && props["template"] != nil {
+					inner[fmt.Sprintf("/resources[%d]/properties/template/", i)] = mustObject(t, props["template"], "nested template")
+				}
+			}
 			walkStrings(tmpl, "", func(p, s string) {
 				if !strings.HasPrefix(s, "[") || strings.HasPrefix(s, "[[") {
 					return
+				}
+				tparams, tvars := tparams, tvars
+				for prefix, it := range inner {
+					if strings.HasPrefix(p, prefix) {
+						tparams, _ = it["parameters"].(map[string]any)
+						tvars, _ = it["variables"].(map[string]any)
+					}
 				}
 				for _, m := range armParamRef.FindAllStringSubmatch(s, -1) {
 					if _, ok := tparams[m[1]]; !ok {
@@ -1169,5 +1184,64 @@ func TestServiceNowScript(t *testing.T) {
 					j.Users, j.Ticket, j.Reason, j.RequestedBy, j.RequestID, tt.args[:2], tt.wantReason, req.Headers["webhook-id"])
 			}
 		})
+	}
+}
+
+// TestSentinelTemplateRoles: the playbook template gives the playbook's identity Microsoft
+// Sentinel Responder on the workspace and, when the Azure Security Insights principal is given,
+// Sentinel the right to run the playbooks of the resource group. Each role assignment's name
+// includes the principal, so that a playbook deleted and deployed again (a new identity) gets a
+// new assignment instead of colliding with the old one's name.
+func TestSentinelTemplateRoles(t *testing.T) {
+	t.Parallel()
+	tmpl := mustReadJSON(t, sentinelPath)
+	var roles []map[string]any
+	var given string
+	var vars map[string]any
+	for _, r := range mustSlice(t, tmpl["resources"], "resources") {
+		r := mustObject(t, r, "resource")
+		if r["type"] != "Microsoft.Resources/deployments" {
+			continue
+		}
+		props := mustObject(t, r["properties"], "deployment properties")
+		if mustObject(t, props["expressionEvaluationOptions"], "expressionEvaluationOptions")["scope"] != "Inner" {
+			t.Errorf("the roles deployment is not evaluated in its own scope: its parameters would not be known when names are computed")
+		}
+		given = fmt.Sprint(props["parameters"])
+		vars, _ = mustObject(t, props["template"], "template")["variables"].(map[string]any)
+		for _, ra := range mustSlice(t, mustObject(t, props["template"], "template")["resources"], "nested resources") {
+			roles = append(roles, mustObject(t, ra, "role assignment"))
+		}
+	}
+	if !strings.Contains(given, "reference(resourceId('Microsoft.Logic/workflows', parameters('PlaybookName')), '2019-05-01', 'full').identity.principalId") {
+		t.Errorf("the roles deployment's principalId is %s; want the playbook's identity", given)
+	}
+	want := map[string]string{
+		"3e150937-b8fe-4cfb-8069-0eaf05ecd056": "principalId",           // Microsoft Sentinel Responder
+		"f4c81013-99ee-4d62-a7ee-b3f1f648599a": "automationPrincipalId", // Microsoft Sentinel Automation Contributor
+	}
+	if len(roles) != len(want) {
+		t.Fatalf("%d role assignments; want %d", len(roles), len(want))
+	}
+	for _, ra := range roles {
+		p := mustObject(t, ra["properties"], "role assignment properties")
+		def := fmt.Sprint(p["roleDefinitionId"])
+		var role string
+		for k, v := range vars {
+			if strings.Contains(def, "variables('"+k+"')") {
+				role = fmt.Sprint(v)
+			}
+		}
+		param, ok := want[role]
+		if !ok {
+			t.Errorf("role assignment of %s (%s): not a role the playbook needs", def, role)
+			continue
+		}
+		if name := fmt.Sprint(ra["name"]); !strings.Contains(name, "parameters('"+param+"')") {
+			t.Errorf("role %s: name %s does not include the principal (%s)", role, name, param)
+		}
+		if p["principalId"] != "[parameters('"+param+"')]" || p["principalType"] != "ServicePrincipal" {
+			t.Errorf("role %s: principal %v %v; want parameters('%s'), ServicePrincipal", role, p["principalId"], p["principalType"], param)
+		}
 	}
 }
