@@ -186,9 +186,27 @@ func TestTemplatesDeclareAndHoldNoSecrets(t *testing.T) {
 			params := obj(t, tmpl["parameters"], "parameters")
 			vars, _ := tmpl["variables"].(map[string]any)
 			used := map[string]bool{}
+			// A nested deployment evaluated in its own (inner) scope declares its own.
+			inner := map[string]map[string]any{}
+			for i, r := range arr(t, tmpl["resources"], "resources") {
+				r := obj(t, r, "resource")
+				if props, _ := r["properties"].(map[string]any); r["type"] == "Microsoft.Resources/deployments" && props["template"] != nil {
+					if eo, _ := props["expressionEvaluationOptions"].(map[string]any); eo["scope"] == "Inner" {
+						inner[fmt.Sprintf("/resources[%d]/properties/template/", i)] = obj(t, props["template"], "nested template")
+					}
+				}
+			}
 			walkStrings(tmpl, "", func(p, s string) {
 				if !strings.HasPrefix(s, "[") || strings.HasPrefix(s, "[[") {
 					return
+				}
+				params, vars, used := params, vars, used
+				for prefix, it := range inner {
+					if strings.HasPrefix(p, prefix) {
+						params, _ = it["parameters"].(map[string]any)
+						vars, _ = it["variables"].(map[string]any)
+						used = map[string]bool{}
+					}
 				}
 				for _, m := range paramRef.FindAllStringSubmatch(s, -1) {
 					used[m[1]] = true
@@ -319,17 +337,49 @@ func TestDeployTemplateResources(t *testing.T) {
 	}
 }
 
-// TestDeployTemplateRoleAssignments: exactly the four data-plane roles, each on its resource and
-// for the Function App's identity.
+// rolesDeployment returns the nested deployment that assigns the app identity's roles, and an
+// evaluator for its inner template with the parameters the outer template gives it.
+func rolesDeployment(t *testing.T, tmpl map[string]any, c *armContext) (map[string]any, *armContext) {
+	t.Helper()
+	for _, d := range resources(t, tmpl, "Microsoft.Resources/deployments") {
+		if c.value(d["name"]) != "entra-revoke-roles" {
+			continue
+		}
+		props := obj(t, d["properties"], "roles deployment")
+		if obj(t, props["expressionEvaluationOptions"], "expressionEvaluationOptions")["scope"] != "Inner" {
+			t.Errorf("the roles deployment is not evaluated in its own scope: the principal would not be known for the names")
+		}
+		inner := obj(t, props["template"], "roles template")
+		values := map[string]any{}
+		for name, v := range obj(t, c.value(props["parameters"]), "roles parameters") {
+			values[name] = obj(t, v, name)["value"]
+		}
+		return inner, newARM(t, inner, values)
+	}
+	t.Fatal("no entra-revoke-roles deployment in the template")
+	return nil, nil
+}
+
+// TestDeployTemplateRoleAssignments: exactly the data-plane roles, each on its resource, for the
+// Function App's identity, with a name that includes that identity: a resource group deleted and
+// deployed again (a new app, a new identity) gets new assignments instead of colliding with names
+// Azure Resource Manager still remembers.
 func TestDeployTemplateRoleAssignments(t *testing.T) {
 	t.Parallel()
 	tmpl := mustReadJSON(t, deployPath)
 	c := newARM(t, tmpl, nil)
-	siteName := fmt.Sprint(c.value(only(t, tmpl, "Microsoft.Web/sites")["name"]))
+	if n := len(resources(t, tmpl, "Microsoft.Authorization/roleAssignments")); n != 0 {
+		t.Errorf("%d role assignments outside the roles deployment; their names could not include the principal", n)
+	}
+	inner, ic := rolesDeployment(t, tmpl, c)
+	principal := fmt.Sprint(c.value("[reference(variables('siteId'), '2024-04-01', 'full').identity.principalId]"))
+	if got := ic.value("[parameters('principalId')]"); got != principal {
+		t.Errorf("the roles deployment's principal = %v; want the Function App's identity %s", got, principal)
+	}
 	got := map[string]bool{}
-	for _, ra := range resources(t, tmpl, "Microsoft.Authorization/roleAssignments") {
+	for _, ra := range resources(t, inner, "Microsoft.Authorization/roleAssignments") {
 		p := obj(t, ra["properties"], "role assignment")
-		def := fmt.Sprint(c.value(p["roleDefinitionId"]))
+		def := fmt.Sprint(ic.value(p["roleDefinitionId"]))
 		role := def[strings.LastIndex(def, "/")+1:]
 		scopeType, ok := wantRoles[role]
 		if !ok {
@@ -337,21 +387,18 @@ func TestDeployTemplateRoleAssignments(t *testing.T) {
 			continue
 		}
 		got[role] = true
-		if scope := fmt.Sprint(c.value(ra["scope"])); !strings.HasPrefix(scope, scopeType+"/") {
+		if scope := fmt.Sprint(ic.value(ra["scope"])); !strings.HasPrefix(scope, scopeType+"/") {
 			t.Errorf("role %s is assigned on %q; want a %s", role, scope, scopeType)
 		}
-		if pid := fmt.Sprint(p["principalId"]); !strings.Contains(pid, "variables('siteId')") || !strings.Contains(pid, "identity.principalId") {
-			t.Errorf("role %s principal = %s; want the Function App's identity", role, pid)
+		if p["principalId"] != "[parameters('principalId')]" || p["principalType"] != "ServicePrincipal" {
+			t.Errorf("role %s principal = %v %v; want the identity given to the deployment, ServicePrincipal (avoids replication-delay failures)", role, p["principalId"], p["principalType"])
 		}
-		if p["principalType"] != "ServicePrincipal" {
-			t.Errorf("role %s principalType = %v; want ServicePrincipal (avoids replication-delay failures)", role, p["principalType"])
+		if name := fmt.Sprint(ra["name"]); !strings.Contains(name, "parameters('principalId')") {
+			t.Errorf("role %s name %s does not include the principal", role, name)
 		}
 	}
 	if len(got) != len(wantRoles) {
 		t.Errorf("roles assigned %v; want all of %v", got, wantRoles)
-	}
-	if !strings.Contains(fmt.Sprint(c.value("[variables('siteId')]")), "/Microsoft.Web/sites/"+siteName) {
-		t.Errorf("siteId does not name the site %s", siteName)
 	}
 }
 
@@ -1371,17 +1418,18 @@ func TestDeployTemplateSettingsOrder(t *testing.T) {
 		deps[fmt.Sprint(c.value(d))] = true
 	}
 	rg := fmt.Sprint(c.value("[resourceGroup().id]"))
-	want := map[string]string{fmt.Sprint(c.value("[variables('siteId')]")): "the site"}
-	for _, ra := range resources(t, tmpl, "Microsoft.Authorization/roleAssignments") {
-		id := rg + "/providers/" + fmt.Sprint(c.value(ra["scope"])) + "/providers/Microsoft.Authorization/roleAssignments/" + fmt.Sprint(c.value(ra["name"]))
-		want[id] = "role assignment " + fmt.Sprint(obj(t, ra["properties"], "role assignment")["description"])
+	want := map[string]string{fmt.Sprint(c.value("[variables('siteId')]")): "the site",
+		rg + "/providers/Microsoft.Resources/deployments/entra-revoke-roles": "the role assignments (a nested deployment ends when all of its resources are deployed)"}
+	inner, _ := rolesDeployment(t, tmpl, c)
+	if n := len(resources(t, inner, "Microsoft.Authorization/roleAssignments")); n != len(wantRoles) {
+		t.Errorf("the roles deployment assigns %d roles; want all %d before the settings", n, len(wantRoles))
 	}
 	for _, s := range resources(t, tmpl, "Microsoft.KeyVault/vaults/secrets") {
 		name := strings.SplitN(fmt.Sprint(c.value(s["name"])), "/", 2)
 		want[rg+"/providers/Microsoft.KeyVault/vaults/"+name[0]+"/secrets/"+name[1]] = "secret " + name[1]
 	}
-	if len(want) < 1+5+3 {
-		t.Fatalf("found %d prerequisites; want the site, five role assignments and three secrets", len(want))
+	if len(want) < 2+3 {
+		t.Fatalf("found %d prerequisites; want the site, the role assignments and three secrets", len(want))
 	}
 	for id, what := range want {
 		if !deps[id] {
