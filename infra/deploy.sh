@@ -169,12 +169,26 @@ if [[ $command == allow-caller ]]; then
 		--query "value[?resourceId=='$sp' && appRoleId=='$role'].id | [0]")
 	if [[ -n $existing ]]; then
 		say "$caller_principal already holds Sessions.Revoke"
-		exit 0
+	else
+		az rest --method POST --url "$graph/v1.0/servicePrincipals/$caller_principal/appRoleAssignments" \
+			--headers Content-Type=application/json --only-show-errors --output none \
+			--body "$(printf '{"principalId":"%s","resourceId":"%s","appRoleId":"%s"}' "$caller_principal" "$sp" "$role")"
+		say "gave $caller_principal the Sessions.Revoke role (a token is valid for up to a day: a caller that already holds one gets the role with its next token)"
 	fi
-	az rest --method POST --url "$graph/v1.0/servicePrincipals/$caller_principal/appRoleAssignments" \
-		--headers Content-Type=application/json --only-show-errors --output none \
-		--body "$(printf '{"principalId":"%s","resourceId":"%s","appRoleId":"%s"}' "$caller_principal" "$sp" "$role")"
-	say "gave $caller_principal the Sessions.Revoke role (a token is valid for up to a day: a caller that already holds one gets the role with its next token)"
+	# The caller reads the revoke function's key at run time (so that a key rotation needs no
+	# redeployment): the template's custom role, which allows listKeys and nothing else, on the app.
+	outputs=$(az deployment group show -g "$rg" -n "$deployment" --query properties -o json --only-show-errors)
+	reader=$(jq -r '.outputs.functionKeyReaderRoleId.value // ""' <<<"$outputs")
+	app=$(jq -r '.outputs.functionAppName.value // ""' <<<"$outputs")
+	[[ -n $reader && -n $app ]] || die "the deployment in $rg has no function key reader role: run deploy (or upgrade) first"
+	site="/subscriptions/$(azq account show --query id)/resourceGroups/$rg/providers/Microsoft.Web/sites/$app"
+	if [[ -n $(azq role assignment list --assignee "$caller_principal" --role "$reader" --scope "$site" --query "[0].id") ]]; then
+		say "$caller_principal may already read the function key"
+	else
+		az role assignment create --assignee-object-id "$caller_principal" --assignee-principal-type ServicePrincipal \
+			--role "$reader" --scope "$site" --only-show-errors --output none
+		say "gave $caller_principal the function key reader role on $app"
+	fi
 	exit 0
 fi
 

@@ -32,11 +32,12 @@ type fakeState struct {
 	Assignments []struct {
 		ID, PrincipalID, ResourceID, AppRoleID string
 	} `json:"assignments"`
-	Version    string   `json:"version"`
-	ZipVersion string   `json:"zipVersion"`
-	ZipDeploys int      `json:"zipDeploys"`
-	Restarts   int      `json:"restarts"`
-	Requests   []string `json:"requests"`
+	Version     string      `json:"version"`
+	ZipVersion  string      `json:"zipVersion"`
+	ZipDeploys  int         `json:"zipDeploys"`
+	Restarts    int         `json:"restarts"`
+	Requests    []string    `json:"requests"`
+	RoleAssigns [][3]string `json:"roleAssigns"`
 }
 
 // deployRig is one fake subscription: the fake tools, their state and a release to deploy.
@@ -247,6 +248,9 @@ func TestDeployScript(t *testing.T) {
 	}
 	if n := len(rig.load(t).Assignments); n != 3 {
 		t.Errorf("app role assignments after allow-caller twice = %d; want 3 (the caller's once)", n)
+	}
+	if ra := rig.load(t).RoleAssigns; len(ra) != 1 || ra[0][0] != playbook || !strings.HasSuffix(ra[0][2], "/providers/Microsoft.Web/sites/entra-revoke-fake") {
+		t.Errorf("Azure role assignments after allow-caller twice = %q; want the function key reader for the caller on the app, once", ra)
 	}
 
 	// Going live revokes the test user; a later plain run stays live.

@@ -140,11 +140,13 @@ func (a *recordingAuditor) Stats() telemetry.Stats { return telemetry.Stats{} }
 
 // handler is the real HTTP handler on an httptest server.
 type handler struct {
-	URL    string // .../api/revoke
-	Engine *fakeEngine
-	Audit  *recordingAuditor
-	Issuer *entratest.Issuer // nil unless Entra tokens are accepted
-	State  *state.Memory     // the handler's state: idempotency and status records
+	URL     string        // .../api/revoke
+	KeysURL string        // the revoke function's listKeys on the fake Azure Resource Manager
+	key     *atomic.Value // the revoke function's key, as the Functions front end checks it
+	Engine  *fakeEngine
+	Audit   *recordingAuditor
+	Issuer  *entratest.Issuer // nil unless Entra tokens are accepted
+	State   *state.Memory     // the handler's state: idempotency and status records
 }
 
 // finishDeferred does what the queue trigger does when deferred users reach their final outcome:
@@ -214,11 +216,44 @@ func mustHandler(t *testing.T, secrets []string, withEntra bool) *handler {
 		}
 		deps.Tokens = v
 	}
-	srv := httptest.NewServer(server.NewServer(deps))
+	h.key = &atomic.Value{}
+	h.key.Store(functionKey)
+	srv := httptest.NewServer(withFunctionsFront(server.NewServer(deps), h.key.Load))
 	t.Cleanup(srv.Close)
 	h.URL = srv.URL + "/api/revoke"
+	h.KeysURL = srv.URL + fakeKeysPath
 	return h
 }
+
+// fakeKeysPath is the revoke function's listKeys on Azure Resource Manager, as the workflows'
+// FunctionKeysUrl names it.
+const fakeKeysPath = "/subscriptions/00000000-1111-2222-3333-444444444444/resourceGroups/rg-entra-revoke/providers/Microsoft.Web/sites/app/functions/revoke/listKeys"
+
+// withFunctionsFront stands in for the Functions front end and for Azure Resource Manager: a
+// request to the revoke function that carries a function key other than key() is refused with
+// 401 before the handler sees it (requests without a key pass, for tests of the handler alone);
+// POST fakeKeysPath with a bearer token answers the current key, as listKeys does.
+func withFunctionsFront(next http.Handler, key func() any) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == fakeKeysPath {
+			if r.Method != http.MethodPost || !strings.HasPrefix(r.Header.Get("Authorization"), "Bearer ") || r.URL.Query().Get("api-version") == "" {
+				http.Error(w, "listKeys: POST with a token and an api-version", http.StatusUnauthorized)
+				return
+			}
+			w.Header().Set("Content-Type", "application/json")
+			_ = json.NewEncoder(w).Encode(map[string]any{"default": key()})
+			return
+		}
+		if got := r.Header.Get("x-functions-key"); r.URL.Path == "/api/revoke" && got != "" && got != key() {
+			w.WriteHeader(http.StatusUnauthorized) // the platform's refusal: no body
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// rotateKey gives the revoke function a new key, as az functionapp function keys set does.
+func (h *handler) rotateKey(key string) { h.key.Store(key) }
 
 // miToken is the token a Logic App's managed identity gets for audience: a v1 token (the
 // default accessTokenAcceptedVersion) whose aud is the resource asked for, with the app role.
@@ -372,13 +407,22 @@ func TestWorkflowTemplates(t *testing.T) {
 				})
 			}
 
-			// The function key is a SecureString fed from listKeys at deployment, never a literal;
-			// no template parameter holding a secret has a default; nothing looks like a secret.
-			if typ := mustObject(t, dparams["FunctionKey"], "FunctionKey")["type"]; typ != "SecureString" {
-				t.Errorf("%s: workflow parameter FunctionKey has type %v; want SecureString", path, typ)
+			// The function key is never part of the deployment: no listKeys() in the template, the
+			// workflow reads it at run time from the URL of the revoke function's listKeys, with the
+			// cloud's Resource Manager as audience. A rotated key needs no redeployment.
+			if _, ok := dparams["FunctionKey"]; ok || strings.Contains(string(mustMarshal(t, tmpl)), "listKeys(") {
+				t.Errorf("%s: the function key is read at deployment (a FunctionKey parameter or listKeys()): a rotation would break the workflow", path)
 			}
-			if v := mustObject(t, values["FunctionKey"], "FunctionKey value")["value"]; !strings.HasPrefix(fmt.Sprint(v), "[listKeys(") {
-				t.Errorf("%s: FunctionKey = %v; want a listKeys() expression", path, v)
+			v := fmt.Sprint(mustObject(t, values["FunctionKeysUrl"], "FunctionKeysUrl value")["value"])
+			if m := armVarRef.FindStringSubmatch(v); m != nil && v == "[variables('"+m[1]+"')]" {
+				v = fmt.Sprint(tvars[m[1]])
+			}
+			if !strings.Contains(v, "environment().resourceManager") ||
+				!strings.Contains(v, "'Microsoft.Web/sites/functions'") || !strings.Contains(v, "'revoke'") || !strings.Contains(v, "/listKeys?api-version=") {
+				t.Errorf("%s: FunctionKeysUrl = %v; want the revoke function's listKeys on the cloud's Resource Manager", path, v)
+			}
+			if v := mustObject(t, values["ManagementAudience"], "ManagementAudience value")["value"]; v != "[environment().resourceManager]" {
+				t.Errorf("%s: ManagementAudience = %v; want the cloud's Resource Manager", path, v)
 			}
 			for name, p := range tparams {
 				if typ := mustObject(t, p, name)["type"]; strings.EqualFold(fmt.Sprint(typ), "securestring") {
@@ -403,6 +447,16 @@ func TestWorkflowTemplates(t *testing.T) {
 					return
 				}
 				in := mustObject(t, a["inputs"], name)
+				if name == "Get_function_key" {
+					auth, _ := in["authentication"].(map[string]any)
+					rc, _ := a["runtimeConfiguration"].(map[string]any)
+					secure, _ := rc["secureData"].(map[string]any)
+					if in["method"] != "POST" || in["uri"] != "@parameters('FunctionKeysUrl')" || auth["type"] != "ManagedServiceIdentity" ||
+						auth["audience"] != "@parameters('ManagementAudience')" || !slices.Contains(toStrings(t, secure["properties"]), "outputs") {
+						t.Errorf("%s: %s = %v; want POST listKeys with the managed identity for Resource Manager, its outputs (the key) hidden", path, name, in)
+					}
+					return
+				}
 				if name == "Follow_status" {
 					// A status link is its own credential: followed with nothing else, no key, no token.
 					if in["method"] != "GET" || in["authentication"] != nil || in["headers"] != nil || !strings.Contains(fmt.Sprint(in["uri"]), "['statusUrl']") {
@@ -419,8 +473,8 @@ func TestWorkflowTemplates(t *testing.T) {
 					t.Errorf("%s: %s authentication = %v; want ManagedServiceIdentity with audience @parameters('ApiAudience')", path, name, auth)
 				}
 				headers := mustObject(t, in["headers"], name+" headers")
-				if headers["x-functions-key"] != "@parameters('FunctionKey')" {
-					t.Errorf("%s: %s x-functions-key = %v; want @parameters('FunctionKey')", path, name, headers["x-functions-key"])
+				if headers["x-functions-key"] != "@body('Get_function_key')?['default']" {
+					t.Errorf("%s: %s x-functions-key = %v; want the key read at run time, @body('Get_function_key')?['default']", path, name, headers["x-functions-key"])
 				}
 				if _, ok := headers["Idempotency-Key"]; !ok {
 					t.Errorf("%s: %s sends no Idempotency-Key: a retried action could revoke twice", path, name)
@@ -514,7 +568,7 @@ func TestSentinelContentConventions(t *testing.T) {
 		t.Errorf("metadata.prerequisites holds post-deployment steps: %s", pre)
 	}
 	post, _ := json.Marshal(md["postDeployment"])
-	for _, want := range []string{"Sessions.Revoke", "Microsoft Sentinel Responder", "rotated"} {
+	for _, want := range []string{"Sessions.Revoke", "function key reader"} {
 		if !strings.Contains(string(post), want) {
 			t.Errorf("metadata.postDeployment %s does not mention %q", post, want)
 		}
@@ -609,10 +663,11 @@ var runCounter atomic.Int64
 func sentinelRunOf(t *testing.T, def map[string]any, url string, token func(string) string, api *sentinelAPI, incident map[string]any) *wfRun {
 	t.Helper()
 	run := newWFRun(t, def, map[string]any{
-		"$connections": map[string]any{"azuresentinel": map[string]any{"connectionId": "/subscriptions/x/connections/azuresentinel"}},
-		"RevokeUrl":    url,
-		"FunctionKey":  functionKey,
-		"ApiAudience":  apiAudience,
+		"$connections":       map[string]any{"azuresentinel": map[string]any{"connectionId": "/subscriptions/x/connections/azuresentinel"}},
+		"RevokeUrl":          url,
+		"FunctionKeysUrl":    strings.TrimSuffix(url, "/api/revoke") + fakeKeysPath + "?api-version=2024-04-01",
+		"ManagementAudience": "https://management.azure.com/",
+		"ApiAudience":        apiAudience,
 	}, map[string]any{"headers": map[string]any{}, "body": incident})
 	run.name = "entra-revoke-incident"
 	run.runName = fmt.Sprintf("08584562340012345678901%010d", runCounter.Add(1)) // each run its own, as in Logic Apps
@@ -778,6 +833,7 @@ func TestSentinelPlaybookUnreachable(t *testing.T) {
 	h.URL = closed.URL + "/api/revoke"
 	api := &sentinelAPI{}
 	run, _ := sentinelRun(t, h, api)
+	run.params["FunctionKeysUrl"] = h.KeysURL + "?api-version=2024-04-01" // Resource Manager still answers
 	if st := run.run(); st != wfFailed {
 		t.Fatalf("run status = %s; want %s: a request-level failure fails the run (actions: %s)", st, wfFailed, describeActions(run))
 	}
@@ -857,7 +913,7 @@ func TestLogicAppWorkflow(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			before := len(h.Engine.Jobs())
-			run := newWFRun(t, def, map[string]any{"RevokeUrl": h.URL, "FunctionKey": functionKey, "ApiAudience": apiAudience},
+			run := newWFRun(t, def, map[string]any{"RevokeUrl": h.URL, "FunctionKeysUrl": h.KeysURL + "?api-version=2024-04-01", "ManagementAudience": "https://management.azure.com/", "ApiAudience": apiAudience},
 				map[string]any{"headers": tt.headers, "body": tt.body})
 			run.name = "entra-revoke-flow"
 			run.token = h.miToken
@@ -1243,5 +1299,48 @@ func TestSentinelTemplateRoles(t *testing.T) {
 		if p["principalId"] != "[parameters('"+param+"')]" || p["principalType"] != "ServicePrincipal" {
 			t.Errorf("role %s: principal %v %v; want parameters('%s'), ServicePrincipal", role, p["principalId"], p["principalType"], param)
 		}
+	}
+}
+
+func mustMarshal(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestWorkflowsSurviveKeyRotation: the playbook and the Logic App read the revoke function's key
+// at run time, so after a rotation the next run sends the new key and is not refused.
+func TestWorkflowsSurviveKeyRotation(t *testing.T) {
+	t.Parallel()
+	h := mustHandler(t, []string{testSecret}, true)
+	api := &sentinelAPI{}
+	before, _ := sentinelRun(t, h, api)
+	if st := before.run(); st != wfSucceeded {
+		t.Fatalf("before the rotation: run status = %s (actions: %s)", st, describeActions(before))
+	}
+	h.rotateKey("rotated-function-key-not-a-secret")
+	after, _ := sentinelRun(t, h, api)
+	if st := after.run(); st != wfSucceeded {
+		t.Fatalf("after the rotation: run status = %s; want %s (actions: %s)", st, wfSucceeded, describeActions(after))
+	}
+	if msg := api.comments[1]["message"].(string); !strings.Contains(msg, "bob@contoso.com: revoked") || strings.Contains(msg, "HTTP 401") {
+		t.Errorf("after the rotation the comment is %q; want the users revoked", msg)
+	}
+	in, _ := after.actions["Revoke_sessions"].Inputs.(map[string]any)
+	headers, _ := in["headers"].(map[string]any)
+	if got := headers["x-functions-key"]; got != "rotated-function-key-not-a-secret" {
+		t.Errorf("the playbook sent x-functions-key %v; want the rotated key", got)
+	}
+
+	h.rotateKey("rotated-again-not-a-secret")
+	run := newWFRun(t, definitionOf(t, logicAppPath),
+		map[string]any{"RevokeUrl": h.URL, "FunctionKeysUrl": h.KeysURL + "?api-version=2024-04-01", "ManagementAudience": "https://management.azure.com/", "ApiAudience": apiAudience},
+		map[string]any{"headers": map[string]any{"Idempotency-Key": "CHG-ROTATE"}, "body": map[string]any{"upn": "alice@contoso.com"}})
+	run.token = h.miToken
+	if st := run.run(); st != wfSucceeded || run.response == nil || run.response.Status != http.StatusOK {
+		t.Errorf("Logic App after a rotation: status %s, response %+v; want 200 (actions: %s)", st, run.response, describeActions(run))
 	}
 }

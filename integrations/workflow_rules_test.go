@@ -378,7 +378,7 @@ func newAsyncServer(t *testing.T, script asyncScript) *asyncServer {
 		}
 		writeJSONTest(w, s.finalStatus, s.final(upn))
 	})
-	s.Server = httptest.NewServer(mux)
+	s.Server = httptest.NewServer(withFunctionsFront(mux, func() any { return functionKey }))
 	t.Cleanup(s.Close)
 	return s
 }
@@ -490,7 +490,7 @@ func TestLogicAppFollowsStatusLink(t *testing.T) {
 			srv := newAsyncServer(t, tt.server)
 			issuer := mustHandler(t, []string{testSecret}, true)
 			run := newWFRun(t, definitionOf(t, logicAppPath),
-				map[string]any{"RevokeUrl": srv.URL + "/api/revoke", "FunctionKey": functionKey, "ApiAudience": apiAudience},
+				map[string]any{"RevokeUrl": srv.URL + "/api/revoke", "FunctionKeysUrl": srv.URL + fakeKeysPath + "?api-version=2024-04-01", "ManagementAudience": "https://management.azure.com/", "ApiAudience": apiAudience},
 				map[string]any{"headers": map[string]any{"Idempotency-Key": "CHG0099"}, "body": map[string]any{"upn": "dave@contoso.com"}})
 			run.token = issuer.miToken
 			if st := run.run(); st != wfSucceeded {
@@ -547,7 +547,7 @@ func TestPlaybooksFollowRealStatusLink(t *testing.T) {
 		t.Parallel()
 		h := mustHandler(t, []string{testSecret}, true)
 		run := newWFRun(t, definitionOf(t, logicAppPath),
-			map[string]any{"RevokeUrl": h.URL, "FunctionKey": functionKey, "ApiAudience": apiAudience},
+			map[string]any{"RevokeUrl": h.URL, "FunctionKeysUrl": h.KeysURL + "?api-version=2024-04-01", "ManagementAudience": "https://management.azure.com/", "ApiAudience": apiAudience},
 			map[string]any{"headers": map[string]any{"Idempotency-Key": "CHG0100"}, "body": map[string]any{"upn": deferredUser}})
 		run.token = h.miToken
 		run.beforePoll = func(_ string, n int) {

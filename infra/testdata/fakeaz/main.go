@@ -43,8 +43,9 @@ type State struct {
 	ZipVersion   string                     `json:"zipVersion"`   // what a zip deployment makes it run
 	ZipDeploys   int                        `json:"zipDeploys"`
 	Restarts     int                        `json:"restarts"`
-	Requests     []string                   `json:"requests"` // bodies sent to /api/revoke
-	Next         int                        `json:"next"`     // for new IDs
+	Requests     []string                   `json:"requests"`    // bodies sent to /api/revoke
+	RoleAssigns  [][3]string                `json:"roleAssigns"` // Azure role assignments: principal, role, scope
+	Next         int                        `json:"next"`        // for new IDs
 }
 
 type App struct {
@@ -222,6 +223,24 @@ func az(st *State, args []string) int {
 		return 0
 	case "rest --method":
 		return rest(st, args)
+	case "role assignment":
+		a := [3]string{flag(args, "--assignee"), flag(args, "--role"), flag(args, "--scope")}
+		switch args[2] {
+		case "list":
+			for i, r := range st.RoleAssigns {
+				if r == a {
+					fmt.Printf("role-assignment-%d\n", i)
+				}
+			}
+			return 0
+		case "create":
+			a[0] = flag(args, "--assignee-object-id")
+			if slices.Contains(st.RoleAssigns, a) {
+				return fail("(RoleAssignmentExists) The role assignment already exists.")
+			}
+			st.RoleAssigns = append(st.RoleAssigns, a)
+			return 0
+		}
 	}
 	return unexpected(args)
 }
@@ -295,6 +314,8 @@ func deployment(st *State, args []string) int {
 			"healthUrl":       map[string]any{"type": "String", "value": "https://" + appName + ".azurewebsites.net/api/health"},
 			"revokeUrl":       map[string]any{"type": "String", "value": "https://" + appName + ".azurewebsites.net/api/revoke"},
 			"keyVaultName":    map[string]any{"type": "String", "value": vault},
+			"functionKeyReaderRoleId": map[string]any{"type": "String",
+				"value": "/subscriptions/" + subscription + "/providers/Microsoft.Authorization/roleDefinitions/bbbbbbbb-0000-4000-8000-000000000001"},
 		},
 	}
 	b, _ = json.Marshal(props)
