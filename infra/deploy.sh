@@ -10,6 +10,10 @@
 #   deploy.sh upgrade -g RG --tag vX.Y.Z             new release: template and code, secrets kept
 #   deploy.sh allow-caller -g RG --principal-id ID   give a token caller (a Sentinel playbook, a
 #                                                    Logic App) the Sessions.Revoke app role
+#   deploy.sh sentinel-test -g RG --workspace WS --test-user U
+#                                                    a disabled analytics rule that raises a test
+#                                                    incident naming U, and a disabled automation
+#                                                    rule, scoped to it, that runs the playbook
 #
 # What "deploy" does, each step skipped when already done:
 #   1. the resource group (-l on the first run);
@@ -39,6 +43,7 @@ usage: $prog deploy -g RG [-l LOCATION] [--callers webhook|entra|webhook+entra]
                  [--parameters FILE] [--go-live --test-user UPN]
        $prog upgrade -g RG --tag TAG [--parameters FILE]
        $prog allow-caller -g RG --principal-id OBJECT_ID
+       $prog sentinel-test -g SENTINEL_RG --workspace WORKSPACE --test-user UPN [--playbook NAME]
 
   -g, --resource-group RG  the resource group that holds (or will hold) entra-revoke
   -l, --location LOC       its region, on the first run (a Flex Consumption region)
@@ -52,6 +57,8 @@ usage: $prog deploy -g RG [-l LOCATION] [--callers webhook|entra|webhook+entra]
       --go-live            turn dry run off; needs --test-user, whom it then revokes
       --test-user UPN      a test account: revoked with --go-live, else named in the dry run
       --principal-id ID    allow-caller: the caller's managed identity (object ID)
+      --workspace WS       sentinel-test: the Sentinel workspace (in RG, with the playbook)
+      --playbook NAME      sentinel-test: the playbook (default entra-revoke-incident)
   -h, --help               this help
 EOF
 }
@@ -88,13 +95,13 @@ new_guid() {
 
 command=${1:-}
 case $command in
-deploy | upgrade | allow-caller) shift ;;
+deploy | upgrade | allow-caller | sentinel-test) shift ;;
 -h | --help) usage; exit 0 ;;
-*) usage_error "first argument: deploy, upgrade or allow-caller" ;;
+*) usage_error "first argument: deploy, upgrade, allow-caller or sentinel-test" ;;
 esac
 
 rg="" location="" callers="" protected_users="" protected_set=false allowed_domains="" allowed_set=false
-tag="" release_url="" extra_params="" go_live=false test_user="" caller_principal=""
+tag="" release_url="" extra_params="" go_live=false test_user="" caller_principal="" workspace="" playbook=entra-revoke-incident
 while (($#)); do
 	case $1 in
 	-g | --resource-group) (($# >= 2)) || usage_error "$1 needs a value"; rg=$2; shift 2 ;;
@@ -108,6 +115,8 @@ while (($#)); do
 	--go-live) go_live=true; shift ;;
 	--test-user) (($# >= 2)) || usage_error "$1 needs a value"; test_user=$2; shift 2 ;;
 	--principal-id) (($# >= 2)) || usage_error "$1 needs a value"; caller_principal=$2; shift 2 ;;
+	--workspace) (($# >= 2)) || usage_error "$1 needs a value"; workspace=$2; shift 2 ;;
+	--playbook) (($# >= 2)) || usage_error "$1 needs a value"; playbook=$2; shift 2 ;;
 	-h | --help) usage; exit 0 ;;
 	*) usage_error "unknown argument: $1" ;;
 	esac
@@ -118,6 +127,7 @@ case $callers in "" | webhook | entra | webhook+entra) ;; *) usage_error "--call
 [[ -z $extra_params || -r $extra_params ]] || usage_error "--parameters: cannot read $extra_params"
 [[ $command != allow-caller ]] || is_guid "$caller_principal" || usage_error "allow-caller needs --principal-id OBJECT_ID"
 [[ $command != upgrade ]] || [[ -n $tag ]] || usage_error "upgrade needs --tag"
+[[ $command != sentinel-test ]] || [[ -n $workspace && $test_user == *@* ]] || usage_error "sentinel-test needs --workspace and --test-user UPN"
 
 for tool in az curl jq openssl sha256sum; do
 	command -v "$tool" >/dev/null 2>&1 || die "$tool is not installed (Azure Cloud Shell has every tool this needs)"
@@ -158,6 +168,56 @@ ensure_api() {
 	fi
 	printf '%s' "$app_id"
 }
+
+# guid_of prints a GUID derived from its argument: the same rule on every run, one per workspace.
+guid_of() {
+	local h
+	h=$(printf '%s' "$1" | sha256sum)
+	printf '%s-%s-4%s-8%s-%s' "${h:0:8}" "${h:8:4}" "${h:13:3}" "${h:17:3}" "${h:20:12}"
+}
+
+if [[ $command == sentinel-test ]]; then
+	# Both rules are created disabled, and only when missing (a rule someone enabled or changed
+	# is left alone): enabling the analytics rule raises an incident naming the test account;
+	# the automation rule runs the playbook for incidents of that analytics rule only.
+	subscription=$(azq account show --query id)
+	tenant=$(azq account show --query tenantId)
+	ws="/subscriptions/$subscription/resourceGroups/$rg/providers/Microsoft.OperationalInsights/workspaces/$workspace"
+	insights="https://management.azure.com$ws/providers/Microsoft.SecurityInsights"
+	api="api-version=2023-02-01"
+	rule_id="$ws/providers/Microsoft.SecurityInsights/alertRules/$(guid_of "$rg/$workspace/entra-revoke-test-rule")"
+	automation_url="$insights/automationRules/$(guid_of "$rg/$workspace/entra-revoke-test-automation")?$api"
+	playbook_id="/subscriptions/$subscription/resourceGroups/$rg/providers/Microsoft.Logic/workflows/$playbook"
+	if [[ -n $(azq rest --method GET --url "https://management.azure.com$rule_id?$api" --query id 2>/dev/null || true) ]]; then
+		say "the test analytics rule exists; left as it is"
+	else
+		jq -n --arg name "${test_user%@*}" --arg suffix "${test_user#*@}" --arg upn "$test_user" '{kind: "Scheduled", properties: {
+			displayName: ("entra-revoke test: an incident naming " + $upn), enabled: false, severity: "Informational",
+			description: "Raises one incident naming the entra-revoke test account, to try the playbook. Disable it again after the test.",
+			query: ("print AccountName = \"" + $name + "\", AccountUPNSuffix = \"" + $suffix + "\""),
+			queryFrequency: "PT5M", queryPeriod: "PT5M", triggerOperator: "GreaterThan", triggerThreshold: 0,
+			suppressionDuration: "PT5H", suppressionEnabled: false, tactics: [],
+			entityMappings: [{entityType: "Account", fieldMappings: [{identifier: "Name", columnName: "AccountName"}, {identifier: "UPNSuffix", columnName: "AccountUPNSuffix"}]}],
+			incidentConfiguration: {createIncident: true, groupingConfiguration: {enabled: false, reopenClosedIncident: false,
+				lookbackDuration: "PT5H", matchingMethod: "AllEntities", groupByEntities: [], groupByAlertDetails: [], groupByCustomDetails: []}}}}' >"$work/rule.json"
+		az rest --method PUT --url "https://management.azure.com$rule_id?$api" --body @"$work/rule.json" \
+			--headers Content-Type=application/json --only-show-errors --output none
+		say "created the test analytics rule, disabled: enable it in Sentinel (Analytics) to raise a test incident naming $test_user"
+	fi
+	if [[ -n $(azq rest --method GET --url "$automation_url" --query id 2>/dev/null || true) ]]; then
+		say "the automation rule exists; left as it is"
+	else
+		jq -n --arg rule "$rule_id" --arg playbook "$playbook_id" --arg tenant "$tenant" '{properties: {
+			displayName: "entra-revoke: revoke the accounts of the test incident", order: 100,
+			triggeringLogic: {isEnabled: false, triggersOn: "Incidents", triggersWhen: "Created",
+				conditions: [{conditionType: "Property", conditionProperties: {propertyName: "IncidentRelatedAnalyticRuleIds", operator: "Contains", propertyValues: [$rule]}}]},
+			actions: [{order: 1, actionType: "RunPlaybook", actionConfiguration: {logicAppResourceId: $playbook, tenantId: $tenant}}]}}' >"$work/automation.json"
+		az rest --method PUT --url "$automation_url" --body @"$work/automation.json" \
+			--headers Content-Type=application/json --only-show-errors --output none
+		say "created the automation rule, disabled and scoped to the test rule's incidents: enable it to run $playbook on them"
+	fi
+	exit 0
+fi
 
 if [[ $command == allow-caller ]]; then
 	app_id=$(api_app)

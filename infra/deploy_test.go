@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -32,12 +33,13 @@ type fakeState struct {
 	Assignments []struct {
 		ID, PrincipalID, ResourceID, AppRoleID string
 	} `json:"assignments"`
-	Version     string      `json:"version"`
-	ZipVersion  string      `json:"zipVersion"`
-	ZipDeploys  int         `json:"zipDeploys"`
-	Restarts    int         `json:"restarts"`
-	Requests    []string    `json:"requests"`
-	RoleAssigns [][3]string `json:"roleAssigns"`
+	Version     string                     `json:"version"`
+	ZipVersion  string                     `json:"zipVersion"`
+	ZipDeploys  int                        `json:"zipDeploys"`
+	Restarts    int                        `json:"restarts"`
+	Requests    []string                   `json:"requests"`
+	RoleAssigns [][3]string                `json:"roleAssigns"`
+	ARM         map[string]json.RawMessage `json:"arm"`
 }
 
 // deployRig is one fake subscription: the fake tools, their state and a release to deploy.
@@ -314,5 +316,52 @@ func TestDeployScriptUpgradeNeedsADeployment(t *testing.T) {
 	r := rig.run(t, "upgrade", "-g", "rg-test", "--tag", "v9.9.9")
 	if r.code == 0 || len(r.mutations()) != 0 || !strings.Contains(r.stderr, "use deploy") {
 		t.Errorf("upgrade of an empty group: exit %d, changes %q, stderr %s; want a refusal that changes nothing", r.code, r.mutations(), r.stderr)
+	}
+}
+
+// TestDeployScriptSentinelTest: the test analytics rule and the automation rule are created
+// disabled, the analytics rule names the test account, the automation rule runs the playbook only
+// for that rule's incidents; a second run creates nothing.
+func TestDeployScriptSentinelTest(t *testing.T) {
+	t.Parallel()
+	rig := newDeployRig(t, `{}`)
+	args := []string{"sentinel-test", "-g", "rg-sentinel", "--workspace", "ws-soc", "--test-user", "test.user@contoso.com"}
+	first := rig.run(t, args...)
+	if first.code != 0 {
+		t.Fatalf("exit %d\n%s", first.code, first.stderr)
+	}
+	s := rig.load(t)
+	var rule, automation map[string]any
+	var ruleID string
+	for id, b := range s.ARM {
+		var v map[string]any
+		if err := json.Unmarshal(b, &v); err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case strings.Contains(id, "/providers/Microsoft.SecurityInsights/alertRules/"):
+			rule, ruleID = v, id
+		case strings.Contains(id, "/providers/Microsoft.SecurityInsights/automationRules/"):
+			automation = v
+		}
+	}
+	if rule == nil || automation == nil || !strings.Contains(ruleID, "/workspaces/ws-soc/") {
+		t.Fatalf("resources put = %v; want an analytics rule and an automation rule on ws-soc", slices.Collect(mapKeys(s.ARM)))
+	}
+	rp := rule["properties"].(map[string]any)
+	if rule["kind"] != "Scheduled" || rp["enabled"] != false || !strings.Contains(fmt.Sprint(rp["query"]), `"test.user"`) ||
+		!strings.Contains(fmt.Sprint(rp["query"]), `"contoso.com"`) || !strings.Contains(fmt.Sprint(rp["entityMappings"]), "UPNSuffix") {
+		t.Errorf("analytics rule = %v; want a disabled scheduled rule whose incident names the test account", rule)
+	}
+	logic := automation["properties"].(map[string]any)["triggeringLogic"].(map[string]any)
+	if logic["isEnabled"] != false || !strings.Contains(fmt.Sprint(logic["conditions"]), ruleID) {
+		t.Errorf("automation rule trigger = %v; want disabled, scoped to the test rule's incidents", logic)
+	}
+	if a := fmt.Sprint(automation["properties"].(map[string]any)["actions"]); !strings.Contains(a, "RunPlaybook") || !strings.Contains(a, "/resourceGroups/rg-sentinel/providers/Microsoft.Logic/workflows/entra-revoke-incident") {
+		t.Errorf("automation rule actions = %s; want the playbook run", a)
+	}
+	second := rig.run(t, args...)
+	if second.code != 0 || second.count("az", "rest", "--method", "PUT") != 0 {
+		t.Errorf("second run: exit %d, %d PUTs; want none\n%s", second.code, second.count("az", "rest", "--method", "PUT"), second.stderr)
 	}
 }

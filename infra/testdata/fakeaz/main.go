@@ -45,6 +45,7 @@ type State struct {
 	Restarts     int                        `json:"restarts"`
 	Requests     []string                   `json:"requests"`    // bodies sent to /api/revoke
 	RoleAssigns  [][3]string                `json:"roleAssigns"` // Azure role assignments: principal, role, scope
+	ARM          map[string]json.RawMessage `json:"arm"`         // resources put with az rest: ID -> body
 	Next         int                        `json:"next"`        // for new IDs
 }
 
@@ -427,6 +428,28 @@ func adSP(st *State, args []string) int {
 
 func rest(st *State, args []string) int {
 	url, q := flag(args, "--url"), flag(args, "--query")
+	if arm, ok := strings.CutPrefix(url, "https://management.azure.com"); ok {
+		id, _, _ := strings.Cut(arm, "?")
+		switch args[2] {
+		case "GET":
+			if _, ok := st.ARM[id]; !ok {
+				return fail("(NotFound)")
+			}
+			fmt.Println(id)
+			return 0
+		case "PUT":
+			b, err := os.ReadFile(strings.TrimPrefix(flag(args, "--body"), "@"))
+			if err != nil || !json.Valid(b) {
+				return fail("bad body")
+			}
+			if st.ARM == nil {
+				st.ARM = map[string]json.RawMessage{}
+			}
+			st.ARM[id] = b
+			return 0
+		}
+		return unexpected(args)
+	}
 	switch {
 	case args[2] == "GET" && strings.HasSuffix(url, "/servicePrincipals(appId='00000003-0000-0000-c000-000000000000')?$select=id"):
 		fmt.Println(graphSP)
