@@ -292,6 +292,10 @@ fi
 subscription=$(azq account show --query id)
 vault=$(out keyVaultName)
 if [[ -z $vault ]]; then
+	# No complete deployment yet; a failed one may still have made the vault and its secrets.
+	vault=$(azq resource list -g "$rg" --resource-type Microsoft.KeyVault/vaults --query "[0].name" 2>/dev/null || true)
+fi
+if [[ -z $vault ]]; then
 	# A vault soft-deleted with an earlier resource group of this name has the same name (it is
 	# derived from the group's ID): recover it, with its secrets, instead of failing on it.
 	vault=$(azq keyvault list-deleted --resource-type vault --query "[].[name, properties.vaultId]" |

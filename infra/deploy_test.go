@@ -365,3 +365,19 @@ func TestDeployScriptSentinelTest(t *testing.T) {
 		t.Errorf("second run: exit %d, %d PUTs; want none\n%s", second.code, second.count("az", "rest", "--method", "PUT"), second.stderr)
 	}
 }
+
+// TestDeployScriptAfterAFailedFirstDeployment: a first deployment that failed after the vault and
+// its secrets were made left no outputs; the next run finds the vault in the group and keeps the
+// secrets instead of generating new ones.
+func TestDeployScriptAfterAFailedFirstDeployment(t *testing.T) {
+	t.Parallel()
+	rig := newDeployRig(t, `{"zipVersion":"v9.9.9","groups":{"rg-test":"westeurope"},
+		"secrets":{"kv-fake/webhook-secrets":"whsec_ZmlsZWQtYnktYS1mYWlsZWQtZmlyc3QtcnVuLTAxMjM=","kv-fake/queue-secrets":"whsec_cXVldWUtZmlsZWQtYnktYS1mYWlsZWQtZmlyc3QtcnVu"}}`)
+	r := rig.run(t, "deploy", "-g", "rg-test", "--tag", "v9.9.9", "--release-url", "file://"+rig.release)
+	if r.code != 0 {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	if s := rig.load(t); s.SecretWrite != 0 || s.Secrets["kv-fake/webhook-secrets"] != "whsec_ZmlsZWQtYnktYS1mYWlsZWQtZmlyc3QtcnVuLTAxMjM=" {
+		t.Errorf("secret writes %d, webhook secret %q; want the existing secrets kept", s.SecretWrite, s.Secrets["kv-fake/webhook-secrets"])
+	}
+}

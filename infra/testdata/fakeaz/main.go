@@ -201,6 +201,15 @@ func az(st *State, args []string) int {
 		}
 		fmt.Println(v)
 		return 0
+	case "resource list":
+		// The resource group's vault, when a deployment (even a failed one) made it.
+		for name := range st.Secrets {
+			if strings.HasPrefix(name, vault+"/") && !slices.ContainsFunc(st.Deleted, func(d [2]string) bool { return d[0] == vault }) {
+				fmt.Println(vault)
+				return 0
+			}
+		}
+		return 0
 	case "resource show":
 		id := flag(args, "--ids")
 		m := regexp.MustCompile(`/vaults/([^/]+)/secrets/([^/]+)$`).FindStringSubmatch(id)
