@@ -33,6 +33,7 @@ type armContext struct {
 	tmpl   map[string]any
 	params map[string]any
 	vars   map[string]any
+	cloud  map[string]any // environment(); nil is the public cloud
 }
 
 // newARM resolves the template's parameters: the given values, else the defaults.
@@ -379,6 +380,9 @@ func (c *armContext) eval(n *armNode) any {
 		}
 		return sum[:13]
 	case "environment":
+		if c.cloud != nil {
+			return c.cloud
+		}
 		// The public cloud's values (environment() of Azure Resource Manager).
 		return map[string]any{"name": "AzureCloud", "suffixes": map[string]any{"storage": "core.windows.net"}}
 	case "subscription":
@@ -389,6 +393,8 @@ func (c *armContext) eval(n *armNode) any {
 			"id": "/subscriptions/" + fakeSubscriptionID + "/resourceGroups/" + fakeResourceGroup}
 	case "resourceid":
 		return "/subscriptions/" + fakeSubscriptionID + "/resourceGroups/" + fakeResourceGroup + "/providers/" + typedPath(c.t, str(0), args[1:])
+	case "extensionresourceid":
+		return str(0) + "/providers/" + typedPath(c.t, str(1), args[2:])
 	case "subscriptionresourceid":
 		return "/subscriptions/" + fakeSubscriptionID + "/providers/" + typedPath(c.t, str(0), args[1:])
 	case "reference":

@@ -65,8 +65,10 @@ var derivedSettings = map[string]string{
 // the tests put in the environment in their place, as App Service does once it resolved them.
 var keyVaultSecrets = map[string]string{
 	"webhook-secrets":    testSecret,
-	"telemetry-upn-salt": "test-salt-0123456789abcdef", // at least 16 characters
+	"queue-secrets":      "whsec_cXVldWUtc2VjcmV0LW9mLXRoZS10ZXN0cy0wMTIz", // 30 bytes
+	"telemetry-upn-salt": "test-salt-0123456789abcdef",                     // at least 16 characters
 }
+
 
 // platformSetting reports whether an app setting belongs to the Functions platform rather than
 // to the handler's settings (docs/settings.md).
@@ -180,9 +182,27 @@ func TestTemplatesDeclareAndHoldNoSecrets(t *testing.T) {
 			params := obj(t, tmpl["parameters"], "parameters")
 			vars, _ := tmpl["variables"].(map[string]any)
 			used := map[string]bool{}
+			// A nested deployment evaluated in its own (inner) scope declares its own.
+			inner := map[string]map[string]any{}
+			for i, r := range arr(t, tmpl["resources"], "resources") {
+				r := obj(t, r, "resource")
+				if props, _ := r["properties"].(map[string]any); r["type"] == "Microsoft.Resources/deployments" && props["template"] != nil {
+					if eo, _ := props["expressionEvaluationOptions"].(map[string]any); eo["scope"] == "Inner" {
+						inner[fmt.Sprintf("/resources[%d]/properties/template/", i)] = obj(t, props["template"], "nested template")
+					}
+				}
+			}
 			walkStrings(tmpl, "", func(p, s string) {
 				if !strings.HasPrefix(s, "[") || strings.HasPrefix(s, "[[") {
 					return
+				}
+				params, vars, used := params, vars, used
+				for prefix, it := range inner {
+					if strings.HasPrefix(p, prefix) {
+						params, _ = it["parameters"].(map[string]any)
+						vars, _ = it["variables"].(map[string]any)
+						used = map[string]bool{}
+					}
 				}
 				for _, m := range paramRef.FindAllStringSubmatch(s, -1) {
 					used[m[1]] = true
@@ -313,17 +333,49 @@ func TestDeployTemplateResources(t *testing.T) {
 	}
 }
 
-// TestDeployTemplateRoleAssignments: exactly the four data-plane roles, each on its resource and
-// for the Function App's identity.
+// rolesDeployment returns the nested deployment that assigns the app identity's roles, and an
+// evaluator for its inner template with the parameters the outer template gives it.
+func rolesDeployment(t *testing.T, tmpl map[string]any, c *armContext) (map[string]any, *armContext) {
+	t.Helper()
+	for _, d := range resources(t, tmpl, "Microsoft.Resources/deployments") {
+		if c.value(d["name"]) != "entra-revoke-roles" {
+			continue
+		}
+		props := obj(t, d["properties"], "roles deployment")
+		if obj(t, props["expressionEvaluationOptions"], "expressionEvaluationOptions")["scope"] != "Inner" {
+			t.Errorf("the roles deployment is not evaluated in its own scope: the principal would not be known for the names")
+		}
+		inner := obj(t, props["template"], "roles template")
+		values := map[string]any{}
+		for name, v := range obj(t, c.value(props["parameters"]), "roles parameters") {
+			values[name] = obj(t, v, name)["value"]
+		}
+		return inner, newARM(t, inner, values)
+	}
+	t.Fatal("no entra-revoke-roles deployment in the template")
+	return nil, nil
+}
+
+// TestDeployTemplateRoleAssignments: exactly the data-plane roles, each on its resource, for the
+// Function App's identity, with a name that includes that identity: a resource group deleted and
+// deployed again (a new app, a new identity) gets new assignments instead of colliding with names
+// Azure Resource Manager still remembers.
 func TestDeployTemplateRoleAssignments(t *testing.T) {
 	t.Parallel()
 	tmpl := mustReadJSON(t, deployPath)
 	c := newARM(t, tmpl, nil)
-	siteName := fmt.Sprint(c.value(only(t, tmpl, "Microsoft.Web/sites")["name"]))
+	if n := len(resources(t, tmpl, "Microsoft.Authorization/roleAssignments")); n != 0 {
+		t.Errorf("%d role assignments outside the roles deployment; their names could not include the principal", n)
+	}
+	inner, ic := rolesDeployment(t, tmpl, c)
+	principal := fmt.Sprint(c.value("[reference(variables('siteId'), '2024-04-01', 'full').identity.principalId]"))
+	if got := ic.value("[parameters('principalId')]"); got != principal {
+		t.Errorf("the roles deployment's principal = %v; want the Function App's identity %s", got, principal)
+	}
 	got := map[string]bool{}
-	for _, ra := range resources(t, tmpl, "Microsoft.Authorization/roleAssignments") {
+	for _, ra := range resources(t, inner, "Microsoft.Authorization/roleAssignments") {
 		p := obj(t, ra["properties"], "role assignment")
-		def := fmt.Sprint(c.value(p["roleDefinitionId"]))
+		def := fmt.Sprint(ic.value(p["roleDefinitionId"]))
 		role := def[strings.LastIndex(def, "/")+1:]
 		scopeType, ok := wantRoles[role]
 		if !ok {
@@ -331,46 +383,54 @@ func TestDeployTemplateRoleAssignments(t *testing.T) {
 			continue
 		}
 		got[role] = true
-		if scope := fmt.Sprint(c.value(ra["scope"])); !strings.HasPrefix(scope, scopeType+"/") {
+		if scope := fmt.Sprint(ic.value(ra["scope"])); !strings.HasPrefix(scope, scopeType+"/") {
 			t.Errorf("role %s is assigned on %q; want a %s", role, scope, scopeType)
 		}
-		if pid := fmt.Sprint(p["principalId"]); !strings.Contains(pid, "variables('siteId')") || !strings.Contains(pid, "identity.principalId") {
-			t.Errorf("role %s principal = %s; want the Function App's identity", role, pid)
+		if p["principalId"] != "[parameters('principalId')]" || p["principalType"] != "ServicePrincipal" {
+			t.Errorf("role %s principal = %v %v; want the identity given to the deployment, ServicePrincipal (avoids replication-delay failures)", role, p["principalId"], p["principalType"])
 		}
-		if p["principalType"] != "ServicePrincipal" {
-			t.Errorf("role %s principalType = %v; want ServicePrincipal (avoids replication-delay failures)", role, p["principalType"])
+		if name := fmt.Sprint(ra["name"]); !strings.Contains(name, "parameters('principalId')") {
+			t.Errorf("role %s name %s does not include the principal", role, name)
 		}
 	}
 	if len(got) != len(wantRoles) {
 		t.Errorf("roles assigned %v; want all of %v", got, wantRoles)
 	}
-	if !strings.Contains(fmt.Sprint(c.value("[variables('siteId')]")), "/Microsoft.Web/sites/"+siteName) {
-		t.Errorf("siteId does not name the site %s", siteName)
+}
+
+// appSettingsResource is the template's one Microsoft.Web/sites/config "appsettings" resource:
+// the app settings, applied only after what they need (see TestDeployTemplateSettingsOrder).
+func appSettingsResource(t *testing.T, tmpl map[string]any) map[string]any {
+	t.Helper()
+	r := only(t, tmpl, "Microsoft.Web/sites/config")
+	if name := fmt.Sprint(r["name"]); !strings.HasSuffix(name, "'/appsettings')]") {
+		t.Fatalf("sites/config resource %s; want the app's appsettings", name)
 	}
+	return r
 }
 
 // appSettings renders the Function App's settings for the given parameters.
 func appSettings(t *testing.T, tmpl map[string]any, params map[string]any) (map[string]string, *armContext) {
 	t.Helper()
 	c := newARM(t, tmpl, params)
-	props := obj(t, only(t, tmpl, "Microsoft.Web/sites")["properties"], "site properties")
+	return renderSettings(t, tmpl, c), c
+}
+
+// renderSettings renders the app settings with c.
+func renderSettings(t *testing.T, tmpl map[string]any, c *armContext) map[string]string {
+	t.Helper()
 	out := map[string]string{}
-	for _, s := range arr(t, obj(t, props["siteConfig"], "siteConfig")["appSettings"], "appSettings") {
-		s := obj(t, s, "app setting")
-		name, ok := s["name"].(string)
-		if !ok || strings.HasPrefix(name, "[") {
-			t.Fatalf("app setting name %v must be a literal", s["name"])
+	for name, raw := range obj(t, appSettingsResource(t, tmpl)["properties"], "appsettings properties") {
+		if strings.HasPrefix(name, "[") {
+			t.Fatalf("app setting name %v must be a literal", name)
 		}
-		if _, dup := out[name]; dup {
-			t.Fatalf("app setting %s appears twice", name)
-		}
-		v, ok := c.value(s["value"]).(string)
+		v, ok := c.value(raw).(string)
 		if !ok {
-			t.Fatalf("app setting %s renders to %T, not a string", name, c.value(s["value"]))
+			t.Fatalf("app setting %s renders to %T, not a string", name, c.value(raw))
 		}
 		out[name] = v
 	}
-	return out, c
+	return out
 }
 
 var keyVaultRef = regexp.MustCompile(`^@Microsoft\.KeyVault\(VaultName=([a-z0-9-]+);SecretName=([a-z0-9-]+)\)$`)
@@ -398,11 +458,9 @@ func dependsOnParameter(t *testing.T, tmpl map[string]any, expr string, seen map
 // rawAppSettings returns the Function App's settings as written in the template.
 func rawAppSettings(t *testing.T, tmpl map[string]any) map[string]string {
 	t.Helper()
-	props := obj(t, only(t, tmpl, "Microsoft.Web/sites")["properties"], "site properties")
 	out := map[string]string{}
-	for _, s := range arr(t, obj(t, props["siteConfig"], "siteConfig")["appSettings"], "appSettings") {
-		s := obj(t, s, "app setting")
-		out[fmt.Sprint(s["name"])] = fmt.Sprint(s["value"])
+	for name, v := range obj(t, appSettingsResource(t, tmpl)["properties"], "appsettings properties") {
+		out[name] = fmt.Sprint(v)
 	}
 	return out
 }
@@ -485,14 +543,26 @@ func TestDeployTemplateSettings(t *testing.T) {
 
 	// Identity-based storage (queue and table service URIs, as the handler and the host read them)
 	// and Entra-authenticated telemetry.
+	// Service URIs rather than __accountName, which Microsoft documents for the public cloud only:
+	// each built from the cloud's own storage suffix.
 	storage := fmt.Sprint(c.value("[variables('storageAccountName')]"))
-	for setting, want := range map[string]string{
-		"AzureWebJobsStorage__accountName":     storage,
-		"AzureWebJobsStorage__queueServiceUri": "https://" + storage + ".queue.core.windows.net",
-		"AzureWebJobsStorage__tableServiceUri": "https://" + storage + ".table.core.windows.net",
+	for _, cloud := range []struct{ name, suffix string }{
+		{"AzureCloud", "core.windows.net"}, {"AzureUSGovernment", "core.usgovcloudapi.net"}, {"AzureChinaCloud", "core.chinacloudapi.cn"},
 	} {
-		if rendered[setting] != want {
-			t.Errorf("%s = %q; want %q (the template's storage account)", setting, rendered[setting], want)
+		cc := newARM(t, tmpl, nil)
+		cc.cloud = map[string]any{"name": cloud.name, "suffixes": map[string]any{"storage": cloud.suffix}}
+		got := renderSettings(t, tmpl, cc)
+		for setting, want := range map[string]string{
+			"AzureWebJobsStorage__blobServiceUri":  "https://" + storage + ".blob." + cloud.suffix,
+			"AzureWebJobsStorage__queueServiceUri": "https://" + storage + ".queue." + cloud.suffix,
+			"AzureWebJobsStorage__tableServiceUri": "https://" + storage + ".table." + cloud.suffix,
+		} {
+			if got[setting] != want {
+				t.Errorf("%s: %s = %q; want %q (the template's storage account)", cloud.name, setting, got[setting], want)
+			}
+		}
+		if v, ok := got["AzureWebJobsStorage__accountName"]; ok {
+			t.Errorf("%s: AzureWebJobsStorage__accountName = %q; want it unset (public cloud only, by Microsoft's documentation)", cloud.name, v)
 		}
 	}
 	var tables []string
@@ -512,7 +582,7 @@ func TestDeployTemplateSettings(t *testing.T) {
 	// Key Vault references name the template's vault and secrets.
 	vault := fmt.Sprint(c.value(only(t, tmpl, "Microsoft.KeyVault/vaults")["name"]))
 	redacted, _ := appSettings(t, tmpl, map[string]any{"telemetryRedactUpn": true})
-	for setting, secret := range map[string]string{"WEBHOOK_SECRETS": "webhook-secrets", "TELEMETRY_UPN_SALT": "telemetry-upn-salt"} {
+	for setting, secret := range map[string]string{"WEBHOOK_SECRETS": "webhook-secrets", "QUEUE_SECRETS": "queue-secrets", "TELEMETRY_UPN_SALT": "telemetry-upn-salt"} {
 		m := keyVaultRef.FindStringSubmatch(redacted[setting])
 		if m == nil {
 			t.Errorf("%s = %q; want a Key Vault reference", setting, redacted[setting])
@@ -1246,17 +1316,23 @@ func TestDeployGuideMatchesTemplate(t *testing.T) {
 	if i := strings.Index(readme, "## Quick start"); i > strings.Index(readme, "\n## ")+1 {
 		t.Errorf("the Quick start is not the README's first section")
 	}
-	var short []string
-	for _, m := range regexp.MustCompile(`(?m)^(\d+)\. \*\*([^*]+)\*\*`).FindAllStringSubmatch(quick, -1) {
-		short = append(short, m[2])
+	// The Quick start is deploy.sh's few commands: each is in the guide's deploy.sh section too,
+	// and names the script that exists.
+	var commands []string
+	for _, m := range regexp.MustCompile(`(?m)^(infra/deploy\.sh [^\n]*?)\s*(?:\\)?$`).FindAllStringSubmatch(quick, -1) {
+		commands = append(commands, m[1])
 	}
-	if len(short) != len(steps) {
-		t.Errorf("README quick start has %d steps %q; docs/deploy.md has %d %q", len(short), short, len(steps), steps)
+	if len(commands) < 2 || len(commands) > 4 {
+		t.Errorf("README quick start commands = %q; want deploy.sh's few commands (deploy, go live)", commands)
 	}
-	for i := range min(len(short), len(steps)) {
-		if !strings.HasPrefix(steps[i], short[i]) {
-			t.Errorf("README quick start step %d is %q; docs/deploy.md step %d is %q", i+1, short[i], i+1, steps[i])
+	shortPath, _, _ := strings.Cut(guide[strings.Index(guide, "## With deploy.sh"):], "\n## By hand")
+	for _, c := range commands {
+		if words := strings.Fields(c); len(words) < 3 || !strings.Contains(shortPath, strings.Join(words[:3], " ")) {
+			t.Errorf("README quick start command %q is not in docs/deploy.md's deploy.sh section", c)
 		}
+	}
+	if _, err := os.Stat(filepath.Join(root, "infra", "deploy.sh")); err != nil {
+		t.Errorf("the Quick start runs infra/deploy.sh: %v", err)
 	}
 	for _, role := range []string{"Owner", "User Access Administrator", "Privileged Role Administrator", "Application Administrator", "Microsoft Sentinel Contributor"} {
 		if !strings.Contains(quick, role) || !strings.Contains(guide, role) {
@@ -1308,6 +1384,58 @@ func TestDeployGuideMatchesTemplate(t *testing.T) {
 	for _, v := range allowed {
 		if !strings.Contains(guide, fmt.Sprintf("| `%s` ", v)) {
 			t.Errorf("docs/deploy.md step 1 does not offer callers %q", v)
+		}
+	}
+}
+
+// TestDeployTemplateSettingsOrder: app settings that hold Key Vault references are applied only
+// after the role assignments that let the app's identity resolve them (and reach its storage and
+// telemetry), so that the first start never sees an unresolved reference. They live in one
+// Microsoft.Web/sites/config resource whose dependsOn names every role assignment of the app's
+// identity and every secret; the site itself carries no settings.
+func TestDeployTemplateSettingsOrder(t *testing.T) {
+	t.Parallel()
+	tmpl := mustReadJSON(t, deployPath)
+	c := newARM(t, tmpl, nil)
+	site := only(t, tmpl, "Microsoft.Web/sites")
+	walkStrings(site, "site", func(path, s string) {
+		if strings.Contains(s, "@Microsoft.KeyVault") || strings.HasSuffix(path, ".appSettings") {
+			t.Errorf("%s: the site itself sets app settings; they must wait for the role assignments", path)
+		}
+	})
+	if sc, ok := obj(t, site["properties"], "site properties")["siteConfig"].(map[string]any); ok {
+		if _, ok := sc["appSettings"]; ok {
+			t.Errorf("siteConfig.appSettings is set on the site: it would apply before the Key Vault role exists")
+		}
+	}
+	cfg := appSettingsResource(t, tmpl)
+	deps := map[string]bool{}
+	for _, d := range arr(t, cfg["dependsOn"], "appsettings dependsOn") {
+		deps[fmt.Sprint(c.value(d))] = true
+	}
+	rg := fmt.Sprint(c.value("[resourceGroup().id]"))
+	want := map[string]string{fmt.Sprint(c.value("[variables('siteId')]")): "the site",
+		rg + "/providers/Microsoft.Resources/deployments/entra-revoke-roles": "the role assignments (a nested deployment ends when all of its resources are deployed)"}
+	inner, _ := rolesDeployment(t, tmpl, c)
+	if n := len(resources(t, inner, "Microsoft.Authorization/roleAssignments")); n != len(wantRoles) {
+		t.Errorf("the roles deployment assigns %d roles; want all %d before the settings", n, len(wantRoles))
+	}
+	for _, s := range resources(t, tmpl, "Microsoft.KeyVault/vaults/secrets") {
+		name := strings.SplitN(fmt.Sprint(c.value(s["name"])), "/", 2)
+		want[rg+"/providers/Microsoft.KeyVault/vaults/"+name[0]+"/secrets/"+name[1]] = "secret " + name[1]
+	}
+	if len(want) < 2+3 {
+		t.Fatalf("found %d prerequisites; want the site, the role assignments and three secrets", len(want))
+	}
+	for id, what := range want {
+		if !deps[id] {
+			t.Errorf("the app settings do not depend on %s (%s): they could be applied before it", what, id)
+		}
+	}
+	// Every Key Vault reference of the settings names a secret the settings wait for.
+	for name, v := range renderSettings(t, tmpl, newARM(t, tmpl, map[string]any{"telemetryRedactUpn": true})) {
+		if m := keyVaultRef.FindStringSubmatch(v); m != nil && !deps[rg+"/providers/Microsoft.KeyVault/vaults/"+m[1]+"/secrets/"+m[2]] {
+			t.Errorf("%s refers to secret %s/%s, which the settings do not wait for", name, m[1], m[2])
 		}
 	}
 }

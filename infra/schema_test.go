@@ -351,6 +351,14 @@ func TestResourcesMatchPublishedSchemas(t *testing.T) {
 				if nested, ok := res["resources"].([]any); ok {
 					visit(at, nested)
 				}
+				// An inline nested template's resources are deployed too: validate them as well.
+				if props, ok := res["properties"].(map[string]any); ok && typ == "Microsoft.Resources/deployments" {
+					if inner, ok := props["template"].(map[string]any); ok {
+						if nested, ok := inner["resources"].([]any); ok {
+							visit(at+" (nested template)", nested)
+						}
+					}
+				}
 				if _, skip := schemaUnpublished[typ+"@"+apiVersion]; skip {
 					continue
 				}

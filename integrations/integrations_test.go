@@ -24,6 +24,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -139,11 +140,13 @@ func (a *recordingAuditor) Stats() telemetry.Stats { return telemetry.Stats{} }
 
 // handler is the real HTTP handler on an httptest server.
 type handler struct {
-	URL    string // .../api/revoke
-	Engine *fakeEngine
-	Audit  *recordingAuditor
-	Issuer *entratest.Issuer // nil unless Entra tokens are accepted
-	State  *state.Memory     // the handler's state: idempotency and status records
+	URL     string        // .../api/revoke
+	KeysURL string        // the revoke function's listKeys on the fake Azure Resource Manager
+	key     *atomic.Value // the revoke function's key, as the Functions front end checks it
+	Engine  *fakeEngine
+	Audit   *recordingAuditor
+	Issuer  *entratest.Issuer // nil unless Entra tokens are accepted
+	State   *state.Memory     // the handler's state: idempotency and status records
 }
 
 // finishDeferred does what the queue trigger does when deferred users reach their final outcome:
@@ -213,11 +216,44 @@ func mustHandler(t *testing.T, secrets []string, withEntra bool) *handler {
 		}
 		deps.Tokens = v
 	}
-	srv := httptest.NewServer(server.NewServer(deps))
+	h.key = &atomic.Value{}
+	h.key.Store(functionKey)
+	srv := httptest.NewServer(withFunctionsFront(server.NewServer(deps), h.key.Load))
 	t.Cleanup(srv.Close)
 	h.URL = srv.URL + "/api/revoke"
+	h.KeysURL = srv.URL + fakeKeysPath
 	return h
 }
+
+// fakeKeysPath is the revoke function's listKeys on Azure Resource Manager, as the workflows'
+// FunctionKeysUrl names it.
+const fakeKeysPath = "/subscriptions/00000000-1111-2222-3333-444444444444/resourceGroups/rg-entra-revoke/providers/Microsoft.Web/sites/app/functions/revoke/listKeys"
+
+// withFunctionsFront stands in for the Functions front end and for Azure Resource Manager: a
+// request to the revoke function that carries a function key other than key() is refused with
+// 401 before the handler sees it (requests without a key pass, for tests of the handler alone);
+// POST fakeKeysPath with a bearer token answers the current key, as listKeys does.
+func withFunctionsFront(next http.Handler, key func() any) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == fakeKeysPath {
+			if r.Method != http.MethodPost || !strings.HasPrefix(r.Header.Get("Authorization"), "Bearer ") || r.URL.Query().Get("api-version") == "" {
+				http.Error(w, "listKeys: POST with a token and an api-version", http.StatusUnauthorized)
+				return
+			}
+			w.Header().Set("Content-Type", "application/json")
+			_ = json.NewEncoder(w).Encode(map[string]any{"default": key()})
+			return
+		}
+		if got := r.Header.Get("x-functions-key"); r.URL.Path == "/api/revoke" && got != "" && got != key() {
+			w.WriteHeader(http.StatusUnauthorized) // the platform's refusal: no body
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// rotateKey gives the revoke function a new key, as az functionapp function keys set does.
+func (h *handler) rotateKey(key string) { h.key.Store(key) }
 
 // miToken is the token a Logic App's managed identity gets for audience: a v1 token (the
 // default accessTokenAcceptedVersion) whose aud is the resource asked for, with the app role.
@@ -295,9 +331,24 @@ func TestWorkflowTemplates(t *testing.T) {
 			// Every template parameter and variable used is declared.
 			tparams := mustObject(t, tmpl["parameters"], "parameters")
 			tvars, _ := tmpl["variables"].(map[string]any)
+			// A nested deployment evaluated in its own (inner) scope declares its own.
+			inner := map[string]map[string]any{}
+			for i, r := range mustSlice(t, tmpl["resources"], "resources") {
+				r := mustObject(t, r, "resource")
+				if props, _ := r["properties"].(map[string]any); r["type"] == "Microsoft.Resources/deployments" && props["template"] != nil {
+					inner[fmt.Sprintf("/resources[%d]/properties/template/", i)] = mustObject(t, props["template"], "nested template")
+				}
+			}
 			walkStrings(tmpl, "", func(p, s string) {
 				if !strings.HasPrefix(s, "[") || strings.HasPrefix(s, "[[") {
 					return
+				}
+				tparams, tvars := tparams, tvars
+				for prefix, it := range inner {
+					if strings.HasPrefix(p, prefix) {
+						tparams, _ = it["parameters"].(map[string]any)
+						tvars, _ = it["variables"].(map[string]any)
+					}
 				}
 				for _, m := range armParamRef.FindAllStringSubmatch(s, -1) {
 					if _, ok := tparams[m[1]]; !ok {
@@ -356,13 +407,22 @@ func TestWorkflowTemplates(t *testing.T) {
 				})
 			}
 
-			// The function key is a SecureString fed from listKeys at deployment, never a literal;
-			// no template parameter holding a secret has a default; nothing looks like a secret.
-			if typ := mustObject(t, dparams["FunctionKey"], "FunctionKey")["type"]; typ != "SecureString" {
-				t.Errorf("%s: workflow parameter FunctionKey has type %v; want SecureString", path, typ)
+			// The function key is never part of the deployment: no listKeys() in the template, the
+			// workflow reads it at run time from the URL of the revoke function's listKeys, with the
+			// cloud's Resource Manager as audience. A rotated key needs no redeployment.
+			if _, ok := dparams["FunctionKey"]; ok || strings.Contains(string(mustMarshal(t, tmpl)), "listKeys(") {
+				t.Errorf("%s: the function key is read at deployment (a FunctionKey parameter or listKeys()): a rotation would break the workflow", path)
 			}
-			if v := mustObject(t, values["FunctionKey"], "FunctionKey value")["value"]; !strings.HasPrefix(fmt.Sprint(v), "[listKeys(") {
-				t.Errorf("%s: FunctionKey = %v; want a listKeys() expression", path, v)
+			v := fmt.Sprint(mustObject(t, values["FunctionKeysUrl"], "FunctionKeysUrl value")["value"])
+			if m := armVarRef.FindStringSubmatch(v); m != nil && v == "[variables('"+m[1]+"')]" {
+				v = fmt.Sprint(tvars[m[1]])
+			}
+			if !strings.Contains(v, "environment().resourceManager") ||
+				!strings.Contains(v, "'Microsoft.Web/sites/functions'") || !strings.Contains(v, "'revoke'") || !strings.Contains(v, "/listKeys?api-version=") {
+				t.Errorf("%s: FunctionKeysUrl = %v; want the revoke function's listKeys on the cloud's Resource Manager", path, v)
+			}
+			if v := mustObject(t, values["ManagementAudience"], "ManagementAudience value")["value"]; v != "[environment().resourceManager]" {
+				t.Errorf("%s: ManagementAudience = %v; want the cloud's Resource Manager", path, v)
 			}
 			for name, p := range tparams {
 				if typ := mustObject(t, p, name)["type"]; strings.EqualFold(fmt.Sprint(typ), "securestring") {
@@ -386,8 +446,25 @@ func TestWorkflowTemplates(t *testing.T) {
 				if a["type"] != "Http" {
 					return
 				}
-				httpActions++
 				in := mustObject(t, a["inputs"], name)
+				if name == "Get_function_key" {
+					auth, _ := in["authentication"].(map[string]any)
+					rc, _ := a["runtimeConfiguration"].(map[string]any)
+					secure, _ := rc["secureData"].(map[string]any)
+					if in["method"] != "POST" || in["uri"] != "@parameters('FunctionKeysUrl')" || auth["type"] != "ManagedServiceIdentity" ||
+						auth["audience"] != "@parameters('ManagementAudience')" || !slices.Contains(toStrings(t, secure["properties"]), "outputs") {
+						t.Errorf("%s: %s = %v; want POST listKeys with the managed identity for Resource Manager, its outputs (the key) hidden", path, name, in)
+					}
+					return
+				}
+				if name == "Follow_status" {
+					// A status link is its own credential: followed with nothing else, no key, no token.
+					if in["method"] != "GET" || in["authentication"] != nil || in["headers"] != nil || !strings.Contains(fmt.Sprint(in["uri"]), "['statusUrl']") {
+						t.Errorf("%s: %s = %v; want a bare GET of the answer's statusUrl", path, name, in)
+					}
+					return
+				}
+				httpActions++
 				if in["method"] != "POST" || in["uri"] != "@parameters('RevokeUrl')" {
 					t.Errorf("%s: %s: %v %v; want POST @parameters('RevokeUrl')", path, name, in["method"], in["uri"])
 				}
@@ -396,8 +473,8 @@ func TestWorkflowTemplates(t *testing.T) {
 					t.Errorf("%s: %s authentication = %v; want ManagedServiceIdentity with audience @parameters('ApiAudience')", path, name, auth)
 				}
 				headers := mustObject(t, in["headers"], name+" headers")
-				if headers["x-functions-key"] != "@parameters('FunctionKey')" {
-					t.Errorf("%s: %s x-functions-key = %v; want @parameters('FunctionKey')", path, name, headers["x-functions-key"])
+				if headers["x-functions-key"] != "@body('Get_function_key')?['default']" {
+					t.Errorf("%s: %s x-functions-key = %v; want the key read at run time, @body('Get_function_key')?['default']", path, name, headers["x-functions-key"])
 				}
 				if _, ok := headers["Idempotency-Key"]; !ok {
 					t.Errorf("%s: %s sends no Idempotency-Key: a retried action could revoke twice", path, name)
@@ -491,7 +568,7 @@ func TestSentinelContentConventions(t *testing.T) {
 		t.Errorf("metadata.prerequisites holds post-deployment steps: %s", pre)
 	}
 	post, _ := json.Marshal(md["postDeployment"])
-	for _, want := range []string{"Sessions.Revoke", "Microsoft Sentinel Responder", "rotated"} {
+	for _, want := range []string{"Sessions.Revoke", "function key reader"} {
 		if !strings.Contains(string(post), want) {
 			t.Errorf("metadata.postDeployment %s does not mention %q", post, want)
 		}
@@ -579,16 +656,21 @@ func sentinelRun(t *testing.T, h *handler, api *sentinelAPI) (*wfRun, map[string
 	return sentinelRunOf(t, def, h.URL, h.miToken, api, incident), incident
 }
 
+// runCounter numbers the emulated playbook runs, so that each has its own run name.
+var runCounter atomic.Int64
+
 // sentinelRunOf prepares a run of a playbook definition for incident against the webhook at url.
 func sentinelRunOf(t *testing.T, def map[string]any, url string, token func(string) string, api *sentinelAPI, incident map[string]any) *wfRun {
 	t.Helper()
 	run := newWFRun(t, def, map[string]any{
-		"$connections": map[string]any{"azuresentinel": map[string]any{"connectionId": "/subscriptions/x/connections/azuresentinel"}},
-		"RevokeUrl":    url,
-		"FunctionKey":  functionKey,
-		"ApiAudience":  apiAudience,
+		"$connections":       map[string]any{"azuresentinel": map[string]any{"connectionId": "/subscriptions/x/connections/azuresentinel"}},
+		"RevokeUrl":          url,
+		"FunctionKeysUrl":    strings.TrimSuffix(url, "/api/revoke") + fakeKeysPath + "?api-version=2024-04-01",
+		"ManagementAudience": "https://management.azure.com/",
+		"ApiAudience":        apiAudience,
 	}, map[string]any{"headers": map[string]any{}, "body": incident})
 	run.name = "entra-revoke-incident"
+	run.runName = fmt.Sprintf("08584562340012345678901%010d", runCounter.Add(1)) // each run its own, as in Logic Apps
 	run.token = token
 	run.api = api.call
 	return run
@@ -634,19 +716,20 @@ func TestSentinelPlaybook(t *testing.T) {
 		t.Fatalf("run status = %s; want %s (actions: %s)", st, wfSucceeded, describeActions(run))
 	}
 
-	// One call per Entra ID user, in entity order: the AadUserId wins over Name@UPNSuffix.
+	// One request for the incident's Entra ID users, in entity order: the AadUserId wins over
+	// Name@UPNSuffix.
 	wantUsers := []string{"3f1c2b4a-9d8e-4f7a-8b6c-5d4e3f2a1b0c", "bob@contoso.com", protectedUser}
 	jobs := h.Engine.Jobs()
 	var gotUsers []string
 	for _, j := range jobs {
 		gotUsers = append(gotUsers, j.Users...)
 	}
-	if !slices.Equal(gotUsers, wantUsers) {
-		t.Fatalf("users sent to entra-revoke = %q; want %q", gotUsers, wantUsers)
+	if !slices.Equal(gotUsers, wantUsers) || len(jobs) != 1 {
+		t.Fatalf("users sent to entra-revoke = %q in %d requests; want %q in one", gotUsers, len(jobs), wantUsers)
 	}
 	for i, j := range jobs {
 		want := revoke.Meta{Trigger: revoke.TriggerHTTP, Caller: "entra:" + miClientID,
-			RequestID: "sentinel-" + incidentName + "-" + strings.ToLower(wantUsers[i])}
+			RequestID: "sentinel-" + incidentName + "-" + run.runName + "-" + strings.ToLower(wantUsers[i])}
 		if j.Trigger != want.Trigger || j.Caller != want.Caller || j.RequestID != want.RequestID {
 			t.Errorf("job %d meta = %+v; want trigger %s, caller %s, request id (Idempotency-Key) %s", i, j.Meta, want.Trigger, want.Caller, want.RequestID)
 		}
@@ -671,7 +754,7 @@ func TestSentinelPlaybook(t *testing.T) {
 	for _, want := range []string{
 		"3f1c2b4a-9d8e-4f7a-8b6c-5d4e3f2a1b0c: revoked",
 		"bob@contoso.com: revoked",
-		"carol@contoso.com: NOT revoked: HTTP 403 protected: the user is on PROTECTED_USERS",
+		"carol@contoso.com: NOT revoked: protected: the user is on PROTECTED_USERS",
 		"&lt;img src=x onerror=alert(1)&gt;: skipped, not an Entra ID user",
 	} {
 		if !strings.Contains(msg, want) {
@@ -682,18 +765,38 @@ func TestSentinelPlaybook(t *testing.T) {
 		t.Errorf("comment carries an entity's HTML unescaped: %q", msg)
 	}
 
-	// Running the playbook again on the same incident (a re-run, a second automation rule) gets
-	// the first answers back: the Idempotency-Key keeps the users from being revoked twice.
+	// The Logic Apps retries of one run (the same run name) get the first answers back, and the
+	// comment says so: the users are not revoked twice.
+	retry := sentinelRunOf(t, mustWorkflowDefinition(t), h.URL, h.miToken, api, incident)
+	retry.runName = run.runName
+	if st := retry.run(); st != wfSucceeded {
+		t.Fatalf("retried run status = %s; want %s (actions: %s)", st, wfSucceeded, describeActions(retry))
+	}
+	if n := len(h.Engine.Jobs()); n != len(jobs) {
+		t.Errorf("engine ran %d jobs after a retry of the same run; want still %d (replayed)", n, len(jobs))
+	}
+	if len(api.comments) != 2 || !strings.Contains(api.comments[1]["message"].(string), "bob@contoso.com: revoked (replayed: the first answer of this run") {
+		t.Errorf("retried run's comment = %v; want the first results, marked replayed", api.comments[1:])
+	}
+
+	// A deliberate re-run (another run of the playbook on the same incident) is a new request.
 	rerun, _ := sentinelRun(t, h, api)
 	if st := rerun.run(); st != wfSucceeded {
 		t.Fatalf("second run status = %s; want %s (actions: %s)", st, wfSucceeded, describeActions(rerun))
 	}
-	if n := len(h.Engine.Jobs()); n != len(jobs) {
-		t.Errorf("engine ran %d jobs after the second run; want still %d (replayed)", n, len(jobs))
+	if n := len(h.Engine.Jobs()); n != 2*len(jobs) {
+		t.Errorf("engine ran %d jobs after a re-run; want %d (a re-run asks again)", n, 2*len(jobs))
 	}
-	if len(api.comments) != 2 || api.comments[1]["message"] != msg {
-		t.Errorf("second run's comment = %v; want the same results as the first: %q", api.comments[1:], msg)
+	if len(api.comments) != 3 || strings.Contains(api.comments[2]["message"].(string), "replayed") {
+		t.Errorf("re-run's comment = %v; want fresh results", api.comments[2:])
 	}
+}
+
+// mustWorkflowDefinition is the Sentinel playbook's workflow definition.
+func mustWorkflowDefinition(t *testing.T) map[string]any {
+	t.Helper()
+	_, def := workflowOf(t, mustReadJSON(t, sentinelPath))
+	return def
 }
 
 // TestSentinelPlaybookFailure: when the playbook cannot do its work, it comments the error on the
@@ -720,8 +823,8 @@ func TestSentinelPlaybookFailure(t *testing.T) {
 	}
 }
 
-// TestSentinelPlaybookUnreachable: when entra-revoke does not answer, each user's failure is in
-// the comment.
+// TestSentinelPlaybookUnreachable: when entra-revoke does not answer (a request-level failure),
+// each user's failure is in the one comment and the run fails.
 func TestSentinelPlaybookUnreachable(t *testing.T) {
 	t.Parallel()
 	h := mustHandler(t, []string{testSecret}, true)
@@ -730,8 +833,9 @@ func TestSentinelPlaybookUnreachable(t *testing.T) {
 	h.URL = closed.URL + "/api/revoke"
 	api := &sentinelAPI{}
 	run, _ := sentinelRun(t, h, api)
-	if st := run.run(); st != wfSucceeded {
-		t.Fatalf("run status = %s; want %s: the failures are reported per user (actions: %s)", st, wfSucceeded, describeActions(run))
+	run.params["FunctionKeysUrl"] = h.KeysURL + "?api-version=2024-04-01" // Resource Manager still answers
+	if st := run.run(); st != wfFailed {
+		t.Fatalf("run status = %s; want %s: a request-level failure fails the run (actions: %s)", st, wfFailed, describeActions(run))
 	}
 	if len(api.comments) != 1 {
 		t.Fatalf("%d incident comments; want 1", len(api.comments))
@@ -809,7 +913,7 @@ func TestLogicAppWorkflow(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			before := len(h.Engine.Jobs())
-			run := newWFRun(t, def, map[string]any{"RevokeUrl": h.URL, "FunctionKey": functionKey, "ApiAudience": apiAudience},
+			run := newWFRun(t, def, map[string]any{"RevokeUrl": h.URL, "FunctionKeysUrl": h.KeysURL + "?api-version=2024-04-01", "ManagementAudience": "https://management.azure.com/", "ApiAudience": apiAudience},
 				map[string]any{"headers": tt.headers, "body": tt.body})
 			run.name = "entra-revoke-flow"
 			run.token = h.miToken
@@ -1136,5 +1240,107 @@ func TestServiceNowScript(t *testing.T) {
 					j.Users, j.Ticket, j.Reason, j.RequestedBy, j.RequestID, tt.args[:2], tt.wantReason, req.Headers["webhook-id"])
 			}
 		})
+	}
+}
+
+// TestSentinelTemplateRoles: the playbook template gives the playbook's identity Microsoft
+// Sentinel Responder on the workspace and, when the Azure Security Insights principal is given,
+// Sentinel the right to run the playbooks of the resource group. Each role assignment's name
+// includes the principal, so that a playbook deleted and deployed again (a new identity) gets a
+// new assignment instead of colliding with the old one's name.
+func TestSentinelTemplateRoles(t *testing.T) {
+	t.Parallel()
+	tmpl := mustReadJSON(t, sentinelPath)
+	var roles []map[string]any
+	var given string
+	var vars map[string]any
+	for _, r := range mustSlice(t, tmpl["resources"], "resources") {
+		r := mustObject(t, r, "resource")
+		if r["type"] != "Microsoft.Resources/deployments" {
+			continue
+		}
+		props := mustObject(t, r["properties"], "deployment properties")
+		if mustObject(t, props["expressionEvaluationOptions"], "expressionEvaluationOptions")["scope"] != "Inner" {
+			t.Errorf("the roles deployment is not evaluated in its own scope: its parameters would not be known when names are computed")
+		}
+		given = fmt.Sprint(props["parameters"])
+		vars, _ = mustObject(t, props["template"], "template")["variables"].(map[string]any)
+		for _, ra := range mustSlice(t, mustObject(t, props["template"], "template")["resources"], "nested resources") {
+			roles = append(roles, mustObject(t, ra, "role assignment"))
+		}
+	}
+	if !strings.Contains(given, "reference(resourceId('Microsoft.Logic/workflows', parameters('PlaybookName')), '2019-05-01', 'full').identity.principalId") {
+		t.Errorf("the roles deployment's principalId is %s; want the playbook's identity", given)
+	}
+	want := map[string]string{
+		"3e150937-b8fe-4cfb-8069-0eaf05ecd056": "principalId",           // Microsoft Sentinel Responder
+		"f4c81013-99ee-4d62-a7ee-b3f1f648599a": "automationPrincipalId", // Microsoft Sentinel Automation Contributor
+	}
+	if len(roles) != len(want) {
+		t.Fatalf("%d role assignments; want %d", len(roles), len(want))
+	}
+	for _, ra := range roles {
+		p := mustObject(t, ra["properties"], "role assignment properties")
+		def := fmt.Sprint(p["roleDefinitionId"])
+		var role string
+		for k, v := range vars {
+			if strings.Contains(def, "variables('"+k+"')") {
+				role = fmt.Sprint(v)
+			}
+		}
+		param, ok := want[role]
+		if !ok {
+			t.Errorf("role assignment of %s (%s): not a role the playbook needs", def, role)
+			continue
+		}
+		if name := fmt.Sprint(ra["name"]); !strings.Contains(name, "parameters('"+param+"')") {
+			t.Errorf("role %s: name %s does not include the principal (%s)", role, name, param)
+		}
+		if p["principalId"] != "[parameters('"+param+"')]" || p["principalType"] != "ServicePrincipal" {
+			t.Errorf("role %s: principal %v %v; want parameters('%s'), ServicePrincipal", role, p["principalId"], p["principalType"], param)
+		}
+	}
+}
+
+func mustMarshal(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestWorkflowsSurviveKeyRotation: the playbook and the Logic App read the revoke function's key
+// at run time, so after a rotation the next run sends the new key and is not refused.
+func TestWorkflowsSurviveKeyRotation(t *testing.T) {
+	t.Parallel()
+	h := mustHandler(t, []string{testSecret}, true)
+	api := &sentinelAPI{}
+	before, _ := sentinelRun(t, h, api)
+	if st := before.run(); st != wfSucceeded {
+		t.Fatalf("before the rotation: run status = %s (actions: %s)", st, describeActions(before))
+	}
+	h.rotateKey("rotated-function-key-not-a-secret")
+	after, _ := sentinelRun(t, h, api)
+	if st := after.run(); st != wfSucceeded {
+		t.Fatalf("after the rotation: run status = %s; want %s (actions: %s)", st, wfSucceeded, describeActions(after))
+	}
+	if msg := api.comments[1]["message"].(string); !strings.Contains(msg, "bob@contoso.com: revoked") || strings.Contains(msg, "HTTP 401") {
+		t.Errorf("after the rotation the comment is %q; want the users revoked", msg)
+	}
+	in, _ := after.actions["Revoke_sessions"].Inputs.(map[string]any)
+	headers, _ := in["headers"].(map[string]any)
+	if got := headers["x-functions-key"]; got != "rotated-function-key-not-a-secret" {
+		t.Errorf("the playbook sent x-functions-key %v; want the rotated key", got)
+	}
+
+	h.rotateKey("rotated-again-not-a-secret")
+	run := newWFRun(t, definitionOf(t, logicAppPath),
+		map[string]any{"RevokeUrl": h.URL, "FunctionKeysUrl": h.KeysURL + "?api-version=2024-04-01", "ManagementAudience": "https://management.azure.com/", "ApiAudience": apiAudience},
+		map[string]any{"headers": map[string]any{"Idempotency-Key": "CHG-ROTATE"}, "body": map[string]any{"upn": "alice@contoso.com"}})
+	run.token = h.miToken
+	if st := run.run(); st != wfSucceeded || run.response == nil || run.response.Status != http.StatusOK {
+		t.Errorf("Logic App after a rotation: status %s, response %+v; want 200 (actions: %s)", st, run.response, describeActions(run))
 	}
 }

@@ -187,8 +187,8 @@ func TestSentinelPlaybookRefusedUsers(t *testing.T) {
 			wantStatus: wfSucceeded,
 			wantLines: []string{
 				"alice@contoso.com: revoked",
-				protectedUser + ": NOT revoked: HTTP 403 protected: the user is on PROTECTED_USERS",
-				notFoundUser + ": NOT revoked: HTTP 404 not_found: Resource '" + notFoundUser + "' does not exist",
+				protectedUser + ": NOT revoked: protected: the user is on PROTECTED_USERS",
+				notFoundUser + ": NOT revoked: not_found: Resource '" + notFoundUser + "' does not exist",
 			},
 			wantNot: "FAILED",
 		},
@@ -293,8 +293,8 @@ func TestSentinelPlaybookLargeIncident(t *testing.T) {
 	if n := len(utf16.Encode([]rune(msg))); n > sentinelCommentLimit {
 		t.Errorf("comment is %d characters; Sentinel accepts at most %d", n, sentinelCommentLimit)
 	}
-	for _, want := range []string{"alice@contoso.com: revoked", protectedUser + ": NOT revoked: HTTP 403 protected",
-		"all 302 results are in the playbook run history"} {
+	for _, want := range []string{"alice@contoso.com: revoked", protectedUser + ": NOT revoked: protected",
+		"every result is in the playbook run history"} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("comment does not contain %q", want)
 		}
@@ -340,8 +340,15 @@ func newAsyncServer(t *testing.T, script asyncScript) *asyncServer {
 	s := &asyncServer{asyncScript: script, upns: map[string]string{}, polls: map[string]int{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /api/revoke", func(w http.ResponseWriter, r *http.Request) {
-		var body struct{ UPN string }
-		if err := json.NewDecoder(r.Body).Decode(&body); err != nil || body.UPN == "" {
+		var body struct {
+			UPN  string
+			UPNs []string
+		}
+		err := json.NewDecoder(r.Body).Decode(&body)
+		if body.UPN == "" && len(body.UPNs) == 1 {
+			body.UPN = body.UPNs[0] // the Sentinel playbook sends one request per incident
+		}
+		if err != nil || body.UPN == "" {
 			http.Error(w, "bad body", http.StatusBadRequest)
 			return
 		}
@@ -371,7 +378,7 @@ func newAsyncServer(t *testing.T, script asyncScript) *asyncServer {
 		}
 		writeJSONTest(w, s.finalStatus, s.final(upn))
 	})
-	s.Server = httptest.NewServer(mux)
+	s.Server = httptest.NewServer(withFunctionsFront(mux, func() any { return functionKey }))
 	t.Cleanup(s.Close)
 	return s
 }
@@ -423,13 +430,13 @@ func TestSentinelPlaybookFollowsStatusLink(t *testing.T) {
 		{
 			name:      "queued, then failed for good",
 			server:    asyncScript{retryAfter: []string{"5"}, pollsBeforeFinal: 1, finalStatus: http.StatusServiceUnavailable, final: failedBody},
-			wantLine:  "bob@contoso.com: NOT revoked: HTTP 503 failed: Graph kept failing",
+			wantLine:  "bob@contoso.com: NOT revoked: failed: Graph kept failing",
 			wantWaits: []time.Duration{5 * time.Second, 5 * time.Second},
 		},
 		{
 			name:      "still queued when the playbook stops waiting",
 			server:    asyncScript{retryAfter: []string{"900"}, pollsBeforeFinal: -1},
-			wantLine:  "bob@contoso.com: NOT revoked yet: still queued when the playbook stopped waiting; entra-revoke request sentinel-5e8d7c6b-1a2b-4c3d-9e8f-0a1b2c3d4e5f-bob@contoso.com",
+			wantLine:  "bob@contoso.com: NOT revoked yet: still queued when the playbook stopped waiting; entra-revoke request sentinel-5e8d7c6b-1a2b-4c3d-9e8f-0a1b2c3d4e5f-{run}-bob@contoso.com",
 			wantWaits: []time.Duration{900 * time.Second, 900 * time.Second, 900 * time.Second, 900 * time.Second, 900 * time.Second},
 		},
 	}
@@ -453,8 +460,8 @@ func TestSentinelPlaybookFollowsStatusLink(t *testing.T) {
 			if len(api.comments) != 1 {
 				t.Fatalf("%d incident comments; want 1", len(api.comments))
 			}
-			if msg := api.comments[0]["message"].(string); !strings.Contains(msg, tt.wantLine) {
-				t.Errorf("comment %q\ndoes not contain %q", msg, tt.wantLine)
+			if want := strings.ReplaceAll(tt.wantLine, "{run}", run.runName); !strings.Contains(api.comments[0]["message"].(string), want) {
+				t.Errorf("comment %q\ndoes not contain %q", api.comments[0]["message"], want)
 			}
 		})
 	}
@@ -483,7 +490,7 @@ func TestLogicAppFollowsStatusLink(t *testing.T) {
 			srv := newAsyncServer(t, tt.server)
 			issuer := mustHandler(t, []string{testSecret}, true)
 			run := newWFRun(t, definitionOf(t, logicAppPath),
-				map[string]any{"RevokeUrl": srv.URL + "/api/revoke", "FunctionKey": functionKey, "ApiAudience": apiAudience},
+				map[string]any{"RevokeUrl": srv.URL + "/api/revoke", "FunctionKeysUrl": srv.URL + fakeKeysPath + "?api-version=2024-04-01", "ManagementAudience": "https://management.azure.com/", "ApiAudience": apiAudience},
 				map[string]any{"headers": map[string]any{"Idempotency-Key": "CHG0099"}, "body": map[string]any{"upn": "dave@contoso.com"}})
 			run.token = issuer.miToken
 			if st := run.run(); st != wfSucceeded {
@@ -530,7 +537,7 @@ func TestPlaybooksFollowRealStatusLink(t *testing.T) {
 			t.Fatalf("%d incident comments; want 1", len(api.comments))
 		}
 		msg := api.comments[0]["message"].(string)
-		for _, want := range []string{deferredUser + ": revoked", protectedUser + ": NOT revoked: HTTP 403 protected"} {
+		for _, want := range []string{deferredUser + ": revoked", protectedUser + ": NOT revoked: protected"} {
 			if !strings.Contains(msg, want) {
 				t.Errorf("comment %q\ndoes not contain %q", msg, want)
 			}
@@ -540,7 +547,7 @@ func TestPlaybooksFollowRealStatusLink(t *testing.T) {
 		t.Parallel()
 		h := mustHandler(t, []string{testSecret}, true)
 		run := newWFRun(t, definitionOf(t, logicAppPath),
-			map[string]any{"RevokeUrl": h.URL, "FunctionKey": functionKey, "ApiAudience": apiAudience},
+			map[string]any{"RevokeUrl": h.URL, "FunctionKeysUrl": h.KeysURL + "?api-version=2024-04-01", "ManagementAudience": "https://management.azure.com/", "ApiAudience": apiAudience},
 			map[string]any{"headers": map[string]any{"Idempotency-Key": "CHG0100"}, "body": map[string]any{"upn": deferredUser}})
 		run.token = h.miToken
 		run.beforePoll = func(_ string, n int) {
@@ -575,5 +582,51 @@ func checkPolls(t *testing.T, run *wfRun, h *handler, want int) {
 		if w <= 0 {
 			t.Errorf("waits = %v; want the handler's Retry-After before every poll", run.waits)
 		}
+	}
+}
+
+// TestSentinelPlaybookOneRequestPerIncident: an incident's accounts go to entra-revoke in one
+// request (100 users at most per request, so 250 accounts make three), each request followed on
+// its own; the one comment names every user's outcome, and a mixed answer is a successful run.
+func TestSentinelPlaybookOneRequestPerIncident(t *testing.T) {
+	t.Parallel()
+	h := mustHandler(t, []string{testSecret}, true)
+	api := &sentinelAPI{}
+	accounts := []map[string]any{upnAccount(protectedUser)}
+	var want []string
+	for i := range 249 {
+		u := fmt.Sprintf("user%03d@contoso.com", i)
+		accounts = append(accounts, upnAccount(u))
+		want = append(want, u)
+	}
+	accounts = append(accounts, upnAccount(strings.ToUpper(want[0]))) // the same user twice: sent once
+	run := sentinelRunOf(t, definitionOf(t, sentinelPath), h.URL, h.miToken, api, incidentWith(t, accounts...))
+	if st := run.run(); st != wfSucceeded {
+		t.Fatalf("run status = %s; want %s: a mixed answer is not a failure (actions: %s)", st, wfSucceeded, describeActions(run))
+	}
+	jobs := h.Engine.Jobs()
+	var sizes []int
+	var sent []string
+	for _, j := range jobs {
+		sizes = append(sizes, len(j.Users))
+		sent = append(sent, j.Users...)
+	}
+	if !slices.Equal(sizes, []int{100, 100, 50}) {
+		t.Errorf("requests carried %v users; want [100 100 50]: one request per 100 accounts", sizes)
+	}
+	if wantSent := append([]string{protectedUser}, want...); !slices.Equal(sent, wantSent) {
+		t.Errorf("users sent = %d %q…; want each account once, in entity order", len(sent), sent[:min(3, len(sent))])
+	}
+	if len(api.comments) != 1 {
+		t.Fatalf("%d incident comments; want 1", len(api.comments))
+	}
+	msg := api.comments[0]["message"].(string)
+	for _, line := range []string{protectedUser + ": NOT revoked: protected", want[0] + ": revoked", want[248] + ": revoked"} {
+		if !strings.Contains(msg, line) {
+			t.Errorf("comment does not contain %q", line)
+		}
+	}
+	if n := strings.Count(msg, ": revoked"); n != 249 {
+		t.Errorf("comment has %d revoked lines; want 249", n)
 	}
 }

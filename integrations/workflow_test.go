@@ -257,6 +257,17 @@ func (r *wfRun) runAction(name string, a map[string]any) string {
 			v := mustObject(r.t, v, name)
 			r.vars[v["name"].(string)] = v["value"]
 		}
+	case "SetVariable":
+		in, err := r.eval(a["inputs"])
+		if err != nil {
+			return fail(err)
+		}
+		m := mustObject(r.t, in, name)
+		vn, _ := m["name"].(string)
+		if _, ok := r.vars[vn]; !ok {
+			return fail(wfErrorf("variable %q is not initialized", vn))
+		}
+		r.vars[vn] = m["value"]
 	case "AppendToArrayVariable":
 		in, err := r.eval(a["inputs"])
 		if err != nil {
@@ -1119,6 +1130,36 @@ func (r *wfRun) call(fn string, args []any) (any, error) {
 		return nil, nil
 	case "createArray":
 		return slices.Clone(args), nil
+	case "chunk":
+		// chunk(collection, length): the collection cut into arrays of at most length items.
+		if err := want(2); err != nil {
+			return nil, err
+		}
+		list, ok := args[0].([]any)
+		n, okN := args[1].(float64)
+		if !ok || !okN || n < 1 || n != float64(int(n)) {
+			return nil, wfErrorf("chunk(%T, %v): want an array and a positive whole number", args[0], args[1])
+		}
+		out := []any{}
+		for c := range slices.Chunk(list, int(n)) {
+			out = append(out, slices.Clone(c))
+		}
+		return out, nil
+	case "union":
+		// union(collection1, collection2, ...): the items of all, each once (first occurrence first).
+		var out []any
+		for _, a := range args {
+			list, ok := a.([]any)
+			if !ok {
+				return nil, wfErrorf("union: %T is not an array", a)
+			}
+			for _, v := range list {
+				if !slices.ContainsFunc(out, func(o any) bool { return wfEqual(o, v) }) {
+					out = append(out, v)
+				}
+			}
+		}
+		return orEmpty(out), nil
 	case "string":
 		if err := want(1); err != nil {
 			return nil, err

@@ -337,7 +337,9 @@ func (e *Engine) reserve(ctx context.Context, job Job, n int) (time.Duration, bo
 
 // priorFor maps the index of each of job's users that an earlier attempt finished to that
 // outcome. The match is by user, case-insensitively (UPNs and object IDs both compare so): a prior
-// outcome about someone else, or one a retry could still change, is never applied.
+// outcome about someone else, or one a retry could still change, is never applied. For an HTTP
+// retry that includes dry_run and denied: going live or granting a permission changes them, and
+// the caller's repeat is how it asks again.
 func priorFor(job Job) map[int]UserResult {
 	if len(job.Prior) == 0 {
 		return nil
@@ -345,6 +347,9 @@ func priorFor(job Job) map[int]UserResult {
 	byUser := make(map[string]UserResult, len(job.Prior))
 	for _, r := range job.Prior {
 		if r.Status == "" || r.Status == StatusQueued || r.Status.Retryable() {
+			continue
+		}
+		if job.Trigger == TriggerHTTP && (r.Status == StatusDryRun || r.Status == StatusDenied) {
 			continue
 		}
 		byUser[strings.ToLower(r.UPN)] = r

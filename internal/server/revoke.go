@@ -227,7 +227,7 @@ func runRevoke(r *http.Request, d Deps, c caller, id string, prior []revoke.User
 	if err != nil {
 		return errorResponse(http.StatusInternalServerError, codeInternal, "internal error")
 	}
-	resp := response{status: httpStatus(res), body: body, keep: !res.Retryable(), location: out.StatusURL}
+	resp := response{status: httpStatus(res), body: body, keep: replayable(res), location: out.StatusURL}
 	if !resp.keep {
 		resp.progress = encodeProgress(res.Results)
 	}
