@@ -186,4 +186,3 @@ func signIn(s models.SignInable) watch.SignIn {
 	out.App, out.IP, out.Location = clean(out.App, 256), clean(out.IP, 64), clean(out.Location, 256)
 	return out
 }
-

@@ -31,7 +31,7 @@ type UserLookup interface {
 // will look at the user's sign-ins unless an operator does.
 type ScheduleFailure struct {
 	RequestID, UPN, After, Reason string
-	Err                               error
+	Err                           error
 }
 
 // Scheduler implements revoke.Scheduler: one check per revoked user and Delay, visible at
