@@ -55,8 +55,8 @@ type Records interface {
 
 // Event is a finished check, for telemetry and log lines (Sink) and callbacks (Notifier).
 type Event struct {
-	Check
-	Result
+	Check        Check
+	Result       Result
 	InvocationID string
 	DequeueCount int
 	Stored       bool // the result is in the request's status record
