@@ -36,6 +36,8 @@ type permissionWatch struct {
 	cred    azcore.TokenCredential
 	scope   string
 	lookups bool // the settings need User.Read.All as well (Settings.NeedsUserLookups)
+	// auditLogs: the sign-in watch is on and needs AuditLog.Read.All (and User.Read.All) too.
+	auditLogs bool
 	logger  *slog.Logger
 
 	verdict  atomic.Pointer[graph.Permission] // nil until a token was had
@@ -91,7 +93,7 @@ func (w *permissionWatch) read(ctx context.Context) time.Duration {
 		return wait
 	}
 	w.failures = 0
-	verdict, missing := graph.Permissions(roles, readable, w.lookups)
+	verdict, missing := graph.PermissionsFor(roles, readable, w.lookups, w.auditLogs)
 	if prev := w.verdict.Swap(&verdict); prev == nil || *prev != verdict {
 		// Logs, unlike anonymous health, may say what is missing.
 		switch verdict {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -185,4 +186,23 @@ func signIn(s models.SignInable) watch.SignIn {
 	}
 	out.App, out.IP, out.Location = clean(out.App, 256), clean(out.IP, 64), clean(out.Location, 256)
 	return out
+}
+
+// auditRoles are the permissions that let an identity read sign-in logs.
+var auditRoles = []string{RoleAuditLogs}
+
+// PermissionsFor is Permissions with the sign-in watch's need too: with auditLogs set, reading
+// sign-in logs (AuditLog.Read.All) as well as users (User.Read.All, to find a user's object ID).
+func PermissionsFor(roles []string, readable, lookups, auditLogs bool) (Permission, []string) {
+	verdict, missing := Permissions(roles, readable, lookups || auditLogs)
+	if !readable || !auditLogs {
+		return verdict, missing
+	}
+	if !slices.ContainsFunc(roles, func(r string) bool {
+		return slices.ContainsFunc(auditRoles, func(a string) bool { return strings.EqualFold(r, a) })
+	}) {
+		missing = append(missing, RoleAuditLogs)
+		verdict = PermissionMissing
+	}
+	return verdict, missing
 }
