@@ -460,3 +460,44 @@ func TestWatchRefusesBadSettings(t *testing.T) {
 		})
 	}
 }
+
+// `handler watch` makes one check now from a terminal: exit 3 when someone signed in again, 1
+// when a user is not clean, 0 when all are, 2 on usage errors.
+func TestWatchCommand(t *testing.T) {
+	t.Parallel()
+	id, g := tenant(t)
+	id.SetRoles([]string{roleRevoke, roleRead, roleAudit})
+	revoked := time.Now().Add(-time.Hour).UTC().Truncate(time.Second)
+	g.AddUser(
+		graphtest.User{ID: "1a1a1a1a-0000-4000-8000-000000000001", UPN: "back@contoso.com", SessionsValidFrom: revoked},
+		graphtest.User{ID: "1a1a1a1a-0000-4000-8000-000000000002", UPN: "quiet@contoso.com", SessionsValidFrom: revoked},
+		graphtest.User{ID: "1a1a1a1a-0000-4000-8000-000000000003", UPN: "tried@contoso.com", SessionsValidFrom: revoked},
+	)
+	g.AddSignIns(
+		graphtest.SignIn{UserID: "1a1a1a1a-0000-4000-8000-000000000001", Created: revoked.Add(10 * time.Minute), App: "Outlook", IP: "198.51.100.4", ErrorCode: 0, Interactive: true},
+		graphtest.SignIn{UserID: "1a1a1a1a-0000-4000-8000-000000000002", Created: revoked.Add(-10 * time.Minute), App: "before", ErrorCode: 0},
+		graphtest.SignIn{UserID: "1a1a1a1a-0000-4000-8000-000000000003", Created: revoked.Add(5 * time.Minute), App: "Teams", ErrorCode: 50126},
+	)
+	env := handlerEnv(t, id, g)
+	tests := []struct {
+		args    []string
+		code    int
+		wantOut string
+	}{
+		{[]string{"quiet@contoso.com"}, 0, "clean"},
+		{[]string{"quiet@contoso.com", "tried@contoso.com"}, 1, "attempts_failed"},
+		{[]string{"tried@contoso.com", "back@contoso.com", "--json"}, 3, `"finding":"signed_in_again"`},
+		{[]string{"--since", revoked.Add(-time.Hour).Format(time.RFC3339), "quiet@contoso.com"}, 3, "signed_in_again"},
+		{[]string{"nobody@contoso.com"}, 1, "user_gone"},
+		{[]string{"not a upn"}, 2, ""},
+		{[]string{"--since", "yesterday", "quiet@contoso.com"}, 2, ""},
+		{[]string{"--since", revoked.Format(time.RFC3339), "--since-revocation", "quiet@contoso.com"}, 2, ""},
+	}
+	for _, tt := range tests {
+		p := run(t, env, append([]string{"watch"}, tt.args...)...)
+		code := p.exitCode(t, 60*time.Second)
+		if code != tt.code || !strings.Contains(p.Stdout.String(), tt.wantOut) {
+			t.Errorf("handler watch %q = exit %d\n%s%s; want %d and %q", tt.args, code, p.Stdout, p.Stderr, tt.code, tt.wantOut)
+		}
+	}
+}
