@@ -38,7 +38,7 @@ type permissionWatch struct {
 	lookups bool // the settings need User.Read.All as well (Settings.NeedsUserLookups)
 	// auditLogs: the sign-in watch is on and needs AuditLog.Read.All (and User.Read.All) too.
 	auditLogs bool
-	logger  *slog.Logger
+	logger    *slog.Logger
 
 	verdict  atomic.Pointer[graph.Permission] // nil until a token was had
 	failures int                              // token errors in a row; only read touches it
