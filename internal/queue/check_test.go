@@ -1,4 +1,4 @@
-package queue
+package queue_test
 
 import (
 	"encoding/json"
@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/entra-revoke/entra-revoke/internal/queue"
 	"github.com/entra-revoke/entra-revoke/internal/watch"
 )
 
@@ -17,11 +18,11 @@ func TestCheckMessageRoundTrip(t *testing.T) {
 		UPN: "alice@contoso.com", UserID: "3f1c2a4e-8b7d-4c1e-9f2a-6b5d4c3e2f1a",
 		RevokedAt: time.Date(2026, 12, 5, 8, 0, 0, 0, time.UTC), After: "15m", Delay: 15 * time.Minute,
 	}
-	text, err := SealCheck(keys, time.Now(), c)
+	text, err := queue.SealCheck(keys, time.Now(), c)
 	if err != nil {
 		t.Fatal(err)
 	}
-	env, signed, err := ParseMessage(text)
+	env, signed, err := queue.ParseMessage(text)
 	if err != nil || !signed {
 		t.Fatalf("ParseMessage = %v, signed %v", err, signed)
 	}
@@ -32,7 +33,7 @@ func TestCheckMessageRoundTrip(t *testing.T) {
 	if err := json.Unmarshal([]byte(env.Body), &shape); err != nil || len(shape) != 1 || shape["check"]["ticket"] != nil || len(shape["check"]) != 8 {
 		t.Errorf("body %s; want {\"check\": {8 members, ticket null}}", env.Body)
 	}
-	got, err := ParseCheck([]byte(env.Body))
+	got, err := queue.ParseCheck([]byte(env.Body))
 	if err != nil || got != c {
 		t.Errorf("ParseCheck = %+v, %v; want %+v", got, err, c)
 	}
@@ -43,8 +44,8 @@ func TestCheckMessageRoundTrip(t *testing.T) {
 		env.Body + " {}",
 		`{"check":null}`,
 	} {
-		if _, err := ParseCheck([]byte(bad)); err == nil {
-			t.Errorf("ParseCheck(%s) = nil; want refused", bad)
+		if _, err := queue.ParseCheck([]byte(bad)); err == nil {
+			t.Errorf("queue.ParseCheck(%s) = nil; want refused", bad)
 		}
 	}
 }
