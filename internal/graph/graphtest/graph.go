@@ -106,6 +106,7 @@ type Graph struct {
 	// Sign-in logs (signins.go): GET /auditLogs/signIns.
 	signIns       []SignIn
 	signInScripts []Response
+	signInTimes   []time.Time // when each sign-in log request arrived, kept even by load tests
 
 	// Added for load tests (tenant.go): an index so that a directory of thousands answers at
 	// once, and a switch that keeps no Request records, which a load test would pile up by the

@@ -61,6 +61,13 @@ func (g *Graph) SignInRequests() []Request {
 	return out
 }
 
+// SignInTimes returns when each sign-in log request arrived, also when Requests keeps none.
+func (g *Graph) SignInTimes() []time.Time {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return slices.Clone(g.signInTimes)
+}
+
 const signInsPath = BasePath + "/auditLogs/signIns"
 
 func isSignIns(rawPath string) bool { return rawPath == signInsPath }
@@ -75,6 +82,7 @@ func (g *Graph) serveSignIns(w http.ResponseWriter, r *http.Request) (int, []byt
 	reqID := w.Header().Get("request-id")
 	clientReqID := w.Header().Get("client-request-id")
 	g.mu.Lock()
+	g.signInTimes = append(g.signInTimes, time.Now())
 	var scripted *Response
 	if len(g.signInScripts) > 0 {
 		s := g.signInScripts[0]
