@@ -99,7 +99,6 @@ type Watcher struct {
 // Run makes the check of d once. It returns the result and nil when the check is finished (made
 // now, or already made: done), or ErrRetry when the host should deliver it again.
 func (w *Watcher) Run(ctx context.Context, d Delivery) (res Result, already bool, err error) {
-	now := w.now()
 	logger := w.logger()
 	key := d.Key()
 	lease, done, err := w.Once.Begin(ctx, key)
@@ -118,7 +117,7 @@ func (w *Watcher) Run(ctx context.Context, d Delivery) (res Result, already bool
 	}
 
 	signIns, rerr := w.Reader.SignIns(ctx, d.UserID, d.RevokedAt)
-	now = w.now()
+	now := w.now()
 	var re *ReadError
 	switch {
 	case rerr == nil:
