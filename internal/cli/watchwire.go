@@ -67,8 +67,10 @@ func (a *app) wireWatch(cred azcore.TokenCredential, shared bool) (revoke.Schedu
 	if err != nil {
 		return nil, err
 	}
+	checks := &queue.CheckQueue{Client: wq, Keys: cfg.Keys}
 	a.watcher = &watch.Watcher{
-		Reader: a.graph.SignInsReader(pacer),
+		Requeue: checks,
+		Reader:  a.graph.SignInsReader(pacer),
 		// A finished check is remembered as long as a delivery of it can be accepted.
 		Once:    server.CheckOnce{Requests: a.state, Lease: checkLease, TTL: cfg.QueueSignatureMaxAge + time.Hour},
 		Records: server.StatusRecords{Status: a.state, TTL: recordTTL},

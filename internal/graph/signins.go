@@ -116,7 +116,7 @@ func (r *SignInsReader) SignIns(ctx context.Context, userID string, since time.T
 func (r *SignInsReader) paced(ctx context.Context, userID string, send func(context.Context) error) error {
 	for try := 1; ; try++ {
 		if err := r.take(ctx); err != nil {
-			return &watch.ReadError{Err: err}
+			return &watch.ReadError{Throttled: true, Err: err}
 		}
 		_, err := r.client.do(ctx, &r.op, userID, send)
 		if err == nil {
@@ -141,7 +141,7 @@ func (r *SignInsReader) paced(ctx context.Context, userID string, send func(cont
 			delay = ge.RetryAfter
 		}
 		if try >= signInsTries || !fits(ctx, delay) {
-			return &watch.ReadError{Err: err}
+			return &watch.ReadError{Throttled: ge.HTTPStatus == http.StatusTooManyRequests, Err: err}
 		}
 		r.client.logger.Debug("graph call retried", "operation", r.op.name, "status", ge.HTTPStatus, "attempt", try, "wait", delay)
 		if err := r.client.wait(ctx, delay); err != nil {

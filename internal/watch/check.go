@@ -94,7 +94,15 @@ type Watcher struct {
 	Notifier Notifier // nil: no callbacks
 	Logger   *slog.Logger
 	Now      func() time.Time
+	// Requeue, optional, puts a check that had to wait for the reports limit back on the queue
+	// for later, so that a backlog of checks waits in the queue rather than using up its
+	// deliveries (and ending "failed") while Graph is merely busy.
+	Requeue Enqueuer
 }
+
+// requeueDelay is how long a postponed check waits before its next turn: long enough for the
+// reports limit to serve the checks ahead of it (30 a minute), short against any WATCH_AFTER.
+const requeueDelay = time.Minute
 
 // Run makes the check of d once. It returns the result and nil when the check is finished (made
 // now, or already made: done), or ErrRetry when the host should deliver it again.
@@ -124,6 +132,20 @@ func (w *Watcher) Run(ctx context.Context, d Delivery) (res Result, already bool
 		res = Decide(d.After, now, signIns)
 	case errors.As(rerr, &re) && re.Reason != "":
 		res = UnavailableResult(d.After, now, re.Reason)
+	case errors.As(rerr, &re) && re.Throttled && w.Requeue != nil:
+		if lease != "" {
+			if err := w.Once.Abandon(context.WithoutCancel(ctx), key, lease); err != nil {
+				logger.Warn("sign-in check not released", "request_id", d.RequestID, "error", err)
+			}
+		}
+		qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordBudget)
+		defer cancel()
+		if err := w.Requeue.EnqueueCheck(qctx, d.Check, requeueDelay); err != nil {
+			logger.Warn("sign-in check not postponed; the host will retry", "request_id", d.RequestID, "after", d.After, "error", err)
+			return Result{}, false, ErrRetry
+		}
+		logger.Info("sign-in check postponed: Graph's reports limit is busy", "request_id", d.RequestID, "after", d.After, "retry_in", requeueDelay.String())
+		return Result{}, true, nil
 	case !d.Last:
 		logger.Warn("sign-in check failed; the host will retry", "request_id", d.RequestID, "after", d.After, "dequeue_count", d.DequeueCount, "error", rerr)
 		if lease != "" {

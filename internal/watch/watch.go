@@ -138,7 +138,10 @@ func Location(city, state, country string) string {
 // transient and a later delivery may succeed.
 type ReadError struct {
 	Reason string
-	Err    error
+	// Throttled: no request could be made within the budget (the reports limit's queue, or
+	// Graph's 429): nothing is wrong, the check only has to wait its turn.
+	Throttled bool
+	Err       error
 }
 
 func (e *ReadError) Error() string {

@@ -145,3 +145,26 @@ func TestCheckKey(t *testing.T) {
 		}
 	}
 }
+
+type fakeQueue struct{ delays []time.Duration }
+
+func (f *fakeQueue) EnqueueCheck(_ context.Context, _ Check, in time.Duration) error {
+	f.delays = append(f.delays, in)
+	return nil
+}
+
+// A check that waited in vain for the reports limit goes back on the queue for later, even on
+// its last delivery: a busy Graph is no reason to record "failed".
+func TestWatcherPostponesWhenThrottled(t *testing.T) {
+	t.Parallel()
+	for _, last := range []bool{false, true} {
+		q := &fakeQueue{}
+		once := &fakeOnce{}
+		sink := &fakeSink{}
+		w := &Watcher{Reader: &fakeReader{err: &ReadError{Throttled: true, Err: errors.New("reports limit")}}, Once: once, Sink: sink, Requeue: q}
+		_, already, err := w.Run(context.Background(), Delivery{Check: Check{RequestID: "r", UserID: "u", After: "15m"}, Last: last})
+		if err != nil || !already || len(q.delays) != 1 || q.delays[0] <= 0 || once.freed != 1 || len(sink.events) != 0 {
+			t.Errorf("last %v: Run = %v, %v; requeued %v, released %d, events %d; want postponed, released, nothing recorded", last, already, err, q.delays, once.freed, len(sink.events))
+		}
+	}
+}
