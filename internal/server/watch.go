@@ -55,6 +55,8 @@ func handleWatch(d Deps) http.Handler {
 			InvocationID: r.Header.Get("X-Azure-Functions-InvocationId"),
 		})
 		switch {
+		case errors.Is(err, watch.ErrPostponed):
+			reply(w, http.StatusOK, "sign-in check "+check.After+" postponed: Graph's reports limit is busy; a copy is queued for later")
 		case errors.Is(err, watch.ErrRetry):
 			reply(w, http.StatusServiceUnavailable, "sign-in check not made yet; the host will retry")
 		case err != nil:

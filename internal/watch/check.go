@@ -85,6 +85,10 @@ type Delivery struct {
 // another instance holds the check).
 var ErrRetry = errors.New("sign-in check to be retried")
 
+// ErrPostponed reports a check put back on the queue for later (Watcher.Requeue): this delivery
+// is finished, the check is not made yet.
+var ErrPostponed = errors.New("sign-in check postponed")
+
 // Watcher makes checks.
 type Watcher struct {
 	Reader   Reader
@@ -145,7 +149,7 @@ func (w *Watcher) Run(ctx context.Context, d Delivery) (res Result, already bool
 			return Result{}, false, ErrRetry
 		}
 		logger.Info("sign-in check postponed: Graph's reports limit is busy", "request_id", d.RequestID, "after", d.After, "retry_in", requeueDelay.String())
-		return Result{}, true, nil
+		return Result{}, false, ErrPostponed
 	case !d.Last:
 		logger.Warn("sign-in check failed; the host will retry", "request_id", d.RequestID, "after", d.After, "dequeue_count", d.DequeueCount, "error", rerr)
 		if lease != "" {

@@ -163,7 +163,7 @@ func TestWatcherPostponesWhenThrottled(t *testing.T) {
 		sink := &fakeSink{}
 		w := &Watcher{Reader: &fakeReader{err: &ReadError{Throttled: true, Err: errors.New("reports limit")}}, Once: once, Sink: sink, Requeue: q}
 		_, already, err := w.Run(context.Background(), Delivery{Check: Check{RequestID: "r", UserID: "u", After: "15m"}, Last: last})
-		if err != nil || !already || len(q.delays) != 1 || q.delays[0] <= 0 || once.freed != 1 || len(sink.events) != 0 {
+		if !errors.Is(err, ErrPostponed) || already || len(q.delays) != 1 || q.delays[0] <= 0 || once.freed != 1 || len(sink.events) != 0 {
 			t.Errorf("last %v: Run = %v, %v; requeued %v, released %d, events %d; want postponed, released, nothing recorded", last, already, err, q.delays, once.freed, len(sink.events))
 		}
 	}
