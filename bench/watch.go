@@ -184,7 +184,7 @@ func (r *report) watchCost(o options, keys webhook.Keys, nodeDir, tmp string) er
 	res.ChecksPerMinute = float64(len(checks)) / res.Drain.Minutes()
 	r.Watch = &res
 	r.printf("  %d checks scheduled for %d users; a 100-user request with scheduling: median %s", res.Scheduled, res.Users, ms(res.SubmitP50))
-	r.printf("  drained in %s (%.1f checks/min; the limit's floor %s), %d sign-in requests, at most %d in any 10 s, %d deliveries retried, findings %v",
+	r.printf("  drained in %s (%.1f checks/min; the limit's floor %s), %d sign-in requests, at most %d in any 10 s, %d deliveries postponed or retried, findings %v",
 		res.Drain.Round(time.Second), res.ChecksPerMinute, res.Floor, res.Requests, res.MaxInWindow, res.Retried, res.Findings)
 	r.judge("sign-in watch: every revoked user has one check scheduled", fmt.Sprintf("%d of %d", res.Scheduled, res.Users), res.Scheduled == res.Users)
 	r.judge("sign-in watch: at most 5 sign-in log requests in any 10 s across instances", fmt.Sprint(res.MaxInWindow), res.MaxInWindow <= 5)
