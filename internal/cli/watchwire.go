@@ -54,9 +54,11 @@ func (a *app) wireWatch(cred azcore.TokenCredential, shared bool) (revoke.Schedu
 	for i, d := range cfg.WatchAfter {
 		delays[i] = watch.Delay{Text: cfg.WatchAfterText[i], Duration: d}
 	}
+	// Checks are signed with the first secret, as deferred requests are: the one place to change
+	// when the handler gets secrets of its own for what it enqueues.
+	checks := &queue.CheckQueue{Client: wq, Keys: cfg.Keys}
 	sched := &watch.Scheduler{
-		// Signed with the first secret, as deferred requests are.
-		Queue:     &queue.CheckQueue{Client: wq, Keys: cfg.Keys},
+		Queue:     checks,
 		Users:     a.graph,
 		After:     delays,
 		Logger:    a.logger,
@@ -67,7 +69,6 @@ func (a *app) wireWatch(cred azcore.TokenCredential, shared bool) (revoke.Schedu
 	if err != nil {
 		return nil, err
 	}
-	checks := &queue.CheckQueue{Client: wq, Keys: cfg.Keys}
 	a.watcher = &watch.Watcher{
 		Requeue: checks,
 		Reader:  a.graph.SignInsReader(pacer),
@@ -76,6 +77,7 @@ func (a *app) wireWatch(cred azcore.TokenCredential, shared bool) (revoke.Schedu
 		Records: server.StatusRecords{Status: a.state, TTL: recordTTL},
 		Sink:    a.telemetry,
 		Logger:  a.logger,
+		// Notifier (outcome callbacks, revocation.watch) is set here once callbacks exist.
 	}
 	return &server.StatusScheduler{Next: sched, Status: a.state, TTL: recordTTL, Logger: a.logger}, nil
 }
