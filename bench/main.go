@@ -66,6 +66,7 @@ func main() {
 
 type options struct {
 	handler     string
+	watchUsers  int
 	phases      map[string]bool
 	coldStarts  int
 	concurrency int
@@ -124,6 +125,7 @@ func run(args []string, stdout io.Writer) error {
 	fs.DurationVar(&o.duration, "duration", 8*time.Second, "length of each throughput round")
 	fs.DurationVar(&o.warmup, "warmup", 3*time.Second, "unmeasured load before the rounds")
 	fs.IntVar(&o.rounds, "rounds", 5, "throughput rounds per server (alternating; the medians are compared)")
+	fs.IntVar(&o.watchUsers, "watch-users", 1000, "revoked users whose sign-in checks the watch phase drains (1,000 take about 33 min at the reports limit)")
 	fs.IntVar(&o.incident.Users, "incident-users", 3000, "users in the bulk incident")
 	fs.IntVar(&o.incident.Batch, "incident-batch", 10, "users per request (and queue message) in the bulk incident (1-100)")
 	fs.IntVar(&o.incident.Instances, "incident-instances", 2, "Function App instances (handler and host queue trigger) in the bulk incident")
@@ -239,13 +241,18 @@ func run(args []string, stdout io.Writer) error {
 			return err
 		}
 	}
-	if o.phases["state"] || o.phases["incident"] {
+	if o.phases["state"] || o.phases["incident"] || o.phases["watch"] {
 		nodeDir, err := testenv.NodeDir(repo)
 		if err != nil {
 			return fmt.Errorf("the state and incident phases run Azurite: %w", err)
 		}
 		if o.phases["state"] {
 			if err := rep.stateCost(o, keys, nodeDir, tmp); err != nil {
+				return err
+			}
+		}
+		if o.phases["watch"] {
+			if err := rep.watchCost(o, keys, nodeDir, tmp); err != nil {
 				return err
 			}
 		}
@@ -441,6 +448,7 @@ type report struct {
 	Bulk       []loadResult     `json:"bulkSizes,omitempty"`
 	StateCost  *stateCost       `json:"stateCost,omitempty"`
 	Incident   []incidentResult `json:"bulkIncident,omitempty"`
+	Watch      *watchResult     `json:"signInWatch,omitempty"`
 	Settings   []string         `json:"settingsOverridden,omitempty"`
 	Verdicts   []verdict        `json:"verdicts"`
 

@@ -7,6 +7,9 @@
 #                            across UPN/object-ID forms, and VERIFY_REVOCATION read-backs. A
 #                            Microsoft Sentinel playbook sends object IDs, so with UPN-based guard
 #                            rails every one of its requests needs a lookup: grant it for Sentinel.
+#   AuditLog.Read.All        with --with-sign-in-watch (together with User.Read.All): the sign-in
+#                            watch (WATCH_AFTER) reads each revoked user's sign-in logs, filtered
+#                            by the user's object ID.
 #
 # It is idempotent: a permission already granted is reported and left alone. With --dry-run the
 # read-only lookups still run (they show what would change) but every change is printed as the
@@ -22,10 +25,11 @@ readonly prog=grant-graph-permissions.sh
 usage() {
 	cat <<EOF
 usage: $prog (--resource-group RG --name FUNCTION_APP | --principal-id OBJECT_ID)
-                [--with-user-read] [--dry-run] [--graph-endpoint URL]
+                [--with-user-read] [--with-sign-in-watch] [--dry-run] [--graph-endpoint URL]
 
 Grants the Function App's managed identity User.RevokeSessions.All on Microsoft Graph
-(and User.Read.All with --with-user-read). Run it signed in with az login as a
+(and User.Read.All with --with-user-read, AuditLog.Read.All and User.Read.All with
+--with-sign-in-watch). Run it signed in with az login as a
 Privileged Role Administrator or Global Administrator.
 
   -g, --resource-group RG   resource group of the Function App
@@ -33,6 +37,7 @@ Privileged Role Administrator or Global Administrator.
       --principal-id ID     object (principal) ID of the identity, instead of -g/-n
       --with-user-read      also grant User.Read.All: needed for VERIFY_REVOCATION and for
                             PROTECTED_USERS/ALLOWED_DOMAINS with Sentinel (object IDs)
+      --with-sign-in-watch  also grant AuditLog.Read.All and User.Read.All: needed for WATCH_AFTER
       --dry-run             look up, then print the az calls that would grant; change nothing
       --graph-endpoint URL  Microsoft Graph for sovereign clouds (default https://graph.microsoft.com)
   -h, --help                this help
@@ -78,11 +83,11 @@ $prog: the signed-in account may not grant Microsoft Graph application permissio
   Granting them needs the Entra ID role Privileged Role Administrator or Global Administrator
   (Cloud Application Administrator and Application Administrator are not enough for Microsoft
   Graph). Ask an administrator with one of those roles to run:
-    $prog --principal-id $principal_id${with_user_read:+ --with-user-read}
+    $prog --principal-id $principal_id${with_user_read:+ --with-user-read}${with_watch:+ --with-sign-in-watch}
 EOF
 }
 
-resource_group="" app_name="" principal_id="" with_user_read="" dry_run=false
+resource_group="" app_name="" principal_id="" with_user_read="" with_watch="" dry_run=false
 graph=https://graph.microsoft.com
 while (($#)); do
 	case $1 in
@@ -90,6 +95,7 @@ while (($#)); do
 	-n | --name) (($# >= 2)) || usage_error "$1 needs a value"; app_name=$2; shift 2 ;;
 	--principal-id) (($# >= 2)) || usage_error "$1 needs a value"; principal_id=$2; shift 2 ;;
 	--with-user-read) with_user_read=1; shift ;;
+	--with-sign-in-watch) with_watch=1; shift ;;
 	--dry-run) dry_run=true; shift ;;
 	--graph-endpoint) (($# >= 2)) || usage_error "$1 needs a value"; graph=${2%/}; shift 2 ;;
 	-h | --help) usage; exit 0 ;;
@@ -142,7 +148,7 @@ graph_sp=$(lookup graph "the Microsoft Graph service principal" \
 is_guid "$graph_sp" || die "unexpected Microsoft Graph service principal ID: $graph_sp"
 
 permissions=(User.RevokeSessions.All)
-if [[ -n $with_user_read ]]; then
+if [[ -n $with_user_read || -n $with_watch ]]; then
 	permissions+=(User.Read.All)
 else
 	cat >&2 <<EOF
@@ -151,6 +157,10 @@ $prog: note: not granting User.Read.All. Without it, a request that names a user
   and VERIFY_REVOCATION, end denied. Run again with --with-user-read if that applies; the
   handler's /api/health says "graph": "missing_permission" when its settings need it.
 EOF
+fi
+
+if [[ -n $with_watch ]]; then
+	permissions+=(AuditLog.Read.All)
 fi
 
 for permission in "${permissions[@]}"; do

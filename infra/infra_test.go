@@ -53,6 +53,7 @@ var notParameters = map[string]string{
 	"AZURE_CLIENT_ID":      "the template uses the system-assigned identity",
 	"AzureWebJobsStorage":  "storage is identity-based (AzureWebJobsStorage__accountName, __queueServiceUri, __tableServiceUri): a connection string would carry an account key",
 	"QUEUE_ALLOW_UNSIGNED": "queue messages stay signed (false): the queue trigger must not accept what anyone with queue access writes",
+	"WATCH_QUEUE":          "left at its default, revoke-watch: the queue (and its -poison queue) the template creates for the sign-in checks",
 }
 
 // derivedSettings are the handler's settings the template sets from the deployment itself rather
@@ -315,7 +316,7 @@ func TestDeployTemplateResources(t *testing.T) {
 		queues = append(queues, name[strings.LastIndex(name, "/")+1:])
 	}
 	slices.Sort(queues)
-	if want := []string{"revoke-requests", "revoke-requests-poison"}; !slices.Equal(queues, want) {
+	if want := []string{"revoke-requests", "revoke-requests-poison", "revoke-watch", "revoke-watch-poison"}; !slices.Equal(queues, want) {
 		t.Errorf("queues = %q; want %q", queues, want)
 	}
 
@@ -889,6 +890,7 @@ const (
 	principalID    = "9f8e7d6c-5b4a-4392-8170-6f5e4d3c2b1a"
 	revokeRoleID   = "77f3a031-c388-4f99-b373-dc68676a979e" // User.RevokeSessions.All
 	userReadRoleID = "df021288-bdef-4463-88db-98f22de89214" // User.Read.All
+	auditRoleID    = "b0afded3-3588-46d8-8b3d-9842eff778da" // AuditLog.Read.All
 )
 
 // fakeAz answers the az commands the grant script makes, as az does with --output tsv: the value
@@ -919,6 +921,7 @@ case "$1 $2" in
 	"GET https://graph.microsoft.com/v1.0/servicePrincipals/$FAKE_GRAPH_SP?\$select=appRoles")
 		[[ $query == *"value=='User.RevokeSessions.All'"*"'Application'"* ]] && echo 77f3a031-c388-4f99-b373-dc68676a979e
 		[[ $query == *"value=='User.Read.All'"*"'Application'"* ]] && echo df021288-bdef-4463-88db-98f22de89214
+		[[ $query == *"value=='AuditLog.Read.All'"*"'Application'"* ]] && echo b0afded3-3588-46d8-8b3d-9842eff778da
 		exit 0 ;;
 	"GET https://graph.microsoft.com/v1.0/servicePrincipals/$FAKE_PRINCIPAL/appRoleAssignments")
 		for id in ${FAKE_EXISTING:-}; do
@@ -1036,6 +1039,11 @@ func TestGrantScript(t *testing.T) {
 			name: "only User.RevokeSessions.All without --with-user-read, with a note for Sentinel", args: []string{"--principal-id", principalID},
 			wantPosts:  []azCall{wantPost(revokeRoleID)},
 			wantStderr: []string{"not granting User.Read.All", "Sentinel", "--with-user-read", `"graph": "missing_permission"`},
+		},
+		{
+			name: "the sign-in watch needs AuditLog.Read.All and User.Read.All", args: []string{"--principal-id", principalID, "--with-sign-in-watch"},
+			wantPosts:  []azCall{wantPost(revokeRoleID), wantPost(userReadRoleID), wantPost(auditRoleID)},
+			wantStdout: []string{"User.Read.All: granted to " + principalID, "AuditLog.Read.All: granted to " + principalID},
 		},
 		{
 			name: "idempotent: nothing to grant twice", args: []string{"--principal-id", principalID, "--with-user-read"},
@@ -1168,7 +1176,7 @@ func TestPackage(t *testing.T) {
 		}
 	}
 	var wantFiles []string
-	for _, fn := range []string{"revoke", "revoke-queue", "health", "revoke-status", "state-cleanup"} {
+	for _, fn := range []string{"revoke", "revoke-queue", "revoke-watch", "health", "revoke-status", "state-cleanup"} {
 		wantFiles = append(wantFiles, fn+"/function.json")
 	}
 	wantFiles = append(wantFiles, "handler", "host.json")

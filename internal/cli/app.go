@@ -18,6 +18,7 @@ import (
 	"github.com/entra-revoke/entra-revoke/internal/settings"
 	"github.com/entra-revoke/entra-revoke/internal/state"
 	"github.com/entra-revoke/entra-revoke/internal/telemetry"
+	"github.com/entra-revoke/entra-revoke/internal/watch"
 )
 
 // config is every setting parsed and validated.
@@ -49,6 +50,9 @@ type app struct {
 	queue     *queue.Client // nil without storage
 	state     state.Store   // what the handler remembers across requests (wire.go)
 	engine    *revoke.Engine
+
+	watchQueue *queue.Client  // WATCH_QUEUE, for its poison queue; nil without storage
+	watcher    *watch.Watcher // the sign-in checks (WATCH_AFTER); nil when off
 }
 
 // newApp wires the engine. stdout receives the JSON outcome lines; cred signs in to Graph (and to
@@ -105,11 +109,15 @@ func newApp(cfg config, cred azcore.TokenCredential, stdout io.Writer, logger *s
 	if a.state, deferrer, err = wireState(cfg, cred, logger, fallback, deferrer, withDeferral); err != nil {
 		return nil, err
 	}
+	scheduler, err := a.wireWatch(cred, withDeferral)
+	if err != nil {
+		return nil, err
+	}
 	a.engine = revoke.New(revoke.Config{
 		Revoker: gc, Users: gc, Deferrer: deferrer, Sink: tel, Logger: logger,
 		ProtectedUsers: cfg.ProtectedUsers, AllowedDomains: cfg.AllowedDomains,
 		DryRun: cfg.DryRun, Verify: cfg.VerifyRevocation,
-		Concurrency: cfg.GraphConcurrency, RateGuard: a.state,
+		Concurrency: cfg.GraphConcurrency, RateGuard: a.state, Scheduler: scheduler,
 	})
 	return a, nil
 }

@@ -132,6 +132,11 @@ func printSettings(w io.Writer, cfg config) {
 	} else {
 		row("queue", "no storage: throttled and failed users are not deferred")
 	}
+	if cfg.WatchEnabled() {
+		row("sign-in watch", "after %s on queue %s", strings.Join(cfg.WatchAfterText, ", "), cfg.WatchQueue)
+	} else {
+		row("sign-in watch", "off")
+	}
 	if cfg.StateStore == settings.StateTable {
 		row("state", "table %s (shared by all instances)", cfg.StateTable)
 	} else {
@@ -198,7 +203,7 @@ func checkPermissions(w io.Writer, cfg config, who graph.Identity, roles []strin
 		list = strings.Join(shown, ", ")
 	}
 	fmt.Fprintf(w, "%s: %s\n", kind, clean(list))
-	verdict, missing := graph.Permissions(held, true, lookups)
+	verdict, missing := graph.PermissionsFor(held, true, lookups, cfg.WatchEnabled())
 	if verdict == graph.PermissionOK {
 		fmt.Fprintln(w, "check passed")
 		return nil
@@ -210,6 +215,8 @@ func checkPermissions(w io.Writer, cfg config, who graph.Identity, roles []strin
 			why = append(why, m+" (to revoke sessions)")
 		case graph.RoleRead:
 			why = append(why, m+" (for "+lookupReasons(cfg)+")")
+		case graph.RoleAuditLogs:
+			why = append(why, m+" (for WATCH_AFTER: reading sign-in logs)")
 		default:
 			why = append(why, m)
 		}
@@ -229,6 +236,9 @@ func lookupReasons(cfg config) string {
 	}
 	if len(cfg.AllowedDomains) > 0 {
 		r = append(r, "ALLOWED_DOMAINS lookups")
+	}
+	if cfg.WatchEnabled() {
+		r = append(r, "WATCH_AFTER: the user's object ID")
 	}
 	return strings.Join(r, ", ")
 }

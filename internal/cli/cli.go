@@ -54,6 +54,7 @@ var commands = []struct{ name, summary string }{
 	{"serve", "run the Azure Functions custom handler (what the host starts)"},
 	{"revoke", "revoke users' sign-in sessions from a terminal"},
 	{"sign", "print Standard Webhooks headers for a body read on stdin"},
+	{"watch", "check revoked users' sign-ins now: did anyone get back in?"},
 	{"check", "validate the settings and list the Graph permissions of this identity, changing nothing"},
 	{"status", "show (or --wait for) the outcome of a deferred request from its status link"},
 	{"hash-upn", "print a UPN's upnHash, to find its events in Application Insights"},
@@ -104,6 +105,8 @@ func Run(ctx context.Context, env Env) int {
 		err = revokeCmd(ctx, env, args)
 	case "sign":
 		err = sign(env, args)
+	case "watch":
+		err = watchCmd(ctx, env, args)
 	case "check":
 		err = check(ctx, env, args)
 	case "status":

@@ -37,6 +37,8 @@ type permissionWatch struct {
 	cred    azcore.TokenCredential
 	scope   string
 	lookups bool // the settings need User.Read.All as well (Settings.NeedsUserLookups)
+	// auditLogs: the sign-in watch is on and needs AuditLog.Read.All (and User.Read.All) too.
+	auditLogs bool
 	logger  *slog.Logger
 	// noPlatformIdentity: the platform offers no identity endpoint (IDENTITY_ENDPOINT unset, as
 	// on a laptop running make run), so token errors are expected and not worth repeating.
@@ -104,7 +106,7 @@ func (w *permissionWatch) read(ctx context.Context) time.Duration {
 		return wait
 	}
 	w.failures = 0
-	verdict, missing := graph.Permissions(roles, readable, w.lookups)
+	verdict, missing := graph.PermissionsFor(roles, readable, w.lookups, w.auditLogs)
 	if prev := w.verdict.Swap(&verdict); prev == nil || *prev != verdict {
 		// Logs, unlike anonymous health, may say what is missing.
 		switch verdict {

@@ -111,9 +111,16 @@ func serve(ctx context.Context, env Env, args []string) error {
 	}
 	permission := newPermissionWatch(cred, scope, cfg.NeedsUserLookups(), logger)
 	permission.noPlatformIdentity = env.Getenv("IDENTITY_ENDPOINT") == "" && env.Getenv("MSI_ENDPOINT") == ""
+	permission.auditLogs = cfg.WatchEnabled()
 	deps.Permission = permission
 	go permission.watch(bg)
 
+	if a.watcher != nil {
+		deps.Watcher = a.watcher
+	}
+	if a.watchQueue != nil {
+		deps.WatchPoison = a.watchQueue
+	}
 	if a.queue != nil {
 		deps.Poison = a.queue
 		go func() {

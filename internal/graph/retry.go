@@ -92,7 +92,7 @@ func (c *Client) do(ctx context.Context, op *operation, user string, send func(c
 
 		case retryable(st):
 			delay := c.retryDelay(ex.retryAfter, try)
-			if try >= c.maxTries || !fits(ctx, delay) {
+			if try >= c.triesOf(op) || !fits(ctx, delay) {
 				return fail(c.classify(op, st, ex, err))
 			}
 			c.logger.Debug("graph call retried", "operation", op.name, "status", st, "attempt", try, "wait", delay)
@@ -170,6 +170,14 @@ func (c *Client) retryDelay(retryAfter string, try int) time.Duration {
 	}
 	half := d / 2
 	return half + rand.N(half+1)
+}
+
+// triesOf is how many attempts op may take.
+func (c *Client) triesOf(op *operation) int {
+	if op.tries > 0 {
+		return op.tries
+	}
+	return c.maxTries
 }
 
 // fits reports whether waiting d still leaves time for one more attempt before ctx's deadline.

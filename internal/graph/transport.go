@@ -17,6 +17,9 @@ type operation struct {
 	// anyBody: every 2xx is a success even when its body does not decode (revocation has no
 	// result worth reading; Graph may answer 204).
 	anyBody bool
+	// tries, when positive, replaces the client's maxTries: a caller that paces its own retries
+	// (the sign-in reader, within the reports limit) takes one attempt at a time.
+	tries int
 }
 
 // exchange is what the transport saw of one HTTP attempt.

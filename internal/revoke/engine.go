@@ -2,6 +2,7 @@ package revoke
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -46,6 +47,7 @@ type Config struct {
 
 	Concurrency int       // Graph calls in flight per instance
 	RateGuard   RateGuard // MAX_REVOCATIONS_PER_MINUTE; nil = unlimited
+	Scheduler   Scheduler // WATCH_AFTER: sign-in checks after each revocation; nil = none
 	Now         func() time.Time
 }
 
@@ -150,11 +152,15 @@ type UserResult struct {
 	Status            Status     `json:"status"`
 	UserID            string     `json:"userId,omitempty"`
 	RevokedAt         string     `json:"revokedAt,omitempty"`
+	AccessUntil       string     `json:"accessUntil,omitempty"` // RevokedAt + AccessTokenLifetime
 	Verified          *bool      `json:"verified,omitempty"`
 	SessionsValidFrom string     `json:"sessionsValidFrom,omitempty"`
 	GraphRequestID    string     `json:"graphRequestId,omitempty"`
 	Warning           string     `json:"warning,omitempty"`
 	Error             *ErrorInfo `json:"error,omitempty"`
+	// Watch holds the sign-in checks made after the revocation, as the watch wrote them; the
+	// engine only carries them through status records.
+	Watch []json.RawMessage `json:"watch,omitempty"`
 
 	RetryAfter    time.Duration `json:"-"` // for throttled
 	Guard         string        `json:"-"` // the guard-rail decision, for audit
@@ -273,6 +279,7 @@ func (e *Engine) Run(ctx context.Context, job Job) (Result, error) {
 
 	e.deferUsers(ctx, job, done, &res)
 	res.Status = Overall(res.Results)
+	e.schedule(ctx, job, done, res)
 
 	for i := range res.Results {
 		if _, ok := done[i]; ok || recorded[i] {
@@ -438,7 +445,9 @@ func (e *Engine) process(ctx context.Context, job Job, user string) (r UserResul
 	r.GraphRequestID = gr.RequestID
 	r.GraphDuration += gr.Duration
 	r.Attempts += gr.Attempts
-	r.RevokedAt = e.cfg.Now().UTC().Format(time.RFC3339)
+	revokedAt := e.cfg.Now().UTC()
+	r.RevokedAt = revokedAt.Format(time.RFC3339)
+	r.AccessUntil = revokedAt.Add(AccessTokenLifetime).Format(time.RFC3339)
 	if e.cfg.Verify {
 		e.verify(ctx, user, begin, &r)
 	}

@@ -100,7 +100,7 @@ func handleRevoke(d Deps) http.Handler {
 			return
 		case claim.Replay != nil:
 			w.Header().Set("Idempotent-Replayed", "true")
-			if link := statusURLOf(claim.Replay.Body); link != "" {
+			if link := statusURLOf(claim.Replay.Body); link != "" && queuedIn(claim.Replay.Body) {
 				w.Header().Set("Location", link)
 				retryAfter(w, statusPollInterval)
 			}
@@ -220,21 +220,26 @@ func runRevoke(r *http.Request, d Deps, c caller, id string, prior []revoke.User
 		return errorResponse(http.StatusInternalServerError, codeInternal, "internal error")
 	}
 	out := revokeResponse{Result: res}
+	location := ""
 	if anyQueued(res) && handle != "" {
+		out.StatusURL = statusURL(r, d.PublicBaseURL, handle)
+		location = out.StatusURL
+	} else if watched(d, res) && handle != "" {
+		// No Location: the answer is final; the link only gathers the sign-in checks.
 		out.StatusURL = statusURL(r, d.PublicBaseURL, handle)
 	}
 	body, err := json.Marshal(out)
 	if err != nil {
 		return errorResponse(http.StatusInternalServerError, codeInternal, "internal error")
 	}
-	resp := response{status: httpStatus(res), body: body, keep: replayable(res), location: out.StatusURL}
+	resp := response{status: httpStatus(res), body: body, keep: replayable(res), location: location}
 	if !resp.keep {
 		resp.progress = encodeProgress(res.Results)
 	}
 	switch {
 	case resp.status == http.StatusTooManyRequests:
 		resp.retryAfter = max(res.RetryAfter(), time.Second)
-	case out.StatusURL != "":
+	case location != "":
 		resp.retryAfter = statusPollInterval
 	}
 	return resp

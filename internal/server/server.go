@@ -97,6 +97,9 @@ type Deps struct {
 	QueueMaxAge     time.Duration // QUEUE_SIGNATURE_MAX_AGE
 	MaxDequeueCount int           // the host's maxDequeueCount: the delivery that is a message's last
 
+	Watcher     WatchRunner // the sign-in watch (WATCH_AFTER); nil when off
+	WatchPoison Poisoner    // <WATCH_QUEUE>-poison; nil without storage
+
 	Version    string
 	Permission PermissionReporter // the Graph permission for health; nil reports "unknown"
 	Now        func() time.Time

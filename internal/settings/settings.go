@@ -53,6 +53,8 @@ var Table = []Setting{
 	{Name: "STATE_TABLE", Default: "revokestate"},
 	{Name: "PUBLIC_BASE_URL"},
 	{Name: "REVOKE_QUEUE", Default: "revoke-requests"},
+	{Name: "WATCH_AFTER"},
+	{Name: "WATCH_QUEUE", Default: "revoke-watch"},
 	{Name: "AzureWebJobsStorage", Secret: true},
 	{Name: "QUEUE_ALLOW_UNSIGNED", Default: "false"},
 	{Name: "QUEUE_SIGNATURE_MAX_AGE", Default: "24h"},
@@ -167,6 +169,12 @@ type Settings struct {
 	// MaxDequeueCount is the host's own maxDequeueCount: the delivery that is a message's last.
 	MaxDequeueCount int
 
+	// WatchAfter is WATCH_AFTER: when to check a revoked user's sign-ins, after revokedAt,
+	// ascending; empty turns the sign-in watch off. WatchAfterText holds each as written.
+	WatchAfter     []time.Duration
+	WatchAfterText []string
+	WatchQueue     string // WATCH_QUEUE; its poison queue is WatchQueue+"-poison"
+
 	AppInsightsConnectionString string                     // a secret
 	Telemetry                   telemetry.ConnectionString // AppInsightsConnectionString parsed; zero when unset
 	TelemetryRedactUPN          bool
@@ -200,7 +208,7 @@ func (s Settings) QueueSigningKeys() webhook.Keys {
 // guard rail looks a user up whenever the request names the user in the other form (an object ID
 // against UPNs in PROTECTED_USERS or against ALLOWED_DOMAINS, a UPN against a protected object ID).
 func (s Settings) NeedsUserLookups() bool {
-	return s.VerifyRevocation || len(s.ProtectedUsers) > 0 || len(s.AllowedDomains) > 0
+	return s.VerifyRevocation || len(s.ProtectedUsers) > 0 || len(s.AllowedDomains) > 0 || s.WatchEnabled()
 }
 
 // EntraEnabled reports whether Entra ID bearer tokens are accepted.
@@ -227,6 +235,8 @@ func (s Settings) LogValue() slog.Value {
 		slog.Bool("storageIdentity", s.Storage.IdentityBased()),
 		slog.String("revokeQueue", s.RevokeQueue),
 		slog.Int("maxDequeueCount", s.MaxDequeueCount),
+		slog.Any("watchAfter", s.WatchAfterText),
+		slog.String("watchQueue", s.WatchQueue),
 		slog.Bool("telemetry", s.AppInsightsConnectionString != ""),
 		slog.Bool("redactUpn", s.TelemetryRedactUPN),
 		slog.String("addr", s.Addr),
@@ -353,6 +363,7 @@ func LoadWith(getenv func(string) string, opts Options) (Settings, error) {
 		}
 	}
 	s.MaxDequeueCount = p.maxDequeueCount(opts.AppRoot)
+	p.watch(&s)
 	p.upnSalt(s.TelemetryRedactUPN, s.TelemetryUPNSalt)
 
 	s.Addr = p.listenAddr()

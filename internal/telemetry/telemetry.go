@@ -381,6 +381,11 @@ func (t *Telemetry) finish(fields []field, upn string) []field {
 // level, msg), then the event name and the same properties and measurements, in the same order
 // every time, so stdout and Application Insights tell the same story.
 func (t *Telemetry) record(ctx context.Context, at time.Time, op Operation, msg, event string, fields []field, meas []measure) {
+	t.recordAt(ctx, slog.LevelInfo, at, op, msg, event, fields, meas)
+}
+
+// recordAt is record with the audit line at level.
+func (t *Telemetry) recordAt(ctx context.Context, level slog.Level, at time.Time, op Operation, msg, event string, fields []field, meas []measure) {
 	if t.audit != nil {
 		attrs := make([]slog.Attr, 0, 1+len(fields)+len(meas))
 		attrs = append(attrs, slog.String("event", event))
@@ -390,7 +395,7 @@ func (t *Telemetry) record(ctx context.Context, at time.Time, op Operation, msg,
 		for _, m := range meas {
 			attrs = append(attrs, slog.Float64(m.key, m.val))
 		}
-		t.audit.LogAttrs(ctx, slog.LevelInfo, msg, attrs...)
+		t.audit.LogAttrs(ctx, level, msg, attrs...)
 	}
 	if t.sender != nil {
 		t.enqueue(t.envelope(at, op, "Event", "EventData", eventData{

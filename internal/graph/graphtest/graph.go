@@ -103,6 +103,11 @@ type Graph struct {
 	requests      []Request
 	revocations   map[*User]int
 
+	// Sign-in logs (signins.go): GET /auditLogs/signIns.
+	signIns       []SignIn
+	signInScripts []Response
+	signInTimes   []time.Time // when each sign-in log request arrived, kept even by load tests
+
 	// Added for load tests (tenant.go): an index so that a directory of thousands answers at
 	// once, and a switch that keeps no Request records, which a load test would pile up by the
 	// hundred thousand.
@@ -299,6 +304,10 @@ func (g *Graph) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	case token != "" && auth != "Bearer "+token:
 		fail(http.StatusUnauthorized, "InvalidAuthenticationToken", "Access token validation failure. Invalid audience.")
+		return
+	case isSignIns(rec.RawPath):
+		code, body := g.serveSignIns(w, r)
+		reply(code, body)
 		return
 	case !routeOK:
 		fail(http.StatusBadRequest, "BadRequest", "Resource not found for the segment '"+lastSegment(rec.Path)+"'.")
