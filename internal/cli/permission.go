@@ -39,7 +39,7 @@ type permissionWatch struct {
 	lookups bool // the settings need User.Read.All as well (Settings.NeedsUserLookups)
 	// auditLogs: the sign-in watch is on and needs AuditLog.Read.All (and User.Read.All) too.
 	auditLogs bool
-	logger  *slog.Logger
+	logger    *slog.Logger
 	// noPlatformIdentity: the platform offers no identity endpoint (IDENTITY_ENDPOINT unset, as
 	// on a laptop running make run), so token errors are expected and not worth repeating.
 	noPlatformIdentity bool
