@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/entra-revoke/entra-revoke/internal/callbackurl"
 	"github.com/entra-revoke/entra-revoke/internal/queue"
 	"github.com/entra-revoke/entra-revoke/internal/telemetry"
 	"github.com/entra-revoke/entra-revoke/internal/webhook"
@@ -52,11 +53,11 @@ type Rejecter interface {
 
 // Deliverer makes one delivery attempt per callback queue message.
 type Deliverer struct {
-	Hosts     Hosts         // CALLBACK_ALLOWED_HOSTS, checked again at each attempt
-	Secrets   webhook.Keys  // CALLBACK_SECRETS: every one signs
-	QueueKeys webhook.Keys  // verify queue messages; the first signs the retries
-	MaxAge    time.Duration // QUEUE_SIGNATURE_MAX_AGE, counted from when a message came due
-	Tolerance time.Duration // clock difference allowed for a queue message's timestamp
+	Hosts     callbackurl.Hosts // CALLBACK_ALLOWED_HOSTS, checked again at each attempt
+	Secrets   webhook.Keys      // CALLBACK_SECRETS: every one signs
+	QueueKeys webhook.Keys      // verify queue messages; the first signs the retries
+	MaxAge    time.Duration     // QUEUE_SIGNATURE_MAX_AGE, counted from when a message came due
+	Tolerance time.Duration     // clock difference allowed for a queue message's timestamp
 	Queue     Queue
 	Client    *http.Client    // nil: NewClient()
 	Delays    []time.Duration // retries after the first attempt; nil: DefaultDelays
@@ -83,7 +84,7 @@ func (d *Deliverer) Handle(ctx context.Context, text []byte) (Disposition, strin
 	if m.First.IsZero() {
 		m.First = now
 	}
-	if _, err := d.Hosts.parse(m.URL); err != nil {
+	if _, err := d.Hosts.Parse(m.URL); err != nil {
 		// The allow-list changed since the request: the operator no longer wants this host called.
 		d.fate(ctx, m, false, m.Attempts, 0, "host_not_allowed")
 		return Done, "callback host no longer allowed; event dropped"
@@ -102,7 +103,7 @@ func (d *Deliverer) Handle(ctx context.Context, text []byte) (Disposition, strin
 	reason = "status_" + strconv.Itoa(code)
 	if err != nil {
 		reason = errorClass(err)
-		d.log().Warn("callback attempt failed", "event_id", m.EventID, "request_id", m.RequestID, "host", Host(m.URL), "attempt", attempts, "reason", reason)
+		d.log().Warn("callback attempt failed", "event_id", m.EventID, "request_id", m.RequestID, "host", callbackurl.Host(m.URL), "attempt", attempts, "reason", reason)
 	}
 	if attempts >= MaxAttempts {
 		if err := d.Queue.Poison(ctx, text); err != nil {
@@ -191,7 +192,7 @@ func (d *Deliverer) attempt(ctx context.Context, m Message, now time.Time) (int,
 		resp.Body.Close()
 	}
 	if d.Record != nil {
-		host := Host(m.URL)
+		host := callbackurl.Host(m.URL)
 		d.Record.Dependency(ctx, telemetry.Dependency{
 			Name: "POST callback", Target: host, Data: "POST callback " + host,
 			ResultCode: code, Success: err == nil && code >= 200 && code < 300,
@@ -223,7 +224,7 @@ func (d *Deliverer) fate(ctx context.Context, m Message, delivered bool, attempt
 	}
 	d.Record.Callback(ctx, telemetry.CallbackFate{
 		Delivered: delivered, EventID: m.EventID, Type: m.Type, RequestID: m.RequestID,
-		Host: Host(m.URL), Attempts: attempts, LastStatus: code, Reason: reason,
+		Host: callbackurl.Host(m.URL), Attempts: attempts, LastStatus: code, Reason: reason,
 	})
 }
 

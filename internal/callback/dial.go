@@ -9,6 +9,8 @@ import (
 	"net/netip"
 	"syscall"
 	"time"
+
+	"github.com/entra-revoke/entra-revoke/internal/callbackurl"
 )
 
 // AttemptTimeout bounds one delivery attempt, connection and response headers included: a
@@ -71,9 +73,9 @@ func (g *guardedDialer) dial(ctx context.Context, network, addr string) (net.Con
 	if err != nil {
 		return nil, err
 	}
-	loopback := IsLoopbackName(host)
+	loopback := callbackurl.IsLoopbackName(host)
 	var addrs []netip.Addr
-	if a, err := netip.ParseAddr(normalizeHost(host)); err == nil {
+	if a, err := netip.ParseAddr(host); err == nil {
 		addrs = []netip.Addr{a}
 	} else {
 		addrs, err = g.lookup(ctx, "ip", host)

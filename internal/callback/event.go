@@ -12,6 +12,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/entra-revoke/entra-revoke/internal/callbackurl"
 	"github.com/entra-revoke/entra-revoke/internal/queue"
 	"github.com/entra-revoke/entra-revoke/internal/telemetry"
 	"github.com/entra-revoke/entra-revoke/internal/webhook"
@@ -152,7 +153,7 @@ func (n *Notifier) send(ctx context.Context, typ, id, requestID, url string, dat
 	if err != nil {
 		if n.Logger != nil {
 			// The error of the queue client never holds the callback URL; the host may be named.
-			n.Logger.Warn("callback not enqueued", "request_id", requestID, "event_id", id, "host", Host(url), "error", err)
+			n.Logger.Warn("callback not enqueued", "request_id", requestID, "event_id", id, "host", callbackurl.Host(url), "error", err)
 		}
 		n.failed(ctx, typ, id, requestID, url, "enqueue_failed")
 	}
@@ -160,7 +161,7 @@ func (n *Notifier) send(ctx context.Context, typ, id, requestID, url string, dat
 
 func (n *Notifier) failed(ctx context.Context, typ, id, requestID, url, reason string) {
 	if n.Record != nil {
-		n.Record.Callback(ctx, telemetry.CallbackFate{Delivered: false, EventID: id, Type: typ, RequestID: requestID, Host: Host(url), Reason: reason})
+		n.Record.Callback(ctx, telemetry.CallbackFate{Delivered: false, EventID: id, Type: typ, RequestID: requestID, Host: callbackurl.Host(url), Reason: reason})
 	}
 }
 
@@ -179,10 +180,10 @@ type Message struct {
 	EventID   string          `json:"eventId"`
 	Type      string          `json:"type"`
 	RequestID string          `json:"requestId"`
-	Attempts  int             `json:"attempts"`        // attempts made before this delivery
-	First     time.Time       `json:"first,omitzero"`  // the first attempt's time
-	Due       time.Time       `json:"due,omitzero"`    // when this delivery was scheduled
-	Event     json.RawMessage `json:"event"`           // the POST body
+	Attempts  int             `json:"attempts"`       // attempts made before this delivery
+	First     time.Time       `json:"first,omitzero"` // the first attempt's time
+	Due       time.Time       `json:"due,omitzero"`   // when this delivery was scheduled
+	Event     json.RawMessage `json:"event"`          // the POST body
 	LastCode  int             `json:"lastCode,omitempty"`
 }
 

@@ -1,9 +1,7 @@
-// Package callback delivers signed outcome events to the URL a request named (callbackUrl): which
-// URLs are acceptable (Hosts), the events themselves and their stable ids (Notifier, which puts
-// each event on the callback queue and never delays a revocation), and their delivery, one attempt
-// per queue message with retries re-enqueued (Deliverer). It knows nothing of the Functions host:
-// internal/server adapts the queue trigger to it.
-package callback
+// Package callbackurl is the policy on a request's callbackUrl: which hosts the operator allows
+// (CALLBACK_ALLOWED_HOSTS), which URLs are acceptable, and what the logs and telemetry may name of
+// one (its host). Settings, request validation and delivery (internal/callback) share it.
+package callbackurl
 
 import (
 	"errors"
@@ -81,12 +79,12 @@ func (h Hosts) Check(raw string) error {
 	if !h.Enabled() {
 		return ErrNotEnabled
 	}
-	_, err := h.parse(raw)
+	_, err := h.Parse(raw)
 	return err
 }
 
-// parse is Check returning the parsed URL.
-func (h Hosts) parse(raw string) (*url.URL, error) {
+// Parse is Check returning the parsed URL.
+func (h Hosts) Parse(raw string) (*url.URL, error) {
 	if len(raw) > MaxURLLength {
 		return nil, fmt.Errorf("must be at most %d characters", MaxURLLength)
 	}
