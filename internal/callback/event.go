@@ -229,3 +229,15 @@ func marshal(v any) ([]byte, error) {
 	}
 	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
+
+// StatusCallbackURL reads the callbackUrl a status record keeps (the request's result plus
+// "callbackUrl"), or "" when it has none: a sign-in check finds its request's callback there.
+func StatusCallbackURL(record []byte) string {
+	var r struct {
+		CallbackURL string `json:"callbackUrl"`
+	}
+	if json.Unmarshal(record, &r) != nil {
+		return ""
+	}
+	return r.CallbackURL
+}

@@ -93,6 +93,9 @@ type Deps struct {
 	QueueMaxAge     time.Duration // QUEUE_SIGNATURE_MAX_AGE
 	MaxDequeueCount int           // the host's maxDequeueCount: the delivery that is a message's last
 
+	Callbacks         Callbacks         // nil: no outcome callbacks
+	CallbackDeliverer CallbackDeliverer // nil: callback queue messages are dropped
+
 	Version    string
 	Permission PermissionReporter // the Graph permission for health; nil reports "unknown"
 	Now        func() time.Time
