@@ -1098,7 +1098,7 @@ func TestPackage(t *testing.T) {
 		}
 	}
 	var wantFiles []string
-	for _, fn := range []string{"revoke", "revoke-queue", "health", "revoke-status", "state-cleanup"} {
+	for _, fn := range []string{"revoke", "revoke-queue", "revoke-callbacks", "health", "revoke-status", "state-cleanup"} {
 		wantFiles = append(wantFiles, fn+"/function.json")
 	}
 	wantFiles = append(wantFiles, "handler", "host.json")
