@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -131,8 +132,8 @@ func pollDequeue(t *testing.T, conn, queue string, within time.Duration) (text [
 	deadline := time.Now().Add(within)
 	for time.Now().Before(deadline) {
 		if n := queueLength(t, conn, queue); n > 0 {
-			if visible := peek(t, conn, queue); visible {
-				return dequeue(t, conn, queue)
+			if text, id, ok := take(t, conn, queue); ok {
+				return text, id
 			}
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -162,12 +163,26 @@ func queueLength(t *testing.T, conn, queue string) int {
 	return int(*p.ApproximateMessagesCount)
 }
 
-func peek(t *testing.T, conn, queue string) bool {
+// take receives one visible message and deletes it, as the host does once the invocation
+// succeeded, so that queueLength counts what is left.
+func take(t *testing.T, conn, queue string) (text []byte, id string, ok bool) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	r, err := queueClient(t, conn, queue).PeekMessages(ctx, nil)
-	return err == nil && len(r.Messages) > 0
+	q := queueClient(t, conn, queue)
+	r, err := q.DequeueMessage(ctx, nil)
+	if err != nil || len(r.Messages) == 0 {
+		return nil, "", false
+	}
+	m := r.Messages[0]
+	if _, err := q.DeleteMessage(ctx, *m.MessageID, *m.PopReceipt, nil); err != nil {
+		t.Fatalf("delete message: %v", err)
+	}
+	raw, err := base64.StdEncoding.DecodeString(*m.MessageText)
+	if err != nil {
+		t.Fatalf("message is not base64: %v", err)
+	}
+	return raw, *m.MessageID, true
 }
 
 // deliverCallback hands one callback queue message to the handler as the host does.
@@ -259,7 +274,7 @@ func TestOutcomeCallbacks(t *testing.T) {
 		if n := queueLength(t, az.ConnectionString, "e2e-cb"); n != 0 {
 			t.Fatalf("a queued answer enqueued %d callbacks; want none until the queue finishes", n)
 		}
-		text, qid := dequeue(t, az.ConnectionString, "e2e-cb-requests")
+		text, qid := pollDequeue(t, az.ConnectionString, "e2e-cb-requests", 10*time.Second)
 		for range 2 { // the host may deliver the message twice: still one event
 			if status, _, b := post(t, p.URL+"/revoke-queue", http.Header{"Content-Type": {"application/json"}}, invocation(t, text, qid, 1)); status != http.StatusOK {
 				t.Fatalf("queue invocation = %d %s", status, b)
