@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -217,6 +219,7 @@ func TestOutcomeCallbacks(t *testing.T) {
 	p := startHandler(t, env)
 	const secretQuery = "?token=receiver-own-secret-e2e"
 	hook := func(path string) string { return rc.URL + path + secretQuery }
+	var syncEvent delivered // the synchronous request's event, for the ServiceNow receiver
 
 	t.Run("refused URLs make no Graph call", func(t *testing.T) {
 		for i, u := range []string{
@@ -260,6 +263,7 @@ func TestOutcomeCallbacks(t *testing.T) {
 			t.Errorf("callback queue holds %d messages after delivery; want 0", n)
 		}
 		checkOpenAPIEvent(t, got[0].Body)
+		syncEvent = got[0]
 	})
 
 	t.Run("deferred request delivers one revocation.completed after the queue", func(t *testing.T) {
@@ -351,6 +355,97 @@ func TestOutcomeCallbacks(t *testing.T) {
 		}
 	})
 
+	t.Run("the Node receiver takes the handler's events once", func(t *testing.T) {
+		node, err := exec.LookPath("node")
+		if err != nil {
+			t.Fatalf("node: %v", err)
+		}
+		port := freePort(t)
+		// The second secret alone: a receiver that already moved to the new secret of a rotation.
+		r := launch(t, testenv.Options{Bin: node, Args: []string{filepath.Join(testenv.RepoRoot(t), "integrations", "ticketing", "receiver", "receiver.mjs")},
+			Env: []string{"PATH=" + os.Getenv("PATH"), "PORT=" + port, "CALLBACK_SECRETS=" + callbackSecret2}}, &syncBuffer{})
+		url := "http://127.0.0.1:" + port + "/events"
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			resp, err := http.Post(url, "application/json", strings.NewReader("{}"))
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusUnauthorized {
+					break
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("receiver.mjs does not answer 401 to an unsigned POST: %v\n%s", err, r.Stderr)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		body := []byte(`{"upn":"alice@contoso.com","callbackUrl":"` + url + `"}`)
+		if status, _, b := post(t, p.URL+"/api/revoke", signedHeaders(t, "msg_cb_node", body), body); status != http.StatusOK {
+			t.Fatalf("revoke = %d %s", status, b)
+		}
+		text, qid := pollDequeue(t, az.ConnectionString, "e2e-cb", 10*time.Second)
+		deliverCallback(t, p, text, qid)
+		deliverCallback(t, p, text, qid) // the host delivers the same message again: a duplicate
+		var events []string
+		for _, l := range strings.Split(strings.TrimSpace(r.Stdout.String()), "\n") {
+			if l != "" {
+				events = append(events, l)
+			}
+		}
+		if len(events) != 1 || !strings.Contains(events[0], `"type":"revocation.completed"`) || !strings.Contains(events[0], `"id":"msg_cb_node"`) {
+			t.Errorf("receiver.mjs wrote %q; want exactly one revocation.completed line for msg_cb_node", events)
+		}
+		if n := queueLength(t, az.ConnectionString, "e2e-cb"); n != 0 {
+			t.Errorf("callback queue holds %d; want none: the receiver accepted both copies", n)
+		}
+	})
+
+	t.Run("the ServiceNow resource notes the handler's event once", func(t *testing.T) {
+		if syncEvent.Body == nil {
+			t.Skip("no synchronous event was captured")
+		}
+		headers := map[string]string{}
+		for _, h := range []string{"webhook-id", "webhook-timestamp", "webhook-signature", "content-type"} {
+			headers[h] = syncEvent.Header.Get(h)
+		}
+		incident := map[string]any{"sys_id": "46d44a5e", "number": "INC0012345"}
+		tests := []struct {
+			name   string
+			mutate func(in map[string]any)
+			status int
+			noted  bool
+		}{
+			{"the event is noted", func(map[string]any) {}, 200, true},
+			{"a copy is recognised", func(in map[string]any) {
+				in["tables"].(map[string]any)["sys_journal_field"] = []any{map[string]any{"name": "incident", "element": "work_notes", "element_id": "46d44a5e",
+					"value": "entra-revoke: …\n[entra-revoke event " + headers["webhook-id"] + "]"}}
+			}, 200, false},
+			{"a changed body is refused", func(in map[string]any) { in["body"] = strings.Replace(in["body"].(string), "revoked", "failed", 1) }, 401, false},
+			{"a stale timestamp is refused", func(in map[string]any) { in["now"] = time.Now().Add(10 * time.Minute).UnixMilli() }, 401, false},
+			{"an unknown incident stops the retries", func(in map[string]any) { in["query"] = map[string]any{"incident": []string{"INC999"}} }, 410, false},
+		}
+		for _, tt := range tests {
+			in := map[string]any{
+				"properties": map[string]any{"x_entra_revoke.callback_secrets": "whsec_bm90LXRoaXMtb25lLWF0LWFsbC0wMTIzNDU2Nzg5," + callbackSecret2},
+				"headers":    headers, "body": string(syncEvent.Body),
+				"query":  map[string]any{"incident": []string{"INC0012345"}},
+				"tables": map[string]any{"incident": []any{incident}, "sys_journal_field": []any{}},
+			}
+			tt.mutate(in)
+			out := serviceNowREST(t, in)
+			if out.Status != tt.status || (len(out.Updates) == 1) != tt.noted {
+				t.Errorf("%s: status %d, updates %+v; want %d, noted %v", tt.name, out.Status, out.Updates, tt.status, tt.noted)
+				continue
+			}
+			if tt.noted {
+				note, _ := out.Updates[0].Fields["work_notes"].(string)
+				if out.Updates[0].Table != "incident" || !strings.Contains(note, "alice@contoso.com: revoked at") || !strings.Contains(note, "[entra-revoke event "+headers["webhook-id"]+"]") {
+					t.Errorf("%s: work note %q; want the outcome and the event id", tt.name, note)
+				}
+			}
+		}
+	})
+
 	t.Run("telemetry names the host, never the path or query", func(t *testing.T) {
 		deadline := time.Now().Add(15 * time.Second)
 		for !(strings.Contains(ingested(in), "CallbackDelivered") && strings.Contains(ingested(in), "CallbackFailed") && strings.Contains(ingested(in), "POST callback")) {
@@ -425,4 +520,39 @@ func checkOpenAPIEvent(t *testing.T, body []byte) {
 	if err := schema.VisitJSON(ev, openapi3.EnableJSONSchema2020(), openapi3.MultiErrors()); err != nil {
 		t.Errorf("event %s does not match openapi.yaml's webhooks.%s: %v", body, typ, err)
 	}
+}
+
+// snOutput is what servicenow-rest-harness.js prints.
+type snOutput struct {
+	Status  int            `json:"status"`
+	Body    map[string]any `json:"body"`
+	Updates []struct {
+		Table  string         `json:"table"`
+		SysID  string         `json:"sys_id"`
+		Fields map[string]any `json:"fields"`
+	} `json:"updates"`
+}
+
+// serviceNowREST runs the ServiceNow Scripted REST resource under Node with stubbed Glide APIs.
+func serviceNowREST(t *testing.T, in map[string]any) snOutput {
+	t.Helper()
+	root := testenv.RepoRoot(t)
+	b, err := json.Marshal(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("node", filepath.Join(root, "integrations", "testdata", "servicenow-rest-harness.js"),
+		filepath.Join(root, "integrations", "ticketing", "servicenow", "EntraRevokeCallback.js"))
+	cmd.Stdin = bytes.NewReader(b)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("servicenow-rest-harness: %v: %s", err, stderr.String())
+	}
+	var o snOutput
+	if err := json.Unmarshal(out, &o); err != nil {
+		t.Fatalf("servicenow-rest-harness printed %s: %v", out, err)
+	}
+	return o
 }
