@@ -431,3 +431,29 @@ func TestNoProxyFromTheEnvironment(t *testing.T) {
 		t.Errorf("transport proxy = %v; want none (a proxy would connect past the address check)", u)
 	}
 }
+
+// TestWatchEvent: the sign-in watch's report becomes one revocation.watch event whose id depends
+// on the check (its duration and users), delivered like any other.
+func TestWatchEvent(t *testing.T) {
+	t.Parallel()
+	rc := newReceiver(t)
+	rg := newRig(t, "127.0.0.1")
+	report := WatchReport{URL: rc.URL + "/hook", RequestID: "msg_1", Caller: "webhook:0", Ticket: "INC1", After: "15m",
+		Results: []WatchResult{{UPN: "alice@contoso.com", UserID: "3f1c", RevokedAt: time.Date(2026, 12, 5, 9, 0, 0, 0, time.UTC), Finding: "signed_in_again", SignIns: 2,
+			Latest: []byte(`[{"at":"2026-12-05T09:10:00Z","app":"Office","ip":"203.0.113.7","location":"NL","errorCode":0,"interactive":true}]`)}}}
+	rg.n.Watch(context.Background(), report)
+	text, _ := rg.q.take(t)
+	if disp, log := rg.d.Handle(context.Background(), text); disp != Done || len(rc.got) != 1 {
+		t.Fatalf("Handle = %v %q, receiver got %d; want one delivery", disp, log, len(rc.got))
+	}
+	want := `{"type":"revocation.watch","timestamp":"` + rg.clk.Now().UTC().Format(time.RFC3339Nano) + `","data":{"after":"15m","id":"msg_1","results":[{"upn":"alice@contoso.com","userId":"3f1c","revokedAt":"2026-12-05T09:00:00Z","finding":"signed_in_again","signIns":2,"latest":[{"at":"2026-12-05T09:10:00Z","app":"Office","ip":"203.0.113.7","location":"NL","errorCode":0,"interactive":true}]}],"ticket":"INC1"}}`
+	if rc.bodies[0] != want {
+		t.Errorf("watch event = %s\nwant %s", rc.bodies[0], want)
+	}
+	if id := rc.got[0].Header.Get("webhook-id"); id != EventID("webhook:0", "msg_1", TypeWatch, "15m", "3f1c/alice@contoso.com") || id == EventID("webhook:0", "msg_1", TypeWatch, "2h", "3f1c/alice@contoso.com") {
+		t.Errorf("watch webhook-id = %q; want one per request, duration and users", id)
+	}
+	if StatusCallbackURL([]byte(`{"id":"x","results":[],"callbackUrl":"https://h.example.com/x"}`)) != "https://h.example.com/x" {
+		t.Errorf("StatusCallbackURL does not read the record's callbackUrl")
+	}
+}
