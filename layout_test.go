@@ -95,6 +95,7 @@ func TestFunctionBindings(t *testing.T) {
 		{"health", []binding{{Type: "httpTrigger", Direction: "in", Name: "req", AuthLevel: "anonymous", Methods: []string{"get"}, Route: "health"}, {Type: "http", Direction: "out", Name: "res"}}},
 		{"revoke-queue", []binding{{Type: "queueTrigger", Direction: "in", Name: "message", QueueName: "%REVOKE_QUEUE%", Connection: "AzureWebJobsStorage"}}},
 		{"revoke-watch", []binding{{Type: "queueTrigger", Direction: "in", Name: "message", QueueName: "%WATCH_QUEUE%", Connection: "AzureWebJobsStorage"}}},
+		{"revoke-callbacks", []binding{{Type: "queueTrigger", Direction: "in", Name: "message", QueueName: "%CALLBACK_QUEUE%", Connection: "AzureWebJobsStorage"}}},
 		// The handle is the route's only credential, so the platform must not ask for a key.
 		{"revoke-status", []binding{{Type: "httpTrigger", Direction: "in", Name: "req", AuthLevel: "anonymous", Methods: []string{"get"}, Route: "revoke/status/{handle}"}, {Type: "http", Direction: "out", Name: "res"}}},
 		// Hourly at half past (NCRONTAB with seconds): each run has a minute, and a busy tenant

@@ -54,6 +54,7 @@ var notParameters = map[string]string{
 	"AzureWebJobsStorage":  "storage is identity-based (AzureWebJobsStorage__accountName, __queueServiceUri, __tableServiceUri): a connection string would carry an account key",
 	"QUEUE_ALLOW_UNSIGNED": "queue messages stay signed (false): the queue trigger must not accept what anyone with queue access writes",
 	"WATCH_QUEUE":          "left at its default, revoke-watch: the queue (and its -poison queue) the template creates for the sign-in checks",
+	"CALLBACK_RETRY_DELAYS": "the documented retry schedule (1m,5m,30m,2h,8h); only tests shorten it",
 }
 
 // derivedSettings are the handler's settings the template sets from the deployment itself rather
@@ -68,6 +69,7 @@ var keyVaultSecrets = map[string]string{
 	"webhook-secrets":    testSecret,
 	"queue-secrets":      "whsec_cXVldWUtc2VjcmV0LW9mLXRoZS10ZXN0cy0wMTIz", // 30 bytes
 	"telemetry-upn-salt": "test-salt-0123456789abcdef",                     // at least 16 characters
+	"callback-secrets":   testSecret,
 }
 
 
@@ -316,7 +318,7 @@ func TestDeployTemplateResources(t *testing.T) {
 		queues = append(queues, name[strings.LastIndex(name, "/")+1:])
 	}
 	slices.Sort(queues)
-	if want := []string{"revoke-requests", "revoke-requests-poison", "revoke-watch", "revoke-watch-poison"}; !slices.Equal(queues, want) {
+	if want := []string{"revoke-callbacks", "revoke-callbacks-poison", "revoke-requests", "revoke-requests-poison", "revoke-watch", "revoke-watch-poison"}; !slices.Equal(queues, want) {
 		t.Errorf("queues = %q; want %q", queues, want)
 	}
 
@@ -692,6 +694,15 @@ func TestDeployTemplateSettingsLoad(t *testing.T) {
 			},
 		},
 		{
+			name:   "outcome callbacks",
+			params: map[string]any{"callbackAllowedHosts": "contoso.service-now.com,*.hooks.contoso.com", "callbackQueueName": "revoke-cb"},
+			check: func(t *testing.T, env map[string]string, s settings.Settings) {
+				if !s.CallbacksEnabled() || s.CallbackKeys.Len() != 1 || s.CallbackQueue != "revoke-cb" || env["CALLBACK_SECRETS"] != keyVaultSecrets["callback-secrets"] {
+					t.Errorf("callbacks %v, %d keys, queue %q; want on, the Key Vault secret, revoke-cb", s.CallbacksEnabled(), s.CallbackKeys.Len(), s.CallbackQueue)
+				}
+			},
+		},
+		{
 			name:   "webhooks and Entra tokens",
 			params: map[string]any{"callers": "webhook+entra", "entraAudience": audience},
 			check: func(t *testing.T, env map[string]string, s settings.Settings) {
@@ -758,6 +769,10 @@ func TestDeployTemplateRefusesWhatCannotStart(t *testing.T) {
 	site := only(t, tmpl, "Microsoft.Web/sites")
 	if !slices.Contains(arr(t, site["dependsOn"], "site dependsOn"), any("[resourceId('Microsoft.Resources/deployments', 'entra-revoke-parameter-check')]")) {
 		t.Errorf("the Function App does not depend on the parameter check: it could be deployed before the refusal")
+	}
+	// Callbacks sign their queue messages with the webhook secret: Entra-only callers cannot have them.
+	if problem := parameterCheck(t, tmpl, map[string]any{"callers": "entra", "entraAudience": "api://x", "callbackAllowedHosts": "hooks.contoso.com"}); !strings.Contains(problem, "callbackAllowedHosts") {
+		t.Errorf("callbacks with Entra-only callers: refusal %q; want one naming callbackAllowedHosts", problem)
 	}
 	for _, callers := range []string{"webhook", "entra", "webhook+entra"} {
 		for _, audience := range []string{"", "api://6e1f2a3b-4c5d-4e6f-8a7b-9c0d1e2f3a4b"} {
@@ -1176,7 +1191,7 @@ func TestPackage(t *testing.T) {
 		}
 	}
 	var wantFiles []string
-	for _, fn := range []string{"revoke", "revoke-queue", "revoke-watch", "health", "revoke-status", "state-cleanup"} {
+	for _, fn := range []string{"revoke", "revoke-queue", "revoke-watch", "revoke-callbacks", "health", "revoke-status", "state-cleanup"} {
 		wantFiles = append(wantFiles, fn+"/function.json")
 	}
 	wantFiles = append(wantFiles, "handler", "host.json")

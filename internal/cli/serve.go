@@ -96,7 +96,7 @@ func serve(ctx context.Context, env Env, args []string) error {
 
 	deps := server.Deps{
 		Drain:  drain,
-		Logger: logger, Engine: a.engine, Validator: request.NewValidator(),
+		Logger: logger, Engine: a.engine, Validator: request.NewValidator().WithCallbackHosts(cfg.CallbackHosts),
 		State: a.state, IdempotencyTTL: cfg.IdempotencyTTL, PublicBaseURL: cfg.PublicBaseURL, Audit: a.telemetry,
 		Keys: cfg.Keys, QueueKeys: cfg.QueueKeys, Tolerance: cfg.WebhookTolerance,
 		Storage: a.queue != nil && cfg.QueueSigningKeys().Len() > 0, AllowUnsigned: cfg.QueueAllowUnsigned,
@@ -131,6 +131,13 @@ func serve(ctx context.Context, env Env, args []string) error {
 				logger.Warn("could not create the request queues", "queue", a.queue.Name(), "error", err)
 			}
 		}()
+	}
+	if cfg.CallbacksEnabled() {
+		n, cd, err := wireCallbacks(bg, cfg, cred, a, logger)
+		if err != nil {
+			return err
+		}
+		deps.Callbacks, deps.CallbackDeliverer = n, cd
 	}
 	if cfg.EntraEnabled() {
 		v, err := entraauth.New(bg, entraauth.Config{

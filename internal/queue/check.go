@@ -9,7 +9,6 @@ import (
 	"io"
 	"time"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue/v2"
 
 	"github.com/entra-revoke/entra-revoke/internal/request"
 	"github.com/entra-revoke/entra-revoke/internal/watch"
@@ -18,11 +17,6 @@ import (
 
 // ErrCheck marks a check message body that is not shaped as the handler writes it.
 var ErrCheck = errors.New("invalid sign-in check")
-
-// checkTTLMargin is how long a check message outlives its visibility delay: a queue drops a
-// message at its time to live even if nobody has seen it yet, and a busy or stopped app must
-// still find it when it comes back.
-const checkTTLMargin = 7 * 24 * time.Hour
 
 // maxCheckDelay is the longest visibility delay a Storage queue accepts: seven days.
 const maxCheckDelay = 7 * 24 * time.Hour
@@ -145,15 +139,3 @@ func validCheck(j checkJSON) error {
 	return nil
 }
 
-// EnqueueDelayed adds text to the queue hidden for delay (at most seven days, Storage queues'
-// limit), with a time to live that outlasts the delay by a week.
-func (c *Client) EnqueueDelayed(ctx context.Context, text []byte, delay time.Duration) error {
-	delay = min(max(delay, 0), maxCheckDelay)
-	visible := int32(delay / time.Second)
-	ttl := int32((delay + checkTTLMargin) / time.Second)
-	opts := &azqueue.EnqueueMessageOptions{VisibilityTimeout: &visible, TimeToLive: &ttl}
-	if err := send(ctx, c.queue, text, opts); err != nil {
-		return fmt.Errorf("enqueue to %s: %w", c.name, err)
-	}
-	return nil
-}

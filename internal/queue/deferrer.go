@@ -62,7 +62,10 @@ func (d *Deferrer) Message(def revoke.Deferral) ([]byte, error) {
 	if n > request.MaxUsers {
 		return nil, fmt.Errorf("defer %d users: at most %d fit in one request", n, request.MaxUsers)
 	}
-	origin := Origin{RequestID: def.Meta.RequestID, Caller: def.Meta.Caller, StatusHandle: def.Meta.StatusHandle}
+	origin := Origin{RequestID: def.Meta.RequestID, Caller: def.Meta.Caller, StatusHandle: def.Meta.StatusHandle, CallbackURL: def.Meta.CallbackURL}
+	if origin.CallbackURL != "" {
+		origin.StatusURL = def.Meta.StatusURL
+	}
 	if !webhook.ValidID(origin.RequestID) {
 		origin.RequestID = NewMessageID()
 	}

@@ -21,6 +21,8 @@ const (
 	maxCallerLength = 256
 	minHandleLength = 22 // 128 bits in unpadded base64url
 	maxHandleLength = 128
+	// maxCallbackLength is the longest callbackUrl a request may name.
+	maxCallbackLength = 2048
 )
 
 // ErrOrigin marks a signed body whose origin member is not shaped as the handler writes it.
@@ -34,6 +36,8 @@ type Origin struct {
 	RequestID    string `json:"requestId"`
 	Caller       string `json:"caller"`
 	StatusHandle string `json:"statusHandle,omitempty"`
+	CallbackURL  string `json:"callbackUrl,omitempty"` // checked again against the allow-list at each delivery
+	StatusURL    string `json:"statusUrl,omitempty"`   // the status link, for the callback's event
 }
 
 func (o Origin) validate() error {
@@ -42,6 +46,11 @@ func (o Origin) validate() error {
 	}
 	if o.Caller == "" || len(o.Caller) > maxCallerLength || !printable(o.Caller) {
 		return fmt.Errorf("%w: caller must be 1-%d printable ASCII characters", ErrOrigin, maxCallerLength)
+	}
+	for _, u := range []string{o.CallbackURL, o.StatusURL} {
+		if len(u) > maxCallbackLength || !printable(u) {
+			return fmt.Errorf("%w: callbackUrl and statusUrl must be at most %d printable ASCII characters", ErrOrigin, maxCallbackLength)
+		}
 	}
 	if o.StatusHandle != "" && !ValidHandle(o.StatusHandle) {
 		return fmt.Errorf("%w: statusHandle is not a status handle", ErrOrigin)
@@ -132,7 +141,7 @@ func parseOrigin(raw json.RawMessage) (Origin, error) {
 		return Origin{}, errors.New("not a JSON object with distinct members")
 	}
 	var o Origin
-	fields := map[string]*string{"requestId": &o.RequestID, "caller": &o.Caller, "statusHandle": &o.StatusHandle}
+	fields := map[string]*string{"requestId": &o.RequestID, "caller": &o.Caller, "statusHandle": &o.StatusHandle, "callbackUrl": &o.CallbackURL, "statusUrl": &o.StatusURL}
 	for name, v := range members {
 		dst, ok := fields[name]
 		if !ok {

@@ -16,6 +16,9 @@ type Body struct {
 	Reason      string   `json:"reason,omitempty" validate:"max=1024,nocontrol"`
 	RequestedBy string   `json:"requestedBy,omitempty" validate:"max=256,printable"`
 	DryRun      bool     `json:"dryRun,omitempty"`
+	// CallbackURL is where the outcome events go (docs/callbacks.md), checked against the
+	// validator's allowed hosts. It is a credential of sorts: logs and telemetry name its host only.
+	CallbackURL string `json:"callbackUrl,omitempty"`
 }
 
 // Users returns the requested users in input order, whichever of upn/upns was used.

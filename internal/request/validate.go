@@ -12,6 +12,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/go-playground/validator/v10"
+
+	"github.com/entra-revoke/entra-revoke/internal/callbackurl"
 )
 
 // Detail names one invalid field.
@@ -36,7 +38,15 @@ func (e *Error) Error() string {
 
 // Validator decodes and validates request bodies. It is safe for concurrent use.
 type Validator struct {
-	v *validator.Validate
+	v         *validator.Validate
+	callbacks callbackurl.Hosts // empty: every callbackUrl is refused
+}
+
+// WithCallbackHosts returns a copy of val that accepts a callbackUrl on hosts (CALLBACK_ALLOWED_HOSTS).
+func (val *Validator) WithCallbackHosts(hosts callbackurl.Hosts) *Validator {
+	c := *val
+	c.callbacks = hosts
+	return &c
 }
 
 // NewValidator builds a validator with the contract's custom rules registered.
@@ -72,6 +82,9 @@ func (val *Validator) Decode(body []byte) (Body, error) {
 	if err != nil {
 		return Body{}, err
 	}
+	if named&fieldCallbackURL != 0 && b.CallbackURL == "" {
+		return Body{}, &Error{Message: "invalid request", Details: []Detail{{Field: "callbackUrl", Message: "must be an absolute https URL"}}}
+	}
 	if named&(fieldUPN|fieldUPNs) == fieldUPN|fieldUPNs {
 		// Exactly one of them, even when one is empty or null; Validate alone would let
 		// {"upn":"","upns":[…]} through, since an empty upn looks absent once decoded.
@@ -100,6 +113,11 @@ func (val *Validator) Validate(b Body) error {
 		}
 		for _, fe := range verrs {
 			details = append(details, Detail{Field: fieldPath(fe), Message: ruleMessage(fe)})
+		}
+	}
+	if b.CallbackURL != "" {
+		if err := val.callbacks.Check(b.CallbackURL); err != nil {
+			details = append(details, Detail{Field: "callbackUrl", Message: err.Error()})
 		}
 	}
 	seen := make(map[string]int, len(b.UPNs))
@@ -155,6 +173,7 @@ func unknownField(name string) error {
 const (
 	fieldUPN uint = 1 << iota
 	fieldUPNs
+	fieldCallbackURL = 1 << 6
 )
 
 // field returns where key's value goes and its bit in a set of seen fields, or nil for a name
@@ -173,6 +192,8 @@ func (b *Body) field(key string) (any, uint) {
 		return &b.RequestedBy, 1 << 4
 	case "dryRun":
 		return &b.DryRun, 1 << 5
+	case "callbackUrl":
+		return &b.CallbackURL, fieldCallbackURL
 	}
 	return nil, 0
 }

@@ -108,6 +108,11 @@ type Meta struct {
 	// StatusHandle is the opaque handle of the request's status record, carried through the queue
 	// so that a deferred request's final outcome updates it. It is a credential: never recorded.
 	StatusHandle string
+	// CallbackURL is where the request's outcome events go, carried through the queue like the
+	// handle. Its path and query may hold the receiver's secrets: never recorded beyond its host.
+	CallbackURL string
+	// StatusURL is the request's status link, for its callback; like the handle, never recorded.
+	StatusURL string
 }
 
 // Deferral is a set of users handed to the queue to be finished later.

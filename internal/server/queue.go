@@ -147,6 +147,10 @@ func handleQueue(d Deps) http.Handler {
 				logs = append(logs, "the status link could not be updated; the host will retry")
 			}
 		}
+		if meta.CallbackURL == "" {
+			meta.CallbackURL = req.CallbackURL // a message signed by a caller may name its own
+		}
+		completedLater(sctx, d, meta, res, done)
 		if remember {
 			if err := d.State.SaveMessageProgress(sctx, key, encodeProgress(res.Results), done); err != nil {
 				d.Logger.Warn("message progress not saved", "request_id", meta.RequestID, "error", err)
@@ -237,6 +241,7 @@ func openMessage(d Deps, inv queueInvocation) (body []byte, meta revoke.Meta, re
 	}
 	if origin != nil {
 		meta.RequestID, meta.Caller, meta.StatusHandle = origin.RequestID, origin.Caller, origin.StatusHandle
+		meta.CallbackURL, meta.StatusURL = origin.CallbackURL, origin.StatusURL
 	}
 	return body, meta, ""
 }

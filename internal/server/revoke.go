@@ -201,11 +201,16 @@ func runRevoke(r *http.Request, d Deps, c caller, id string, prior []revoke.User
 
 	ctx, cancel := workContext(r, d, httpBudget)
 	defer cancel()
+	meta := revoke.Meta{
+		Trigger: revoke.TriggerHTTP, RequestID: id, Caller: c.Name,
+		InvocationID: r.Header.Get("X-Azure-Functions-InvocationId"), StatusHandle: handle,
+		CallbackURL: req.CallbackURL,
+	}
+	if handle != "" && req.CallbackURL != "" {
+		meta.StatusURL = statusURL(r, d.PublicBaseURL, handle)
+	}
 	res, err := d.Engine.Run(ctx, revoke.Job{
-		Meta: revoke.Meta{
-			Trigger: revoke.TriggerHTTP, RequestID: id, Caller: c.Name,
-			InvocationID: r.Header.Get("X-Azure-Functions-InvocationId"), StatusHandle: handle,
-		},
+		Meta:  meta,
 		Users: req.Users(), Ticket: req.Ticket, Reason: req.Reason, RequestedBy: req.RequestedBy,
 		DryRun: req.DryRun, Defer: mode, Final: true, Prior: prior,
 	})
@@ -242,6 +247,7 @@ func runRevoke(r *http.Request, d Deps, c caller, id string, prior []revoke.User
 	case location != "":
 		resp.retryAfter = statusPollInterval
 	}
+	completedNow(r.Context(), d, meta, res, resp)
 	return resp
 }
 

@@ -10,6 +10,7 @@ func addRoutes(mux *http.ServeMux, d Deps) {
 	mux.Handle("GET /api/revoke/status/{handle}", handleStatus(d))
 	mux.Handle("POST /revoke-queue", withOperation(handleQueue(d)))
 	mux.Handle("POST /revoke-watch", withOperation(handleWatch(d)))
+	mux.Handle("POST /revoke-callbacks", withOperation(handleCallbacks(d)))
 	mux.Handle("POST /state-cleanup", handleCleanup(d))
 	mux.Handle("GET /api/health", handleHealth(d))
 
@@ -18,6 +19,7 @@ func addRoutes(mux *http.ServeMux, d Deps) {
 	mux.Handle("/api/revoke/status/{handle}", methodNotAllowed("GET, HEAD"))
 	mux.Handle("/revoke-queue", methodNotAllowed("POST"))
 	mux.Handle("/revoke-watch", methodNotAllowed("POST"))
+	mux.Handle("/revoke-callbacks", methodNotAllowed("POST"))
 	mux.Handle("/state-cleanup", methodNotAllowed("POST"))
 	mux.Handle("/api/health", methodNotAllowed("GET, HEAD"))
 	mux.Handle("/", notFound())

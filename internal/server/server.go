@@ -99,6 +99,8 @@ type Deps struct {
 
 	Watcher     WatchRunner // the sign-in watch (WATCH_AFTER); nil when off
 	WatchPoison Poisoner    // <WATCH_QUEUE>-poison; nil without storage
+	Callbacks         Callbacks         // nil: no outcome callbacks
+	CallbackDeliverer CallbackDeliverer // nil: callback queue messages are dropped
 
 	Version    string
 	Permission PermissionReporter // the Graph permission for health; nil reports "unknown"

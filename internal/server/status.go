@@ -119,7 +119,7 @@ var _ revoke.Deferrer = (*StatusDeferrer)(nil)
 // Defer implements revoke.Deferrer.
 func (s *StatusDeferrer) Defer(ctx context.Context, d revoke.Deferral) error {
 	if h := d.Meta.StatusHandle; h != "" {
-		body, err := json.Marshal(d.Request)
+		body, err := json.Marshal(statusRecord{Result: d.Request, CallbackURL: d.Meta.CallbackURL})
 		if err == nil {
 			err = s.Status.PutStatus(ctx, h, body, s.TTL)
 		}
@@ -138,10 +138,11 @@ func (s *StatusDeferrer) Defer(ctx context.Context, d revoke.Deferral) error {
 // user (case-insensitively) while that entry is still queued. Entries finished by the HTTP request
 // itself are never touched, and nobody is added.
 func applyOutcomes(record []byte, outcomes []revoke.UserResult) ([]byte, error) {
-	var res revoke.Result
-	if err := json.Unmarshal(record, &res); err != nil {
+	var rec statusRecord
+	if err := json.Unmarshal(record, &rec); err != nil {
 		return nil, err
 	}
+	res := &rec.Result
 	changed := false
 	for _, o := range outcomes {
 		for i := range res.Results {
@@ -158,7 +159,15 @@ func applyOutcomes(record []byte, outcomes []revoke.UserResult) ([]byte, error) 
 		return record, nil
 	}
 	res.Status = revoke.Overall(res.Results)
-	return json.Marshal(res)
+	return json.Marshal(rec)
+}
+
+// statusRecord is a status record as stored: the request's result as it stands, and where its
+// outcome events go (read by the sign-in watch, whose checks carry only the handle). The status
+// route answers with the result alone: the callback URL is never shown.
+type statusRecord struct {
+	revoke.Result
+	CallbackURL string `json:"callbackUrl,omitempty"`
 }
 
 // handleStatus serves GET /api/revoke/status/{handle}: anonymous, the handle being the credential.

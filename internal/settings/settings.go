@@ -14,6 +14,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/entra-revoke/entra-revoke/internal/callbackurl"
 	"github.com/entra-revoke/entra-revoke/internal/endpoint"
 	"github.com/entra-revoke/entra-revoke/internal/request"
 	"github.com/entra-revoke/entra-revoke/internal/telemetry"
@@ -55,6 +56,10 @@ var Table = []Setting{
 	{Name: "REVOKE_QUEUE", Default: "revoke-requests"},
 	{Name: "WATCH_AFTER"},
 	{Name: "WATCH_QUEUE", Default: "revoke-watch"},
+	{Name: "CALLBACK_ALLOWED_HOSTS"},
+	{Name: "CALLBACK_SECRETS", Secret: true},
+	{Name: "CALLBACK_QUEUE", Default: "revoke-callbacks"},
+	{Name: "CALLBACK_RETRY_DELAYS", Default: "1m,5m,30m,2h,8h"},
 	{Name: "AzureWebJobsStorage", Secret: true},
 	{Name: "QUEUE_ALLOW_UNSIGNED", Default: "false"},
 	{Name: "QUEUE_SIGNATURE_MAX_AGE", Default: "24h"},
@@ -166,6 +171,12 @@ type Settings struct {
 	RevokeQueue          string
 	QueueAllowUnsigned   bool
 	QueueSignatureMaxAge time.Duration
+
+	// Outcome callbacks (docs/callbacks.md): on when CallbackHosts is enabled.
+	CallbackHosts       callbackurl.Hosts
+	CallbackKeys        webhook.Keys // CALLBACK_SECRETS: every key signs each callback
+	CallbackQueue       string
+	CallbackRetryDelays []time.Duration
 	// MaxDequeueCount is the host's own maxDequeueCount: the delivery that is a message's last.
 	MaxDequeueCount int
 
@@ -211,6 +222,9 @@ func (s Settings) NeedsUserLookups() bool {
 	return s.VerifyRevocation || len(s.ProtectedUsers) > 0 || len(s.AllowedDomains) > 0 || s.WatchEnabled()
 }
 
+// CallbacksEnabled reports whether requests may name a callbackUrl.
+func (s Settings) CallbacksEnabled() bool { return s.CallbackHosts.Enabled() }
+
 // EntraEnabled reports whether Entra ID bearer tokens are accepted.
 func (s Settings) EntraEnabled() bool { return s.EntraTenantID != "" }
 
@@ -234,6 +248,9 @@ func (s Settings) LogValue() slog.Value {
 		slog.Bool("storage", s.Storage.Configured()),
 		slog.Bool("storageIdentity", s.Storage.IdentityBased()),
 		slog.String("revokeQueue", s.RevokeQueue),
+		slog.Bool("callbacks", s.CallbacksEnabled()),
+		slog.Int("callbackSecrets", s.CallbackKeys.Len()),
+		slog.String("callbackQueue", s.CallbackQueue),
 		slog.Int("maxDequeueCount", s.MaxDequeueCount),
 		slog.Any("watchAfter", s.WatchAfterText),
 		slog.String("watchQueue", s.WatchQueue),
@@ -347,6 +364,7 @@ func LoadWith(getenv func(string) string, opts Options) (Settings, error) {
 
 	s.Storage = p.storage()
 	s.StateStore = p.stateStore(s.Storage)
+	p.callbacks(&s)
 	if cs, err := telemetry.ParseConnectionString(s.AppInsightsConnectionString); err != nil {
 		p.fail("APPLICATIONINSIGHTS_CONNECTION_STRING", err.Error())
 	} else {
@@ -380,6 +398,60 @@ func LoadWith(getenv func(string) string, opts Options) (Settings, error) {
 	}
 	s.Warnings = append(p.warnings, misspellings(opts.Names)...)
 	return s, errors.Join(p.errs...)
+}
+
+// callbacks parses the CALLBACK_* settings. Callbacks travel through a storage queue, signed
+// like deferred requests, so they need the storage account and a secret to sign with.
+func (p *parser) callbacks(s *Settings) {
+	s.CallbackQueue = p.str("CALLBACK_QUEUE")
+	if !queueName.MatchString(s.CallbackQueue) || len(s.CallbackQueue) < 3 || len(s.CallbackQueue) > 56 {
+		p.fail("CALLBACK_QUEUE", "must be a storage queue name: 3-56 lowercase letters, digits and single hyphens (\"-poison\" is appended for the poison queue)")
+	}
+	s.CallbackRetryDelays = p.retryDelays("CALLBACK_RETRY_DELAYS")
+	if raw := p.str("CALLBACK_SECRETS"); raw != "" {
+		keys, err := webhook.ParseSecrets(splitList(raw, ","))
+		if err != nil {
+			p.fail("CALLBACK_SECRETS", err.Error())
+		}
+		s.CallbackKeys = keys
+	}
+	hosts, err := callbackurl.ParseHosts(p.list("CALLBACK_ALLOWED_HOSTS"))
+	if err != nil {
+		p.fail("CALLBACK_ALLOWED_HOSTS", strings.ReplaceAll(err.Error(), "\n", "; "))
+		return
+	}
+	s.CallbackHosts = hosts
+	if !hosts.Enabled() {
+		return
+	}
+	if s.CallbackKeys.Len() == 0 && !p.failed("CALLBACK_SECRETS") {
+		p.fail("CALLBACK_SECRETS", "is required with CALLBACK_ALLOWED_HOSTS: callbacks are signed (whsec_ secrets of 24-64 bytes)")
+	}
+	if !s.Storage.Configured() && !p.failed(EnvStorage) {
+		p.fail("CALLBACK_ALLOWED_HOSTS", "callbacks need storage: they are delivered through the CALLBACK_QUEUE queue in AzureWebJobsStorage, which is not set")
+	}
+	if s.Keys.Len() == 0 && !p.failed("WEBHOOK_SECRETS") {
+		p.fail("CALLBACK_ALLOWED_HOSTS", "callbacks need a queue secret to sign their queue messages: set WEBHOOK_SECRETS")
+	}
+}
+
+// retryDelays parses a schedule of retries after a first attempt: exactly one duration per
+// retry, ascending, each at most 7 days (a storage queue's longest visibility delay).
+func (p *parser) retryDelays(name string) []time.Duration {
+	var out []time.Duration
+	for _, f := range p.list(name) {
+		d, err := time.ParseDuration(f)
+		if err != nil || d < 0 || d > 7*24*time.Hour || len(out) > 0 && d < out[len(out)-1] {
+			p.fail(name, fmt.Sprintf("%q is not a list of ascending durations from 0s to 168h", p.str(name)))
+			return nil
+		}
+		out = append(out, d)
+	}
+	if len(out) != 5 {
+		p.fail(name, "must list exactly 5 durations (one per retry after the first attempt)")
+		return nil
+	}
+	return out
 }
 
 // stateStore resolves STATE_STORE: auto is the table whenever the storage account has one.
