@@ -9,7 +9,6 @@ import (
 	"io"
 	"time"
 
-
 	"github.com/entra-revoke/entra-revoke/internal/request"
 	"github.com/entra-revoke/entra-revoke/internal/watch"
 	"github.com/entra-revoke/entra-revoke/internal/webhook"
@@ -138,4 +137,3 @@ func validCheck(j checkJSON) error {
 	}
 	return nil
 }
-

@@ -97,8 +97,8 @@ type Deps struct {
 	QueueMaxAge     time.Duration // QUEUE_SIGNATURE_MAX_AGE
 	MaxDequeueCount int           // the host's maxDequeueCount: the delivery that is a message's last
 
-	Watcher     WatchRunner // the sign-in watch (WATCH_AFTER); nil when off
-	WatchPoison Poisoner    // <WATCH_QUEUE>-poison; nil without storage
+	Watcher           WatchRunner       // the sign-in watch (WATCH_AFTER); nil when off
+	WatchPoison       Poisoner          // <WATCH_QUEUE>-poison; nil without storage
 	Callbacks         Callbacks         // nil: no outcome callbacks
 	CallbackDeliverer CallbackDeliverer // nil: callback queue messages are dropped
 
