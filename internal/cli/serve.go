@@ -110,6 +110,7 @@ func serve(ctx context.Context, env Env, args []string) error {
 		return fmt.Errorf("graph: %w", err)
 	}
 	permission := newPermissionWatch(cred, scope, cfg.NeedsUserLookups(), logger)
+	permission.audit = a.telemetry
 	deps.Permission = permission
 	go permission.watch(bg)
 
