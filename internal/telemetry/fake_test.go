@@ -98,7 +98,7 @@ func (it gotItem) prop(k string) string {
 // repository's KQL queries are checked against (infra/kql_test.go).
 var (
 	allowedProps, allowedMeasurements = mustLoadKeys("../../testdata/telemetry/keys.json")
-	durationRE = regexp.MustCompile(`^\d+\.\d{2}:\d{2}:\d{2}\.\d{7}$`)
+	durationRE                        = regexp.MustCompile(`^\d+\.\d{2}:\d{2}:\d{2}\.\d{7}$`)
 )
 
 // mustLoadKeys reads the keys list: event name -> customDimensions keys, and -> customMeasurements
