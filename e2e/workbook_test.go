@@ -128,20 +128,23 @@ var workbookRounds = []struct {
 	revoke                                  int
 	notFound, protected, outOfScope, denied bool
 	dryRun                                  int
+	deferred                                int  // Graph fails once: queued, then revoked by the queue trigger
+	failFinal, poison                       bool // Graph keeps failing until the last delivery; a message that can never succeed
 }{
 	{revoke: 2, dryRun: 2},
 	{revoke: 3, notFound: true},
-	{revoke: 1},
+	{revoke: 1, poison: true},
 	{revoke: 9, protected: true, outOfScope: true},
-	{revoke: 14, denied: true, notFound: true},
-	{revoke: 6},
+	{revoke: 14, denied: true, notFound: true, deferred: 3},
+	{revoke: 6, failFinal: true},
 	{revoke: 4, outOfScope: true},
 	{revoke: 2},
 }
 
 // TestTelemetryForTheWorkbook runs the handler through a scripted afternoon against an
-// ingestion fake, checks that every item it sent carries only keys of the keys list, and that
-// the outcomes behind the README's workbook picture are what this handler really records.
+// ingestion fake, with Azurite for the queue and the state table, checks that every item it sent
+// carries only keys of the keys list, and that the outcomes behind the README's workbook picture
+// are what this handler really records.
 func TestTelemetryForTheWorkbook(t *testing.T) {
 	t.Parallel()
 	in := &captureIngestion{}
@@ -157,7 +160,16 @@ func TestTelemetryForTheWorkbook(t *testing.T) {
 	env["APPLICATIONINSIGHTS_CONNECTION_STRING"] = "InstrumentationKey=00000000-1111-2222-3333-444444444444;IngestionEndpoint=" + srv.URL + "/"
 	env["PROTECTED_USERS"] = breakGlassUPN
 	env["ALLOWED_DOMAINS"] = "contoso.com"
+	az := testenv.StartAzurite(t)
+	storageEnv(t, env, az, "e2e-workbook")
 	p := startHandler(t, env)
+	deliver := func(dequeueCount int) {
+		t.Helper()
+		text, qid := dequeue(t, az.ConnectionString, "e2e-workbook")
+		if status, _, b := post(t, p.URL+"/revoke-queue", http.Header{"Content-Type": {"application/json"}}, invocation(t, text, qid, dequeueCount)); status != http.StatusOK {
+			t.Fatalf("queue delivery %d = %d %s; want 200", dequeueCount, status, b)
+		}
+	}
 
 	want := 0
 	next := 0
@@ -172,6 +184,20 @@ func TestTelemetryForTheWorkbook(t *testing.T) {
 			next++
 			g.Script(u, graphtest.Forbidden())
 			users = append(users, u)
+		}
+		for range r.deferred {
+			u := fmt.Sprintf("user%02d@contoso.com", next)
+			next++
+			g.Script(u, graphtest.Response{Status: 500})
+			users = append(users, u)
+			want++ // its queued outcome, then its final one
+		}
+		if r.failFinal {
+			u := fmt.Sprintf("user%02d@contoso.com", next)
+			next++
+			g.Script(u, graphtest.Response{Status: 500}, graphtest.Response{Status: 500})
+			users = append(users, u)
+			want++
 		}
 		if r.notFound {
 			users = append(users, fmt.Sprintf("gone%02d@contoso.com", h))
@@ -188,6 +214,17 @@ func TestTelemetryForTheWorkbook(t *testing.T) {
 			t.Fatalf("round %d: %d %s", h, status, b)
 		}
 		want += len(users)
+		switch {
+		case r.deferred > 0:
+			deliver(1) // Graph is back: the queue trigger revokes them
+		case r.failFinal:
+			deliver(5) // the last delivery: failed, final, a copy kept in the poison queue
+		}
+		if r.poison {
+			if status, _, b := post(t, p.URL+"/revoke-queue", http.Header{"Content-Type": {"application/json"}}, invocation(t, []byte("revoke everyone please"), fmt.Sprintf("wb-poison-%d", h), 1)); status != http.StatusOK {
+				t.Fatalf("poison message = %d %s; want 200", status, b)
+			}
+		}
 		if r.dryRun > 0 {
 			var dry []string
 			for range r.dryRun {
@@ -214,7 +251,7 @@ func TestTelemetryForTheWorkbook(t *testing.T) {
 	var rows []pictureRow
 	waitUntil(t, "every outcome ingested", func() bool {
 		items, rows = in.snapshot(), nil
-		rejected := false
+		rejected, poisoned := false, false
 		for _, it := range items {
 			switch it.Name {
 			case "SessionRevocation":
@@ -224,10 +261,11 @@ func TestTelemetryForTheWorkbook(t *testing.T) {
 				}
 				rows = append(rows, pictureRow{hour, it.Properties["status"], it.Properties["caller"]})
 			case "WebhookRejected":
-				rejected = true
+				rejected = rejected || it.Properties["trigger"] == "http"
+				poisoned = poisoned || it.Properties["trigger"] == "queue"
 			}
 		}
-		return len(rows) == want && rejected
+		return len(rows) == want && rejected && poisoned
 	})
 	mustMatchKeysList(t, items)
 
