@@ -251,7 +251,7 @@ func TestTelemetryForTheWorkbook(t *testing.T) {
 	var rows []pictureRow
 	waitUntil(t, "every outcome ingested", func() bool {
 		items, rows = in.snapshot(), nil
-		rejected, poisoned := false, false
+		rejected, poisoned, permission := false, false, false
 		for _, it := range items {
 			switch it.Name {
 			case "SessionRevocation":
@@ -263,9 +263,11 @@ func TestTelemetryForTheWorkbook(t *testing.T) {
 			case "WebhookRejected":
 				rejected = rejected || it.Properties["trigger"] == "http"
 				poisoned = poisoned || it.Properties["trigger"] == "queue"
+			case "GraphPermission": // read from the identity's token at start
+				permission = it.Properties["graph"] != ""
 			}
 		}
-		return len(rows) == want && rejected && poisoned
+		return len(rows) == want && rejected && poisoned && permission
 	})
 	mustMatchKeysList(t, items)
 
