@@ -32,7 +32,7 @@ test: deps vet lint
 deps: node-tools shellcheck
 	$(GO) mod download
 
-# npm test tooling (azurite, standardwebhooks), reinstalled only when the lock file changes.
+# npm test tooling (azurite, standardwebhooks, @kusto/language-service-next), reinstalled only when the lock file changes.
 node-tools: $(NODE_DIR)/node_modules/.installed
 $(NODE_DIR)/node_modules/.installed: $(NODE_DIR)/package-lock.json $(NODE_DIR)/package.json
 	npm ci --prefix $(NODE_DIR) --no-audit --no-fund

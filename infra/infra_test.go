@@ -800,73 +800,72 @@ func TestDeployTemplateRefusesWhatCannotStart(t *testing.T) {
 	}
 }
 
-// TestAlertsTemplate: the alert rules and workbook query the handler's events by the names and
-// properties docs/telemetry.md gives them.
+// TestAlertsTemplate: one rule for each thing that needs a human, each on the Application
+// Insights resource, notifying the action group, querying the events that say so, and with a
+// runbook entry in docs/troubleshooting.md. (Every query is also checked by TestKQLQueriesRun.)
 func TestAlertsTemplate(t *testing.T) {
 	t.Parallel()
 	tmpl := mustReadJSON(t, alertsPath)
 	c := newARM(t, tmpl, map[string]any{"appInsightsName": "entra-revoke-x-ai", "alertEmail": "soc@contoso.com"})
-	rules := resources(t, tmpl, "Microsoft.Insights/scheduledQueryRules")
-	if len(rules) != 2 {
-		t.Fatalf("%d scheduled query rules; want 2", len(rules))
+	// rule name suffix -> what its query must say
+	want := map[string][]string{
+		"signed-in-again":    {`name == "RevocationWatch"`, `finding == "signed_in_again"`},
+		"finally-failed":     {`"SessionRevocation"`, `status in ("failed", "throttled", "denied")`, `name == "WebhookRejected" and trigger == "queue"`},
+		"callbacks-failing":  {`name == "CallbackFailed"`},
+		"state-degraded":     {`name == "StateFallback"`},
+		"permission-missing": {`name == "GraphPermission"`, `graph == "missing_permission"`},
+		"rejected-callers":   {`name == "WebhookRejected"`, "customDimensions.reason"},
 	}
+	if len(resources(t, tmpl, "Microsoft.Insights/workbooks")) != 0 {
+		t.Errorf("alerts.json deploys a workbook; the workbook belongs to azuredeploy.json")
+	}
+	runbook := string(mustRead(t, filepath.Join(testenv.RepoRoot(t), "docs", "troubleshooting.md")))
+	_, runbook, _ = strings.Cut(runbook, "\n## Alerts")
 	aiID := c.value("[resourceId('Microsoft.Insights/components', 'entra-revoke-x-ai')]")
-	var queries []string
-	for _, r := range rules {
+	seen := map[string]bool{}
+	for _, r := range resources(t, tmpl, "Microsoft.Insights/scheduledQueryRules") {
+		name := fmt.Sprint(c.value(r["name"]))
+		suffix := strings.TrimPrefix(name, "entra-revoke-x-ai-")
+		checks, ok := want[suffix]
+		if !ok {
+			t.Errorf("rule %s is not one the operator expects (%v)", name, want)
+			continue
+		}
+		seen[suffix] = true
 		p := obj(t, c.value(r["properties"]), "rule properties")
 		if scopes := arr(t, p["scopes"], "scopes"); len(scopes) != 1 || scopes[0] != aiID {
-			t.Errorf("rule %v scopes = %v; want the Application Insights resource %v", p["displayName"], scopes, aiID)
+			t.Errorf("rule %s scopes = %v; want the Application Insights resource %v", name, scopes, aiID)
 		}
 		if ags := arr(t, obj(t, p["actions"], "actions")["actionGroups"], "actionGroups"); len(ags) != 1 {
-			t.Errorf("rule %v action groups = %v; want the e-mail action group", p["displayName"], ags)
+			t.Errorf("rule %s action groups = %v; want the e-mail action group", name, ags)
+		}
+		if !strings.Contains(fmt.Sprint(p["description"]), "docs/troubleshooting.md#alerts") {
+			t.Errorf("rule %s description does not point at its runbook", name)
+		}
+		if !strings.Contains(runbook, fmt.Sprint(p["displayName"])) {
+			t.Errorf("docs/troubleshooting.md's Alerts section has no runbook line for %q", p["displayName"])
 		}
 		for _, crit := range arr(t, obj(t, p["criteria"], "criteria")["allOf"], "allOf") {
-			queries = append(queries, fmt.Sprint(obj(t, crit, "criterion")["query"]))
-		}
-	}
-	wb := obj(t, only(t, tmpl, "Microsoft.Insights/workbooks")["properties"], "workbook")
-	var workbook map[string]any
-	if err := json.Unmarshal([]byte(fmt.Sprint(c.value(wb["serializedData"]))), &workbook); err != nil {
-		t.Fatalf("workbook serializedData is not JSON: %v", err)
-	}
-	for _, it := range arr(t, workbook["items"], "workbook items") {
-		if q, ok := obj(t, obj(t, it, "item")["content"], "content")["query"].(string); ok {
-			queries = append(queries, q)
-		}
-	}
-
-	statusList := regexp.MustCompile(`status in \(([^)]*)\)`)
-	var sawRevocation, sawRejected bool
-	for _, q := range queries {
-		if !strings.HasPrefix(q, "customEvents\n") {
-			t.Errorf("query %q does not read customEvents", q)
-		}
-		switch {
-		case strings.Contains(q, `name == "SessionRevocation"`):
-			sawRevocation = true
-			if !strings.Contains(q, "customDimensions.status") {
-				t.Errorf("SessionRevocation query does not read customDimensions.status: %q", q)
+			q := fmt.Sprint(obj(t, crit, "criterion")["query"])
+			for _, w := range checks {
+				if !strings.Contains(q, w) {
+					t.Errorf("rule %s query does not say %s:\n%s", name, w, q)
+				}
 			}
-			for _, m := range statusList.FindAllStringSubmatch(q, -1) {
+			for _, m := range regexp.MustCompile(`status in \(([^)]*)\)`).FindAllStringSubmatch(q, -1) {
 				for _, s := range strings.Split(m[1], ",") {
 					st := revoke.Status(strings.Trim(strings.TrimSpace(s), `"`))
-					if !slices.Contains([]revoke.Status{revoke.StatusFailed, revoke.StatusDenied, revoke.StatusThrottled,
-						revoke.StatusProtected, revoke.StatusOutOfScope, revoke.StatusNotFound}, st) {
-						t.Errorf("query filters on status %q, which is not an unsuccessful contract status", st)
+					if !slices.Contains([]revoke.Status{revoke.StatusFailed, revoke.StatusDenied, revoke.StatusThrottled}, st) {
+						t.Errorf("rule %s filters on status %q, which is not a final failure", name, st)
 					}
 				}
 			}
-		case strings.Contains(q, `name == "WebhookRejected"`):
-			sawRejected = true
-			if !strings.Contains(q, "customDimensions.reason") {
-				t.Errorf("WebhookRejected query does not read customDimensions.reason: %q", q)
-			}
-		default:
-			t.Errorf("query names neither SessionRevocation nor WebhookRejected: %q", q)
 		}
 	}
-	if !sawRevocation || !sawRejected {
-		t.Errorf("queries cover SessionRevocation %v, WebhookRejected %v; want both", sawRevocation, sawRejected)
+	for suffix := range want {
+		if !seen[suffix] {
+			t.Errorf("alerts.json has no rule %s", suffix)
+		}
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/entra-revoke/entra-revoke/internal/graph"
 	"github.com/entra-revoke/entra-revoke/internal/server"
+	"github.com/entra-revoke/entra-revoke/internal/telemetry"
 )
 
 // How often the permission is read. The credential serves its cached token until renewal is due,
@@ -46,6 +47,11 @@ type permissionWatch struct {
 
 	verdict  atomic.Pointer[graph.Permission] // nil until a token was had
 	failures int                              // token errors in a row; only read touches it
+
+	// audit, when set, records each reading (event GraphPermission), so alerts see it.
+	audit interface {
+		Permission(context.Context, telemetry.Permission)
+	}
 }
 
 var _ server.PermissionReporter = (*permissionWatch)(nil)
@@ -107,6 +113,9 @@ func (w *permissionWatch) read(ctx context.Context) time.Duration {
 	}
 	w.failures = 0
 	verdict, missing := graph.PermissionsFor(roles, readable, w.lookups, w.auditLogs)
+	if w.audit != nil {
+		w.audit.Permission(ctx, telemetry.Permission{Graph: string(verdict), Missing: missing, UserLookups: w.lookups})
+	}
 	if prev := w.verdict.Swap(&verdict); prev == nil || *prev != verdict {
 		// Logs, unlike anonymous health, may say what is missing.
 		switch verdict {

@@ -112,6 +112,7 @@ func serve(ctx context.Context, env Env, args []string) error {
 	permission := newPermissionWatch(cred, scope, cfg.NeedsUserLookups(), logger)
 	permission.noPlatformIdentity = env.Getenv("IDENTITY_ENDPOINT") == "" && env.Getenv("MSI_ENDPOINT") == ""
 	permission.auditLogs = cfg.WatchEnabled()
+	permission.audit = a.telemetry
 	deps.Permission = permission
 	go permission.watch(bg)
 

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"regexp"
 	"slices"
 	"strings"
@@ -93,24 +94,39 @@ func (it gotItem) prop(k string) string {
 	return ""
 }
 
-// Properties and measurements each event may carry (telemetry contract).
+// Properties and measurements each event may carry: testdata/telemetry/keys.json, the list the
+// repository's KQL queries are checked against (infra/kql_test.go).
 var (
-	allowedProps = map[string][]string{
-		eventRevocation: {"status", "upn", "upnHash", "userId", "trigger", "requestId", "invocationId", "caller",
-			"ticket", "reason", "requestedBy", "requestedByHash", "dryRun", "graphRequestId", "errorCode",
-			"errorMessage", "verified", "sessionsValidFrom", "dequeueCount", "guard", "warning"},
-		eventRejected:      {"reason", "trigger", "requestId", "clientIp", "invocationId"},
-		eventDropped:       {},
-		eventStateFallback: {"operation", "error", "invocationId"},
-	}
-	allowedMeasurements = map[string][]string{
-		eventRevocation:    {"durationMs", "graphMs", "attempts"},
-		eventRejected:      {},
-		eventDropped:       {"dropped"},
-		eventStateFallback: {},
-	}
-	durationRE = regexp.MustCompile(`^\d+\.\d{2}:\d{2}:\d{2}\.\d{7}$`)
+	allowedProps, allowedMeasurements = mustLoadKeys("../../testdata/telemetry/keys.json")
+	durationRE                        = regexp.MustCompile(`^\d+\.\d{2}:\d{2}:\d{2}\.\d{7}$`)
 )
+
+// mustLoadKeys reads the keys list: event name -> customDimensions keys, and -> customMeasurements
+// keys. The dependencies' keys are under the name "dependencies".
+func mustLoadKeys(path string) (props, meas map[string][]string) {
+	var k struct {
+		Events map[string]struct {
+			CustomDimensions   []string `json:"customDimensions"`
+			CustomMeasurements []string `json:"customMeasurements"`
+		} `json:"events"`
+		Dependencies struct {
+			CustomDimensions []string `json:"customDimensions"`
+		} `json:"dependencies"`
+	}
+	b, err := os.ReadFile(path)
+	if err == nil {
+		err = json.Unmarshal(b, &k)
+	}
+	if err != nil || len(k.Events) == 0 {
+		panic(fmt.Sprintf("%s: %v", path, err))
+	}
+	props, meas = map[string][]string{}, map[string][]string{}
+	for name, e := range k.Events {
+		props[name], meas[name] = e.CustomDimensions, e.CustomMeasurements
+	}
+	props["dependencies"] = k.Dependencies.CustomDimensions
+	return props, meas
+}
 
 func newFakeIngestion(t *testing.T) *fakeIngestion {
 	t.Helper()
@@ -326,7 +342,7 @@ func parseDependency(raw json.RawMessage, it *gotItem) error {
 		return fmt.Errorf("dependency with empty id, name, target or resultCode: %+v", d)
 	}
 	for k, v := range d.Properties {
-		if !slices.Contains([]string{"graphRequestId", "invocationId"}, k) || v == "" {
+		if !slices.Contains(allowedProps["dependencies"], k) || v == "" {
 			return fmt.Errorf("dependency property %q=%q unexpected", k, v)
 		}
 	}

@@ -262,7 +262,7 @@ func NodeDir(root string) (string, error) {
 		return "", fmt.Errorf("node is not on PATH (needed for testdata/node tooling): %w", err)
 	}
 	dir := filepath.Join(root, "testdata", "node")
-	for _, pkg := range []string{"azurite", "standardwebhooks"} {
+	for _, pkg := range []string{"azurite", "standardwebhooks", "@kusto/language-service-next"} {
 		if _, err := os.Stat(filepath.Join(dir, "node_modules", pkg, "package.json")); err != nil {
 			return "", fmt.Errorf("%s is not installed in %s: run `make node-tools` (npm ci in testdata/node)", pkg, dir)
 		}
