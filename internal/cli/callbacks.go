@@ -2,6 +2,8 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -11,6 +13,8 @@ import (
 	"github.com/entra-revoke/entra-revoke/internal/callback"
 	"github.com/entra-revoke/entra-revoke/internal/graph"
 	"github.com/entra-revoke/entra-revoke/internal/queue"
+	"github.com/entra-revoke/entra-revoke/internal/state"
+	"github.com/entra-revoke/entra-revoke/internal/watch"
 )
 
 // wireCallbacks builds the outcome callbacks when CALLBACK_ALLOWED_HOSTS is set: the Notifier
@@ -48,4 +52,45 @@ func wireCallbacks(bg context.Context, cfg config, cred azcore.TokenCredential, 
 		Record: a.telemetry, Rejecter: a.telemetry, Logger: logger, Now: time.Now,
 	}
 	return n, d, nil
+}
+
+// watchCallbacks sends a revocation.watch callback after each sign-in check of a request that
+// named a callbackUrl. The URL is kept only in the request's status record, so it is read from
+// there: a check whose request has no status record (expired) has nobody to tell.
+type watchCallbacks struct {
+	notifier *callback.Notifier
+	status   interface {
+		GetStatus(ctx context.Context, handle string) ([]byte, error)
+	}
+}
+
+var _ watch.Notifier = watchCallbacks{}
+
+func (c watchCallbacks) Watched(ctx context.Context, e watch.Event) error {
+	if e.Check.StatusHandle == "" {
+		return nil
+	}
+	record, err := c.status.GetStatus(ctx, e.Check.StatusHandle)
+	if err != nil {
+		if errors.Is(err, state.ErrNotFound) {
+			return nil
+		}
+		return fmt.Errorf("read the status record for its callback: %w", err)
+	}
+	url := callback.StatusCallbackURL(record)
+	if url == "" {
+		return nil
+	}
+	latest, err := json.Marshal(e.Result.Latest)
+	if err != nil {
+		return err
+	}
+	c.notifier.Watch(ctx, callback.WatchReport{
+		URL: url, RequestID: e.Check.RequestID, Caller: e.Check.Caller, Ticket: e.Check.Ticket, After: e.Check.After,
+		Results: []callback.WatchResult{{
+			UPN: e.Check.UPN, UserID: e.Check.UserID, RevokedAt: e.Check.RevokedAt,
+			Finding: string(e.Result.Finding), SignIns: e.Result.SignIns, Latest: latest,
+		}},
+	})
+	return nil
 }

@@ -139,6 +139,9 @@ func serve(ctx context.Context, env Env, args []string) error {
 			return err
 		}
 		deps.Callbacks, deps.CallbackDeliverer = n, cd
+		if a.watcher != nil {
+			a.watcher.Notifier = watchCallbacks{notifier: n, status: a.state}
+		}
 	}
 	if cfg.EntraEnabled() {
 		v, err := entraauth.New(bg, entraauth.Config{
