@@ -50,10 +50,10 @@ var wantRoles = map[string]string{
 // all app settings), as docs/deploy.md says. Every name of settings.Table is either set by the
 // template or listed here, so that a new setting forces a decision.
 var notParameters = map[string]string{
-	"AZURE_CLIENT_ID":      "the template uses the system-assigned identity",
-	"AzureWebJobsStorage":  "storage is identity-based (AzureWebJobsStorage__accountName, __queueServiceUri, __tableServiceUri): a connection string would carry an account key",
-	"QUEUE_ALLOW_UNSIGNED": "queue messages stay signed (false): the queue trigger must not accept what anyone with queue access writes",
-	"WATCH_QUEUE":          "left at its default, revoke-watch: the queue (and its -poison queue) the template creates for the sign-in checks",
+	"AZURE_CLIENT_ID":       "the template uses the system-assigned identity",
+	"AzureWebJobsStorage":   "storage is identity-based (AzureWebJobsStorage__accountName, __queueServiceUri, __tableServiceUri): a connection string would carry an account key",
+	"QUEUE_ALLOW_UNSIGNED":  "queue messages stay signed (false): the queue trigger must not accept what anyone with queue access writes",
+	"WATCH_QUEUE":           "left at its default, revoke-watch: the queue (and its -poison queue) the template creates for the sign-in checks",
 	"CALLBACK_RETRY_DELAYS": "the documented retry schedule (1m,5m,30m,2h,8h); only tests shorten it",
 }
 
@@ -71,7 +71,6 @@ var keyVaultSecrets = map[string]string{
 	"telemetry-upn-salt": "test-salt-0123456789abcdef",                     // at least 16 characters
 	"callback-secrets":   testSecret,
 }
-
 
 // platformSetting reports whether an app setting belongs to the Functions platform rather than
 // to the handler's settings (docs/settings.md).

@@ -164,7 +164,8 @@ func (s *StatusScheduler) Schedule(ctx context.Context, job revoke.Job, revoked 
 		_, err := s.Status.GetStatus(ctx, h)
 		if errors.Is(err, state.ErrNotFound) {
 			var body []byte
-			if body, err = json.Marshal(whole); err == nil {
+			// The record keeps the request's callbackUrl, so that its checks can tell the caller.
+			if body, err = json.Marshal(statusRecord{Result: whole, CallbackURL: job.CallbackURL}); err == nil {
 				err = s.Status.PutStatus(ctx, h, body, s.TTL)
 			}
 		}
@@ -251,11 +252,11 @@ func (s StatusRecords) AppendWatch(ctx context.Context, handle, userID, upn stri
 		return false, err
 	}
 	err := s.Status.UpdateStatus(ctx, handle, s.TTL, func(record []byte) ([]byte, error) {
-		var res revoke.Result
+		var res statusRecord // the whole record: its callbackUrl must survive the update
 		if err := json.Unmarshal(record, &res); err != nil {
 			return nil, err
 		}
-		i := userIndex(res, userID, upn)
+		i := userIndex(res.Result, userID, upn)
 		if i < 0 {
 			return nil, errNotInRecord
 		}
