@@ -430,8 +430,8 @@ func (p *parser) callbacks(s *Settings) {
 	if !s.Storage.Configured() && !p.failed(EnvStorage) {
 		p.fail("CALLBACK_ALLOWED_HOSTS", "callbacks need storage: they are delivered through the CALLBACK_QUEUE queue in AzureWebJobsStorage, which is not set")
 	}
-	if s.Keys.Len() == 0 && !p.failed("WEBHOOK_SECRETS") {
-		p.fail("CALLBACK_ALLOWED_HOSTS", "callbacks need a queue secret to sign their queue messages: set WEBHOOK_SECRETS")
+	if s.QueueSigningKeys().Len() == 0 && !p.failed("WEBHOOK_SECRETS") && !p.failed("QUEUE_SECRETS") {
+		p.fail("CALLBACK_ALLOWED_HOSTS", "callbacks need a queue secret to sign their queue messages: set QUEUE_SECRETS (or WEBHOOK_SECRETS)")
 	}
 }
 
