@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -392,43 +391,22 @@ func TestEntraUnreachableAtStartKeepsWebhooksWorking(t *testing.T) {
 	}
 }
 
-// ingestion is a minimal Application Insights endpoint: it records the envelopes' types and event
-// names (the full schema is checked in internal/telemetry).
-type ingestion struct {
-	mu    sync.Mutex
-	items []string
-}
+// ingestion is the Application Insights endpoint of tests that ask only which items arrived: the
+// capturing fake, read as "BaseType:Name" strings (the full schema is checked in
+// internal/telemetry and against testdata/telemetry/keys.json).
+type ingestion struct{ captureIngestion }
 
-func (in *ingestion) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	raw, err := trackBody(r)
-	if err != nil || r.URL.Path != "/v2.1/track" {
-		http.Error(w, "bad request", http.StatusBadRequest)
-		return
+// names lists the items received so far as "BaseType:Name".
+func (in *ingestion) names() []string {
+	var out []string
+	for _, it := range in.snapshot() {
+		out = append(out, it.BaseType+":"+it.Name)
 	}
-	n := 0
-	for _, l := range strings.Split(strings.TrimSpace(string(raw)), "\n") {
-		var env struct {
-			Data struct {
-				BaseType string `json:"baseType"`
-				BaseData struct {
-					Name string `json:"name"`
-				} `json:"baseData"`
-			} `json:"data"`
-		}
-		if json.Unmarshal([]byte(l), &env) == nil {
-			in.mu.Lock()
-			in.items = append(in.items, env.Data.BaseType+":"+env.Data.BaseData.Name)
-			in.mu.Unlock()
-			n++
-		}
-	}
-	fmt.Fprintf(w, `{"itemsReceived":%d,"itemsAccepted":%d,"errors":[]}`, n, n)
+	return out
 }
 
 func (in *ingestion) has(item string) bool {
-	in.mu.Lock()
-	defer in.mu.Unlock()
-	for _, i := range in.items {
+	for _, i := range in.names() {
 		if strings.HasPrefix(i, item) {
 			return true
 		}
@@ -463,7 +441,7 @@ func TestSIGTERMFinishesFlushesAndExitsZero(t *testing.T) {
 		t.Errorf("in-flight request = %d; want it finished with 200", status)
 	}
 	if !in.has("EventData:SessionRevocation") || !in.has("RemoteDependencyData:POST /users/{id}/revokeSignInSessions") {
-		t.Errorf("ingestion received %v; want the outcome event and the Graph dependency flushed at shutdown", in.items)
+		t.Errorf("ingestion received %v; want the outcome event and the Graph dependency flushed at shutdown", in.names())
 	}
 }
 

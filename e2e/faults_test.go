@@ -481,9 +481,7 @@ func TestFaults(t *testing.T) {
 		if a := send(p.URL+"/api/revoke", mustGoSigned(t, "msg_fault_term_late", late), late, 10*time.Second); a.err == nil {
 			t.Errorf("request after exit = %d; want the connection refused", a.status)
 		}
-		in.mu.Lock()
-		defer in.mu.Unlock()
-		if n := countPrefix(in.items, "EventData:SessionRevocation"); n != len(users) {
+		if n := countPrefix(in.names(), "EventData:SessionRevocation"); n != len(users) {
 			t.Errorf("ingestion received %d SessionRevocation events; want %d, flushed at shutdown", n, len(users))
 		}
 	})

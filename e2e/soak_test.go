@@ -167,9 +167,7 @@ func TestSoak(t *testing.T) {
 	if code := p.exitCode(t, 15*time.Second); code != 0 {
 		t.Errorf("exit code after SIGTERM = %d; want 0", code)
 	}
-	in.mu.Lock()
-	n := countPrefix(in.items, "EventData:SessionRevocation")
-	in.mu.Unlock()
+	n := countPrefix(in.names(), "EventData:SessionRevocation")
 	if int64(n) != ok.Load() {
 		t.Errorf("ingestion received %d SessionRevocation events for %d revoked requests", n, ok.Load())
 	}
