@@ -98,9 +98,8 @@ func TestFunctionBindings(t *testing.T) {
 		{"revoke-callbacks", []binding{{Type: "queueTrigger", Direction: "in", Name: "message", QueueName: "%CALLBACK_QUEUE%", Connection: "AzureWebJobsStorage"}}},
 		// The handle is the route's only credential, so the platform must not ask for a key.
 		{"revoke-status", []binding{{Type: "httpTrigger", Direction: "in", Name: "req", AuthLevel: "anonymous", Methods: []string{"get"}, Route: "revoke/status/{handle}"}, {Type: "http", Direction: "out", Name: "res"}}},
-		// Hourly at half past (NCRONTAB with seconds): each run has a minute, and a busy tenant
-		// leaves more expired entities a day than one run deletes.
-		{"state-cleanup", []binding{{Type: "timerTrigger", Direction: "in", Name: "timer", Schedule: "0 30 * * * *"}}},
+		// Daily at 03:30 UTC (NCRONTAB with seconds), when revocations are rare.
+		{"state-cleanup", []binding{{Type: "timerTrigger", Direction: "in", Name: "timer", Schedule: "0 30 3 * * *"}}},
 	}
 	want := map[string]bool{}
 	for _, tt := range tests {

@@ -9,7 +9,7 @@ import (
 )
 
 // cleanupBudget bounds one run of the state-cleanup timer. The store deletes in pages, many at
-// a time, and stops when the budget ends; the next run (an hour later) continues from where it
+// a time, and stops when the budget ends; the next run (the next day) continues from where it
 // stopped. It stays below the HTTP server's WriteTimeout so that the host always gets its reply.
 const cleanupBudget = 60 * time.Second
 
