@@ -457,3 +457,33 @@ func TestWatchEvent(t *testing.T) {
 		t.Errorf("StatusCallbackURL does not read the record's callbackUrl")
 	}
 }
+
+// A request id answered again with other outcomes — a dry run, then the same id live — is another
+// revocation.completed event: a receiver that deduplicates on webhook-id must not drop it. The
+// same outcome again keeps its id.
+func TestCompletedEventIDFollowsTheOutcome(t *testing.T) {
+	t.Parallel()
+	rc := newReceiver(t)
+	rg := newRig(t, "127.0.0.1")
+	answer := func(status string) {
+		rg.n.Completed(context.Background(), Completion{URL: rc.URL + "/hook", RequestID: "INC1", Caller: "webhook:0", HTTPStatus: 200,
+			Body: []byte(`{"id":"INC1","status":"` + status + `","results":[{"upn":"alice@contoso.com","status":"` + status + `"}]}`)})
+		text, _ := rg.q.take(t)
+		if disp, log := rg.d.Handle(context.Background(), text); disp != Done {
+			t.Fatalf("Handle = %v %q; want delivered", disp, log)
+		}
+	}
+	answer("dry_run")
+	answer("revoked")
+	answer("revoked")
+	if len(rc.got) != 3 {
+		t.Fatalf("receiver got %d events; want 3", len(rc.got))
+	}
+	dry, live, again := rc.got[0].Header.Get("webhook-id"), rc.got[1].Header.Get("webhook-id"), rc.got[2].Header.Get("webhook-id")
+	if dry == live {
+		t.Errorf("dry run and live answer of one request share webhook-id %q; want two events", dry)
+	}
+	if live != again {
+		t.Errorf("the same outcome twice has webhook-ids %q and %q; want one", live, again)
+	}
+}

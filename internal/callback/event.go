@@ -109,7 +109,24 @@ func (n *Notifier) Completed(ctx context.Context, c Completion) {
 	if c.StatusURL != "" {
 		data["statusUrl"], _ = json.Marshal(c.StatusURL)
 	}
-	n.send(ctx, TypeCompleted, EventID(c.Caller, c.RequestID, TypeCompleted), c.RequestID, c.URL, data)
+	n.send(ctx, TypeCompleted, EventID(c.Caller, c.RequestID, TypeCompleted, outcomes(data["results"])...), c.RequestID, c.URL, data)
+}
+
+// outcomes names each user's final status, in order. They are part of a completed event's id: a
+// request id answered again with other outcomes (a dry run, then the same id live; a denied, then
+// granted) is another event, which a receiver deduplicating on webhook-id must not drop, while
+// every copy of one outcome keeps one id.
+func outcomes(results json.RawMessage) []string {
+	var rs []struct {
+		UPN    string `json:"upn"`
+		Status string `json:"status"`
+	}
+	_ = json.Unmarshal(results, &rs) // an unreadable list names no outcomes: the id stays stable
+	out := make([]string, 0, len(rs))
+	for _, r := range rs {
+		out = append(out, r.UPN+"="+r.Status)
+	}
+	return out
 }
 
 // Watch sends revocation.watch for one check.
