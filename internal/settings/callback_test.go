@@ -1,6 +1,7 @@
 package settings
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -21,6 +22,15 @@ func TestCallbackSettings(t *testing.T) {
 	want := []time.Duration{time.Minute, 5 * time.Minute, 30 * time.Minute, 2 * time.Hour, 8 * time.Hour}
 	if len(s.CallbackRetryDelays) != 5 || s.CallbackRetryDelays[4] != want[4] || s.CallbackRetryDelays[0] != want[0] {
 		t.Errorf("CallbackRetryDelays = %v; want %v", s.CallbackRetryDelays, want)
+	}
+	// Entra callers alone: the queue secret signs the callback queue, so callbacks start; without
+	// any queue secret they cannot.
+	entraCallbacks := env{"ENTRA_TENANT_ID": tenantID, "ENTRA_AUDIENCE": clientID}.with("AzureWebJobsStorage", "UseDevelopmentStorage=true", "CALLBACK_ALLOWED_HOSTS", "hooks.example.com", "CALLBACK_SECRETS", testSecret)
+	if s := mustLoad(t, entraCallbacks.with("QUEUE_SECRETS", secondSecret)); !s.CallbacksEnabled() || s.QueueSigningKeys().Len() != 1 {
+		t.Errorf("callbacks with Entra callers and QUEUE_SECRETS: enabled %v, %d queue keys; want on, 1", s.CallbacksEnabled(), s.QueueSigningKeys().Len())
+	}
+	if _, err := Load(entraCallbacks.get); !strings.Contains(fmt.Sprint(problems(err)), "callbacks need a queue secret") {
+		t.Errorf("callbacks with Entra callers and no queue secret: problems %q; want the missing queue secret named", problems(err))
 	}
 	if off := mustLoad(t, webhookOnly); off.CallbacksEnabled() {
 		t.Errorf("callbacks on without CALLBACK_ALLOWED_HOSTS")
