@@ -86,3 +86,33 @@ func TestArchitectureDiagramMatchesImports(t *testing.T) {
 		t.Errorf("docs/architecture.md does not show the package %s", n)
 	}
 }
+
+// TestDependenciesPointInward: the adapters depend on the engine, never the other way, and the
+// HTTP adapter reaches storage only through the engine's interfaces. A request's life is decided
+// in internal/revoke; if internal/server could import internal/state, it would be decided there
+// again sooner or later.
+func TestDependenciesPointInward(t *testing.T) {
+	t.Parallel()
+	const module = "github.com/entra-revoke/entra-revoke/internal/"
+	forbidden := map[string][]string{
+		// The engine knows nothing of HTTP, the host, queues, tables or Graph's SDK.
+		"revoke": {"net/http", module + "server", module + "state", module + "queue", module + "graph",
+			module + "telemetry", module + "callback", module + "watch", module + "cli"},
+		// The HTTP adapter translates; what is remembered is the lifecycle's business.
+		"server": {module + "state", module + "graph", module + "cli"},
+		// The stores implement the engine's interfaces and know nothing of who calls them.
+		"state": {module + "server", module + "queue", module + "graph", module + "cli"},
+	}
+	for pkg, bad := range forbidden {
+		out, err := exec.Command("go", "list", "-f", `{{range .Imports}}{{.}} {{end}}`, "./internal/"+pkg).Output()
+		if err != nil {
+			t.Fatalf("go list %s: %v", pkg, err)
+		}
+		imports := strings.Fields(string(out))
+		for _, b := range bad {
+			if slices.Contains(imports, b) {
+				t.Errorf("internal/%s imports %s", pkg, b)
+			}
+		}
+	}
+}

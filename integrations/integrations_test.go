@@ -70,7 +70,7 @@ type fakeEngine struct {
 	deferred []revoke.Deferral
 }
 
-var _ server.Engine = (*fakeEngine)(nil)
+var _ revoke.Runner = (*fakeEngine)(nil)
 
 func (e *fakeEngine) Run(ctx context.Context, job revoke.Job) (revoke.Result, error) {
 	e.mu.Lock()
@@ -186,10 +186,13 @@ func mustHandler(t *testing.T, secrets []string, withEntra bool) *handler {
 	}
 	store := state.NewMemory(state.MemoryConfig{})
 	h := &handler{Audit: &recordingAuditor{}, State: store,
-		Engine: &fakeEngine{deferrer: &server.StatusDeferrer{Next: nopDeferrer{}, Status: store, TTL: 24 * time.Hour}}}
+		Engine: &fakeEngine{deferrer: &revoke.StatusDeferrer{Next: nopDeferrer{}, Statuses: store, TTL: 24 * time.Hour}}}
 	deps := server.Deps{
-		Logger:    slog.New(slog.DiscardHandler),
-		Engine:    h.Engine,
+		Logger: slog.New(slog.DiscardHandler),
+		Lifecycle: revoke.NewLifecycle(revoke.LifecycleConfig{
+			Engine: h.Engine, Store: store, Render: server.HTTPRenderer{},
+			CanDefer: true, // deferral possible: the fake engine queues deferredUser
+		}),
 		Validator: request.NewValidator(),
 		State:     store,
 		Storage:   true, // deferral possible: the fake engine queues deferredUser

@@ -13,7 +13,7 @@ import (
 	"github.com/entra-revoke/entra-revoke/internal/callback"
 	"github.com/entra-revoke/entra-revoke/internal/graph"
 	"github.com/entra-revoke/entra-revoke/internal/queue"
-	"github.com/entra-revoke/entra-revoke/internal/state"
+	"github.com/entra-revoke/entra-revoke/internal/revoke"
 	"github.com/entra-revoke/entra-revoke/internal/watch"
 )
 
@@ -54,6 +54,18 @@ func wireCallbacks(bg context.Context, cfg config, cred azcore.TokenCredential, 
 	return n, d, nil
 }
 
+// completions sends the lifecycle's revocation.completed events through the callback queue.
+type completions struct{ notifier *callback.Notifier }
+
+var _ revoke.Notifier = completions{}
+
+func (c completions) Completed(ctx context.Context, e revoke.Completion) {
+	c.notifier.Completed(ctx, callback.Completion{
+		URL: e.Meta.CallbackURL, RequestID: e.Meta.RequestID, Caller: e.Meta.Caller,
+		HTTPStatus: e.Status, Body: e.Body, StatusURL: e.StatusURL,
+	})
+}
+
 // watchCallbacks sends a revocation.watch callback after each sign-in check of a request that
 // named a callbackUrl. The URL is kept only in the request's status record, so it is read from
 // there: a check whose request has no status record (expired) has nobody to tell.
@@ -72,7 +84,7 @@ func (c watchCallbacks) Watched(ctx context.Context, e watch.Event) error {
 	}
 	record, err := c.status.GetStatus(ctx, e.Check.StatusHandle)
 	if err != nil {
-		if errors.Is(err, state.ErrNotFound) {
+		if errors.Is(err, revoke.ErrNotFound) {
 			return nil
 		}
 		return fmt.Errorf("read the status record for its callback: %w", err)

@@ -13,6 +13,7 @@ import (
 	"github.com/entra-revoke/entra-revoke/internal/entraauth"
 	"github.com/entra-revoke/entra-revoke/internal/graph"
 	"github.com/entra-revoke/entra-revoke/internal/request"
+	"github.com/entra-revoke/entra-revoke/internal/revoke"
 	"github.com/entra-revoke/entra-revoke/internal/server"
 	"github.com/entra-revoke/entra-revoke/internal/settings"
 )
@@ -94,12 +95,20 @@ func serve(ctx context.Context, env Env, args []string) error {
 	drain, startDrain := context.WithCancel(context.Background())
 	defer startDrain()
 
+	canDefer := a.queue != nil && cfg.QueueSigningKeys().Len() > 0
+	life := revoke.LifecycleConfig{
+		Engine: a.engine, Store: a.state, Render: server.HTTPRenderer{}, Logger: logger,
+		CanDefer: canDefer, Watching: a.watcher != nil,
+		IdempotencyTTL:  cfg.IdempotencyTTL,
+		StatusTTL:       revoke.StatusTTL(cfg.IdempotencyTTL, cfg.QueueSignatureMaxAge),
+		MaxDequeueCount: cfg.MaxDequeueCount, Drain: drain,
+	}
 	deps := server.Deps{
 		Drain:  drain,
-		Logger: logger, Engine: a.engine, Validator: request.NewValidator().WithCallbackHosts(cfg.CallbackHosts),
-		State: a.state, IdempotencyTTL: cfg.IdempotencyTTL, PublicBaseURL: cfg.PublicBaseURL, Audit: a.telemetry,
+		Logger: logger, Validator: request.NewValidator().WithCallbackHosts(cfg.CallbackHosts),
+		State: a.state, PublicBaseURL: cfg.PublicBaseURL, Audit: a.telemetry,
 		Keys: cfg.Keys, QueueKeys: cfg.QueueKeys, Tolerance: cfg.WebhookTolerance,
-		Storage: a.queue != nil && cfg.QueueSigningKeys().Len() > 0, AllowUnsigned: cfg.QueueAllowUnsigned,
+		Storage: canDefer, AllowUnsigned: cfg.QueueAllowUnsigned,
 		QueueMaxAge: cfg.QueueSignatureMaxAge, MaxDequeueCount: cfg.MaxDequeueCount,
 		Version: readBuildInfo(env).Version,
 	}
@@ -123,7 +132,7 @@ func serve(ctx context.Context, env Env, args []string) error {
 		deps.WatchPoison = a.watchQueue
 	}
 	if a.queue != nil {
-		deps.Poison = a.queue
+		deps.Poison, life.Poison = a.queue, a.queue
 		go func() {
 			// The host creates the trigger's queue, but not before the first deferral may need it.
 			qctx, cancel := context.WithTimeout(bg, 30*time.Second)
@@ -138,7 +147,7 @@ func serve(ctx context.Context, env Env, args []string) error {
 		if err != nil {
 			return err
 		}
-		deps.Callbacks, deps.CallbackDeliverer = n, cd
+		life.Notifier, deps.CallbackDeliverer = completions{n}, cd
 		if a.watcher != nil {
 			a.watcher.Notifier = watchCallbacks{notifier: n, status: a.state}
 		}
@@ -154,6 +163,8 @@ func serve(ctx context.Context, env Env, args []string) error {
 		defer v.Close()
 		deps.Tokens = v
 	}
+
+	deps.Lifecycle = revoke.NewLifecycle(life)
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {

@@ -11,7 +11,6 @@ import (
 	"github.com/entra-revoke/entra-revoke/internal/graph"
 	"github.com/entra-revoke/entra-revoke/internal/queue"
 	"github.com/entra-revoke/entra-revoke/internal/revoke"
-	"github.com/entra-revoke/entra-revoke/internal/server"
 	"github.com/entra-revoke/entra-revoke/internal/settings"
 	"github.com/entra-revoke/entra-revoke/internal/state"
 	"github.com/entra-revoke/entra-revoke/internal/watch"
@@ -73,13 +72,13 @@ func (a *app) wireWatch(cred azcore.TokenCredential, shared bool) (revoke.Schedu
 		Requeue: checks,
 		Reader:  a.graph.SignInsReader(pacer),
 		// A finished check is remembered as long as a delivery of it can be accepted.
-		Once:    server.CheckOnce{Requests: a.state, Lease: checkLease, TTL: cfg.QueueSignatureMaxAge + time.Hour},
-		Records: server.StatusRecords{Status: a.state, TTL: recordTTL},
+		Once:    watch.ClaimOnce{Claims: a.state, Lease: checkLease, TTL: cfg.QueueSignatureMaxAge + time.Hour},
+		Records: revoke.StatusRecords{Statuses: a.state, TTL: recordTTL},
 		Sink:    a.telemetry,
 		Logger:  a.logger,
 		// Notifier (outcome callbacks, revocation.watch) is set here once callbacks exist.
 	}
-	return &server.StatusScheduler{Next: sched, Status: a.state, TTL: recordTTL, Logger: a.logger}, nil
+	return &revoke.StatusScheduler{Next: sched, Statuses: a.state, TTL: recordTTL, Logger: a.logger}, nil
 }
 
 // reportsLimit is Graph's reports limit for this app: shared through the state table by every

@@ -10,7 +10,6 @@ import (
 
 	"github.com/entra-revoke/entra-revoke/internal/graph"
 	"github.com/entra-revoke/entra-revoke/internal/revoke"
-	"github.com/entra-revoke/entra-revoke/internal/server"
 	"github.com/entra-revoke/entra-revoke/internal/settings"
 	"github.com/entra-revoke/entra-revoke/internal/state"
 )
@@ -58,7 +57,7 @@ func wireState(cfg config, cred azcore.TokenCredential, logger *slog.Logger, onF
 		st = state.NewShared(table, mem, onFallback)
 	}
 	if deferrer != nil {
-		deferrer = &server.StatusDeferrer{Next: deferrer, Status: st, TTL: server.StatusTTL(cfg.IdempotencyTTL, cfg.QueueSignatureMaxAge), Logger: logger}
+		deferrer = &revoke.StatusDeferrer{Next: deferrer, Statuses: st, TTL: revoke.StatusTTL(cfg.IdempotencyTTL, cfg.QueueSignatureMaxAge), Logger: logger}
 	}
 	return st, deferrer, nil
 }

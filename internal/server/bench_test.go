@@ -82,9 +82,10 @@ func newBenchPath(b *testing.B, users int) *benchPath {
 		b.Fatal(err)
 	}
 	engine := revoke.New(revoke.Config{Revoker: gc, Users: gc, Sink: tel, Concurrency: 8})
+	mem := state.NewMemory(state.MemoryConfig{})
 	return &benchPath{
 		handler: server.NewServer(server.Deps{
-			Engine: engine, Validator: request.NewValidator(), State: state.NewMemory(state.MemoryConfig{}),
+			Lifecycle: lifecycle(engine, mem, revoke.LifecycleConfig{MaxDequeueCount: 5}), Validator: request.NewValidator(), State: mem,
 			Audit: tel, Keys: keys, Tolerance: 5 * time.Minute, MaxDequeueCount: 5, QueueMaxAge: 24 * time.Hour,
 		}),
 		keys:  keys,
@@ -242,8 +243,9 @@ func BenchmarkQueueInvocation(b *testing.B) {
 	for _, remembered := range []int{0, 10_000} {
 		b.Run(fmt.Sprintf("after%d", remembered), func(b *testing.B) {
 			engine := &benchEngine{}
+			mem := state.NewMemory(state.MemoryConfig{})
 			h := server.NewServer(server.Deps{
-				Engine: engine, Validator: request.NewValidator(), State: state.NewMemory(state.MemoryConfig{}),
+				Lifecycle: lifecycle(engine, mem, revoke.LifecycleConfig{MaxDequeueCount: 5}), Validator: request.NewValidator(), State: mem,
 				Audit: &audit{}, Keys: keys, Tolerance: 5 * time.Minute, QueueMaxAge: 24 * time.Hour, MaxDequeueCount: 5,
 			})
 			n := 0

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/entra-revoke/entra-revoke/internal/server"
+	"github.com/entra-revoke/entra-revoke/internal/state"
 )
 
 // permission is a fixed verdict on the Graph permission.
@@ -34,7 +35,7 @@ func TestHealthGraphAndQueue(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			h := server.NewServer(server.Deps{Audit: &audit{}, Storage: tt.storage, Permission: tt.permission, Version: "test"})
+			h := server.NewServer(server.Deps{State: state.NewMemory(state.MemoryConfig{}), Audit: &audit{}, Storage: tt.storage, Permission: tt.permission, Version: "test"})
 			w := httptest.NewRecorder()
 			h.ServeHTTP(w, httptest.NewRequest("GET", "/api/health", nil))
 			var got struct {

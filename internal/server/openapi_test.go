@@ -113,20 +113,20 @@ type conformanceCase struct {
 	graph    func(string) (revoke.GraphResult, error)
 	before   func(h *harness) // requests sent first (e.g. to exhaust the rate guard)
 	request  func(h *harness) *http.Request
-	engine   server.Engine // replaces the real engine, for the failures it never has
+	engine   revoke.Runner // replaces the real engine, for the failures it never has
 	route    string        // "" = POST /api/revoke, else a components/responses name
 	want     int
 	wantBody string // top-level status, or error code
 }
 
-// engineFunc is a function-field server.Engine.
+// engineFunc is a function-field revoke.Runner.
 type engineFunc func(ctx context.Context, job revoke.Job) (revoke.Result, error)
 
 func (f engineFunc) Run(ctx context.Context, job revoke.Job) (revoke.Result, error) {
 	return f(ctx, job)
 }
 
-var _ server.Engine = engineFunc(nil)
+var _ revoke.Runner = engineFunc(nil)
 
 func graphErr(status revoke.Status, httpStatus int, code, msg string, retryAfter time.Duration) error {
 	return &revoke.GraphError{Status: status, HTTPStatus: httpStatus, Code: code, Message: msg, RequestID: "graph-req-9", RetryAfter: retryAfter}
@@ -262,8 +262,9 @@ func TestOpenAPIConformance(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			h := newHarness(t, tt.opts)
 			if tt.engine != nil {
+				mem := state.NewMemory(state.MemoryConfig{})
 				h.handler = server.NewServer(server.Deps{
-					Engine: tt.engine, Validator: request.NewValidator(), State: state.NewMemory(state.MemoryConfig{}),
+					Lifecycle: lifecycle(tt.engine, mem, revoke.LifecycleConfig{}), Validator: request.NewValidator(), State: mem,
 					Audit: h.audit, Keys: h.keys, Tolerance: 5 * time.Minute,
 					Now: func() time.Time { return fixtureTime.Add(30 * time.Second) },
 				})

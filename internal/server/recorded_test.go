@@ -45,7 +45,7 @@ func (s *savedProgress) last() string {
 }
 
 // queueServer is a server whose queue messages verify against WEBHOOK_SECRETS and QUEUE_SECRETS.
-func queueServer(t *testing.T, g *graph, st server.State, sink *audit) (http.Handler, webhook.Keys) {
+func queueServer(t *testing.T, g *graph, st store, sink *audit) (http.Handler, webhook.Keys) {
 	t.Helper()
 	keys, err := webhook.ParseSecrets([]string{fixtureSecret})
 	if err != nil {
@@ -57,7 +57,7 @@ func queueServer(t *testing.T, g *graph, st server.State, sink *audit) (http.Han
 	}
 	e := revoke.New(revoke.Config{Revoker: g, Users: g, Sink: sink, Concurrency: 4})
 	return server.NewServer(server.Deps{
-		Engine: e, Validator: request.NewValidator(), State: st, Audit: sink,
+		Lifecycle: lifecycle(e, st, revoke.LifecycleConfig{MaxDequeueCount: 5}), Validator: request.NewValidator(), State: st, Audit: sink,
 		Keys: keys, QueueKeys: qkeys, Tolerance: 5 * time.Minute, QueueMaxAge: 24 * time.Hour, MaxDequeueCount: 5,
 	}), qkeys
 }

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -14,7 +13,6 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/entra-revoke/entra-revoke/internal/revoke"
-	"github.com/entra-revoke/entra-revoke/internal/state"
 	"github.com/entra-revoke/entra-revoke/internal/webhook"
 )
 
@@ -48,13 +46,10 @@ func httpStatus(res revoke.Result) int {
 	return http.StatusMultiStatus
 }
 
-// handleRevoke serves POST /api/revoke for an authenticated caller.
-//
-// A request id from the caller (webhook-id, or Idempotency-Key) is claimed in the state store
-// before any work: key = the caller's scope and the id (state.RequestKey), so two callers that both
-// use ticket numbers as keys never meet, while a caller's own retry — on any instance — does. Only
-// one attempt holds the claim at a time; a final response is kept for replay, and a retryable one
-// releases the claim with the users already finished, so that the retry skips them.
+// handleRevoke serves POST /api/revoke for an authenticated caller: it decodes the request,
+// hands it to the lifecycle, and writes the answer. The request id (webhook-id, else
+// Idempotency-Key) is claimed by the lifecycle under the caller's scope, so two callers that both
+// use ticket numbers as ids never meet, while a caller's own retry — on any instance — does.
 func handleRevoke(d Deps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c := callerFrom(r.Context())
@@ -62,7 +57,6 @@ func handleRevoke(d Deps) http.Handler {
 			writeError(w, http.StatusUnsupportedMediaType, codeUnsupportedMedia, "Content-Type must be application/json")
 			return
 		}
-
 		id, fromCaller := c.SignedID, c.SignedID != ""
 		if !fromCaller {
 			if key := r.Header.Get("Idempotency-Key"); key != "" {
@@ -75,180 +69,104 @@ func handleRevoke(d Deps) http.Handler {
 				id = uuid.NewString()
 			}
 		}
-		if !fromCaller {
-			// A generated id is never seen again: nothing to claim or remember.
-			writeResponse(w, runRevoke(r, d, c, id, nil))
-			return
+
+		meta := revoke.Meta{
+			Trigger: revoke.TriggerHTTP, RequestID: id, Caller: c.Name,
+			InvocationID: r.Header.Get("X-Azure-Functions-InvocationId"),
 		}
-
-		key := state.RequestKey{Scope: c.Scope, ID: id}
-		claim, err := claimRequest(r.Context(), d, key, bodyHash(c.Body))
-		var busy *state.InProgressError
-		switch {
-		case errors.Is(err, state.ErrConflict):
-			writeError(w, http.StatusConflict, codeConflict, "this request id was already used with a different body")
-			return
-		case errors.As(err, &busy):
-			retryAfter(w, busy.RetryAfter)
-			writeError(w, http.StatusConflict, codeInProgress, "a request with this id is still being worked on; retry later")
-			return
-		case err != nil:
-			// The state store failed outright. A revocation already authorised must not be lost
-			// to an outage of its bookkeeping: run it, unprotected against a concurrent duplicate.
-			d.Logger.Error("request claim failed; running without idempotency", "request_id", id, "error", err)
-			writeResponse(w, runRevoke(r, d, c, id, nil))
-			return
-		case claim.Replay != nil:
-			w.Header().Set("Idempotent-Replayed", "true")
-			if link := statusURLOf(claim.Replay.Body); link != "" && queuedIn(claim.Replay.Body) {
-				w.Header().Set("Location", link)
-				retryAfter(w, statusPollInterval)
-			}
-			writeJSON(w, claim.Replay.Status, claim.Replay.Body)
-			return
+		s := revoke.Submission{
+			Remember: fromCaller, Scope: c.Scope, BodyHash: bodyHash(c.Body),
+			StatusURL: func(handle string) string { return statusURL(r, d.PublicBaseURL, handle) },
 		}
-
-		// Whatever happens from here — a panic included — the claim ends with an answer recorded
-		// or released, never held until its lease runs out.
-		recorded := false
-		defer func() {
-			if !recorded {
-				ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), stateBudget)
-				defer cancel()
-				if err := d.State.Release(ctx, key, claim.Lease, nil); err != nil {
-					d.Logger.Warn("request release failed", "request_id", id, "error", err)
-				}
-			}
-		}()
-
-		resp := runRevoke(r, d, c, id, decodeProgress(claim.Progress))
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), stateBudget)
-		defer cancel()
-		if resp.keep {
-			err = d.State.Finish(ctx, key, claim.Lease, state.Response{Status: resp.status, Body: resp.body}, d.IdempotencyTTL)
+		if req, err := d.Validator.Decode(c.Body); err != nil {
+			st, e := requestError(err)
+			b, _ := json.Marshal(e)
+			s.Invalid = &revoke.Answer{Status: st, Body: b, Final: st < 500}
 		} else {
-			err = d.State.Release(ctx, key, claim.Lease, resp.progress)
+			meta.CallbackURL = req.CallbackURL
+			s.Job = revoke.Job{
+				Meta: meta, Users: req.Users(), Ticket: req.Ticket, Reason: req.Reason, RequestedBy: req.RequestedBy,
+				DryRun: req.DryRun, Defer: revoke.DeferOnFailure,
+			}
+			if preferAsync(r.Header.Values("Prefer")) {
+				s.Job.Defer = revoke.DeferAll
+			}
 		}
-		recorded = true
+		s.Job.Meta = meta
+
+		ans, err := d.Lifecycle.Submit(r.Context(), s)
 		if err != nil {
-			// The answer stands; only its replay (or the skipping of finished users) is lost.
-			d.Logger.Warn("request outcome not remembered", "request_id", id, "error", err)
+			writeFailure(w, d, id, err)
+			return
 		}
-		writeResponse(w, resp)
+		if ans.Replayed {
+			w.Header().Set("Idempotent-Replayed", "true")
+			if link := statusURLOf(ans.Body); link != "" && queuedIn(ans.Body) {
+				ans.Location, ans.RetryAfter = link, statusPollInterval
+			}
+		}
+		writeAnswer(w, ans)
 	})
 }
 
-// claimRequest claims key within the state store's budget.
-func claimRequest(ctx context.Context, d Deps, key state.RequestKey, hash string) (state.Claim, error) {
-	ctx, cancel := context.WithTimeout(ctx, stateBudget)
-	defer cancel()
-	return d.State.Claim(ctx, key, hash, claimLease)
-}
-
-// response is a finished request, ready to write and perhaps to remember.
-type response struct {
-	status     int
-	body       []byte
-	retryAfter time.Duration
-	location   string // the status link, when some user is queued
-	keep       bool   // may be replayed: a retry could not change it
-	progress   []byte // when not kept: the users finished so far, for the retry
-}
-
-func writeResponse(w http.ResponseWriter, resp response) {
-	if resp.location != "" {
-		w.Header().Set("Location", resp.location)
+// writeFailure is the one mapping of the lifecycle's errors to HTTP.
+func writeFailure(w http.ResponseWriter, d Deps, requestID string, err error) {
+	var busy *revoke.InProgressError
+	var rl *revoke.RateLimitedError
+	switch {
+	case errors.Is(err, revoke.ErrConflict):
+		writeError(w, http.StatusConflict, codeConflict, "this request id was already used with a different body")
+	case errors.As(err, &busy):
+		retryAfter(w, busy.RetryAfter)
+		writeError(w, http.StatusConflict, codeInProgress, "a request with this id is still being worked on; retry later")
+	case errors.As(err, &rl):
+		retryAfter(w, rl.RetryAfter)
+		writeError(w, http.StatusTooManyRequests, codeRateLimited, "too many revocations (MAX_REVOCATIONS_PER_MINUTE); retry later")
+	default:
+		d.Logger.Error("revocation failed", "request_id", requestID, "error", err)
+		writeError(w, http.StatusInternalServerError, codeInternal, "internal error")
 	}
-	if resp.retryAfter > 0 {
-		retryAfter(w, resp.retryAfter)
-	}
-	writeJSON(w, resp.status, resp.body)
 }
 
-func errorResponse(status int, code, message string) response {
-	b, _ := json.Marshal(errorBody(code, message))
-	return response{status: status, body: b}
+func writeAnswer(w http.ResponseWriter, ans revoke.Answer) {
+	if ans.Location != "" {
+		w.Header().Set("Location", ans.Location)
+	}
+	if ans.RetryAfter > 0 {
+		retryAfter(w, ans.RetryAfter)
+	}
+	writeJSON(w, ans.Status, ans.Body)
 }
 
 // revokeResponse is the body of POST /api/revoke: the engine's result, and the status link when
-// some user is queued.
+// the request has one.
 type revokeResponse struct {
 	revoke.Result
 	StatusURL string `json:"statusUrl,omitempty"`
 }
 
-// runRevoke decodes, runs and maps one request. Outcomes that a retry could change (throttled,
-// failed, rate limited) are not remembered as final, so that the caller's retry really runs again;
-// prior holds what an earlier attempt at the same id and body finished.
-func runRevoke(r *http.Request, d Deps, c caller, id string, prior []revoke.UserResult) response {
-	req, err := d.Validator.Decode(c.Body)
-	if err != nil {
-		st, e := requestError(err)
-		b, _ := json.Marshal(e)
-		return response{status: st, body: b, keep: st < 500}
-	}
+// HTTPRenderer renders results as POST /api/revoke answers them (revoke.Renderer): the status
+// code of the outcomes, the result and its status link as JSON, Location and Retry-After while a
+// user is queued, and Retry-After for a throttled answer.
+type HTTPRenderer struct{}
 
-	mode := revoke.DeferNever
-	handle := ""
-	if d.Storage {
-		mode = revoke.DeferOnFailure
-		if preferAsync(r.Header.Values("Prefer")) {
-			mode = revoke.DeferAll
-		}
-		// Only used if some user is deferred; cheap enough to make for every request.
-		handle = newHandle()
-	}
+var _ revoke.Renderer = HTTPRenderer{}
 
-	ctx, cancel := workContext(r, d, httpBudget)
-	defer cancel()
-	meta := revoke.Meta{
-		Trigger: revoke.TriggerHTTP, RequestID: id, Caller: c.Name,
-		InvocationID: r.Header.Get("X-Azure-Functions-InvocationId"), StatusHandle: handle,
-		CallbackURL: req.CallbackURL,
-	}
-	if handle != "" && req.CallbackURL != "" {
-		meta.StatusURL = statusURL(r, d.PublicBaseURL, handle)
-	}
-	res, err := d.Engine.Run(ctx, revoke.Job{
-		Meta:  meta,
-		Users: req.Users(), Ticket: req.Ticket, Reason: req.Reason, RequestedBy: req.RequestedBy,
-		DryRun: req.DryRun, Defer: mode, Final: true, Prior: prior,
-	})
-	var rl *revoke.RateLimitedError
-	if errors.As(err, &rl) {
-		resp := errorResponse(http.StatusTooManyRequests, codeRateLimited, "too many revocations (MAX_REVOCATIONS_PER_MINUTE); retry later")
-		resp.retryAfter = rl.RetryAfter
-		return resp
-	}
+// Render implements revoke.Renderer.
+func (HTTPRenderer) Render(res revoke.Result, link string, poll bool) revoke.Answer {
+	body, err := json.Marshal(revokeResponse{Result: res, StatusURL: link})
 	if err != nil {
-		d.Logger.Error("revocation failed", "request_id", id, "error", err)
-		return errorResponse(http.StatusInternalServerError, codeInternal, "internal error")
+		b, _ := json.Marshal(errorBody(codeInternal, "internal error"))
+		return revoke.Answer{Status: http.StatusInternalServerError, Body: b}
 	}
-	out := revokeResponse{Result: res}
-	location := ""
-	if anyQueued(res) && handle != "" {
-		out.StatusURL = statusURL(r, d.PublicBaseURL, handle)
-		location = out.StatusURL
-	} else if watched(d, res) && handle != "" {
-		// No Location: the answer is final; the link only gathers the sign-in checks.
-		out.StatusURL = statusURL(r, d.PublicBaseURL, handle)
-	}
-	body, err := json.Marshal(out)
-	if err != nil {
-		return errorResponse(http.StatusInternalServerError, codeInternal, "internal error")
-	}
-	resp := response{status: httpStatus(res), body: body, keep: replayable(res), location: location}
-	if !resp.keep {
-		resp.progress = encodeProgress(res.Results)
-	}
+	ans := revoke.Answer{Status: httpStatus(res), Body: body}
 	switch {
-	case resp.status == http.StatusTooManyRequests:
-		resp.retryAfter = max(res.RetryAfter(), time.Second)
-	case location != "":
-		resp.retryAfter = statusPollInterval
+	case ans.Status == http.StatusTooManyRequests:
+		ans.RetryAfter = max(res.RetryAfter(), time.Second)
+	case poll:
+		ans.Location, ans.RetryAfter = link, statusPollInterval
 	}
-	completedNow(r.Context(), d, meta, res, resp)
-	return resp
+	return ans
 }
 
 // jsonMediaType accepts application/json with an optional UTF-8 charset.

@@ -221,7 +221,7 @@ func TestPanicReleasesTheClaim(t *testing.T) {
 		return revoke.Result{ID: job.RequestID, Status: revoke.StatusRevoked, Results: []revoke.UserResult{{UPN: job.Users[0], Status: revoke.StatusRevoked}}}, nil
 	})
 	h.handler = server.NewServer(server.Deps{
-		Engine: engine, Validator: request.NewValidator(), State: h.state, Audit: h.audit, Keys: h.keys, Tolerance: 5 * time.Minute,
+		Lifecycle: lifecycle(engine, h.state, revoke.LifecycleConfig{}), Validator: request.NewValidator(), State: h.state, Audit: h.audit, Keys: h.keys, Tolerance: 5 * time.Minute,
 		Now: func() time.Time { return fixtureTime.Add(30 * time.Second) },
 	})
 	if w := h.do(h.signed("msg_panic", `{"upn":"alice@contoso.com"}`)); w.Code != http.StatusInternalServerError {

@@ -157,6 +157,18 @@ func (t tokens) Validate(_ context.Context, token string) (entraauth.Caller, err
 
 func (tokens) Ready() bool { return true }
 
+// store is what a test handler remembers: the lifecycle's store and the routes' state.
+type store interface {
+	revoke.Store
+	server.State
+}
+
+// lifecycle wires a test handler's lifecycle as the CLI does: the engine, the store, HTTP answers.
+func lifecycle(e revoke.Runner, st revoke.Store, cfg revoke.LifecycleConfig) *revoke.Lifecycle {
+	cfg.Engine, cfg.Store, cfg.Render = e, st, server.HTTPRenderer{}
+	return revoke.NewLifecycle(cfg)
+}
+
 type harness struct {
 	t        *testing.T
 	handler  http.Handler
@@ -193,18 +205,25 @@ func newHarness(t *testing.T, o options) *harness {
 	cfg := revoke.Config{Revoker: h.graph, Users: h.graph, Sink: h.audit, Concurrency: 4, RateGuard: h.state, Now: func() time.Time { return fixtureTime }}
 	if o.storage {
 		// As the CLI wires it: the status record is written before the message is enqueued.
-		cfg.Deferrer = &server.StatusDeferrer{Next: h.deferrer, Status: h.state, TTL: time.Hour}
+		cfg.Deferrer = &revoke.StatusDeferrer{Next: h.deferrer, Statuses: h.state, TTL: time.Hour}
 	}
 	if o.engine != nil {
 		o.engine(&cfg)
 	}
-	var st server.State = h.state
+	var st store = h.state
 	if o.statusDown != nil {
 		st = statusOutage{Memory: h.state, down: o.statusDown}
 	}
+	life := revoke.LifecycleConfig{
+		IdempotencyTTL: time.Hour, StatusTTL: revoke.StatusTTL(time.Hour, 24*time.Hour),
+		CanDefer: o.storage, MaxDequeueCount: 5,
+	}
+	if o.storage {
+		life.Poison = h.poison
+	}
 	d := server.Deps{
-		Engine: revoke.New(cfg), Validator: request.NewValidator(),
-		State: st, Audit: h.audit, IdempotencyTTL: time.Hour, PublicBaseURL: o.publicBase,
+		Lifecycle: lifecycle(revoke.New(cfg), st, life), Validator: request.NewValidator(),
+		State: st, Audit: h.audit, PublicBaseURL: o.publicBase,
 		Keys: keys, Tolerance: 5 * time.Minute, Tokens: o.tokens,
 		Storage: o.storage, AllowUnsigned: o.allowUnsigned, QueueMaxAge: 24 * time.Hour, MaxDequeueCount: 5,
 		Version: "test", Now: func() time.Time { return fixtureTime.Add(30 * time.Second) },

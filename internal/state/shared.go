@@ -30,10 +30,6 @@ const (
 	memTakenFor = 2 * time.Minute
 )
 
-// ErrUnavailable is returned by *Shared when the table cannot be reached and its memory cannot
-// answer in its place (a status written to the table before the outage).
-var ErrUnavailable = errors.New("state table unavailable")
-
 // Shared is the Store the handler uses with storage: the table, and this instance's memory when
 // the table cannot be reached. Revocation beats deduplication during an outage.
 //

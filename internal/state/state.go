@@ -7,62 +7,31 @@ package state
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"math"
 	"time"
+
+	"github.com/entra-revoke/entra-revoke/internal/revoke"
 )
 
-// Response is a final HTTP response kept for replay (Content-Type is always application/json).
-type Response struct {
-	Status int
-	Body   []byte
-}
+// The keys, records and errors of a request's life are the engine's (internal/revoke): the
+// stores here implement its interfaces. The aliases keep this package's own words short.
+type (
+	Response        = revoke.Response
+	RequestKey      = revoke.RequestKey
+	MessageKey      = revoke.MessageKey
+	Claim           = revoke.Claim
+	InProgressError = revoke.InProgressError
+)
 
-// RequestKey identifies an idempotent HTTP request: the caller's scope ("webhook", or
-// "entra:<tenant>:<client id>") and the request id (webhook-id or Idempotency-Key). Two callers
-// never share a scope, so the same id from two callers is two requests.
-type RequestKey struct{ Scope, ID string }
-
-// MessageKey identifies one queue message across redeliveries: the host's Metadata.Id together
-// with a hash of the message's content (so two different messages are never confused).
-type MessageKey struct{ MessageID, ContentHash string }
-
-// Claim is what Store.Claim returns when the caller may proceed or must replay.
-type Claim struct {
-	Lease    string    // opaque token of the exclusive lease; "" when Replay is set
-	Replay   *Response // non-nil: the first final response for this key and body
-	Progress []byte    // opaque progress left by an earlier unfinished attempt with the same body, else nil
-}
-
-// Errors a caller branches on.
+// Errors a caller branches on (the engine's).
 var (
-	// ErrConflict: the request id was first used with another body. An id stays bound to its first
-	// body for as long as anything about it is remembered, finished or not.
-	ErrConflict = errors.New("request id reused with a different body")
-	// ErrNotFound: no such status (unknown or expired).
-	ErrNotFound = errors.New("not found")
-	// ErrLeaseLost: Finish/Release after the lease expired and someone else took it.
-	ErrLeaseLost = errors.New("lease lost")
+	ErrConflict    = revoke.ErrConflict
+	ErrNotFound    = revoke.ErrNotFound
+	ErrLeaseLost   = revoke.ErrLeaseLost
+	ErrUnavailable = revoke.ErrUnavailable
 )
 
-// InProgressError reports that another attempt (on any instance) holds the lease; RetryAfter is
-// the time left on it, at least one second.
-type InProgressError struct{ RetryAfter time.Duration }
-
-func (e *InProgressError) Error() string {
-	return fmt.Sprintf("request in progress, retry after %v", e.RetryAfter)
-}
-
-// inProgress builds the error from the time left on a lease, rounded up to whole seconds because
-// callers turn it into Retry-After.
-func inProgress(left time.Duration) *InProgressError {
-	secs := math.Ceil(left.Seconds())
-	if secs < 1 {
-		secs = 1
-	}
-	return &InProgressError{RetryAfter: time.Duration(secs) * time.Second}
-}
+// inProgress builds the error from the time left on a lease.
+func inProgress(left time.Duration) *InProgressError { return revoke.InProgress(left) }
 
 // Modes reported by Store.Mode.
 const (
