@@ -100,6 +100,8 @@ func TestDependenciesPointInward(t *testing.T) {
 			module + "telemetry", module + "callback", module + "watch", module + "cli"},
 		// The HTTP adapter translates; what is remembered is the lifecycle's business.
 		"server": {module + "state", module + "graph", module + "cli"},
+		// Adapters take what the settings parsed; only the wiring (cli) reads settings.
+		"queue": {module + "settings", module + "server", module + "cli"},
 		// The stores implement the engine's interfaces and know nothing of who calls them.
 		"state": {module + "server", module + "queue", module + "graph", module + "cli"},
 	}

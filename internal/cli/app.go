@@ -49,7 +49,9 @@ type app struct {
 	graph     *graph.Client
 	queue     *queue.Client // nil without storage
 	state     state.Store   // what the handler remembers across requests (wire.go)
-	engine    *revoke.Engine
+
+	storageCred azcore.TokenCredential // signs in to an identity-based AzureWebJobsStorage; nil with a connection string
+	engine      *revoke.Engine
 
 	watchQueue *queue.Client  // WATCH_QUEUE, for its poison queue; nil without storage
 	watcher    *watch.Watcher // the sign-in checks (WATCH_AFTER); nil when off
@@ -84,18 +86,13 @@ func newApp(cfg config, cred azcore.TokenCredential, stdout io.Writer, logger *s
 		return nil, fmt.Errorf("graph: %w", err)
 	}
 	a := &app{cfg: cfg, logger: logger, telemetry: tel, graph: gc}
+	if a.storageCred, err = storageCredential(cfg.Storage, cred); err != nil {
+		return nil, err
+	}
 
 	var deferrer revoke.Deferrer
 	if cfg.Storage.Configured() && withDeferral {
-		qcfg := queue.ConfigFor(cfg.Storage, cfg.RevokeQueue)
-		qcfg.Credential = cred
-		if qcfg.ServiceURL != "" && qcfg.ClientID != "" {
-			// The host's storage identity may be a different user-assigned identity than Graph's.
-			if qcfg.Credential, err = graph.ManagedIdentity(qcfg.ClientID); err != nil {
-				return nil, fmt.Errorf("storage identity: %w", err)
-			}
-		}
-		a.queue, err = queue.New(qcfg)
+		a.queue, err = queue.New(queueConfig(cfg.Storage, a.storageCred, cfg.RevokeQueue))
 		if err != nil {
 			return nil, fmt.Errorf("queue: %w", err)
 		}
@@ -106,10 +103,10 @@ func newApp(cfg config, cred azcore.TokenCredential, stdout io.Writer, logger *s
 		}
 	}
 	fallback := func(op string, err error) { tel.StateFallback(context.Background(), op, err) }
-	if a.state, deferrer, err = wireState(cfg, cred, logger, fallback, deferrer, withDeferral); err != nil {
+	if a.state, deferrer, err = wireState(cfg, a.storageCred, logger, fallback, deferrer, withDeferral); err != nil {
 		return nil, err
 	}
-	scheduler, err := a.wireWatch(cred, withDeferral)
+	scheduler, err := a.wireWatch(withDeferral)
 	if err != nil {
 		return nil, err
 	}

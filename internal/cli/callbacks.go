@@ -8,10 +8,7 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
-
 	"github.com/entra-revoke/entra-revoke/internal/callback"
-	"github.com/entra-revoke/entra-revoke/internal/graph"
 	"github.com/entra-revoke/entra-revoke/internal/queue"
 	"github.com/entra-revoke/entra-revoke/internal/revoke"
 	"github.com/entra-revoke/entra-revoke/internal/watch"
@@ -21,17 +18,8 @@ import (
 // that puts events on CALLBACK_QUEUE (signed with the key deferral signs with) and the Deliverer
 // that the callback queue trigger runs. Settings have already refused callbacks without storage or
 // secrets. The callback queue and its poison queue are created in the background.
-func wireCallbacks(bg context.Context, cfg config, cred azcore.TokenCredential, a *app, logger *slog.Logger) (*callback.Notifier, *callback.Deliverer, error) {
-	qcfg := queue.ConfigFor(cfg.Storage, cfg.CallbackQueue)
-	qcfg.Credential = cred
-	if qcfg.ServiceURL != "" && qcfg.ClientID != "" {
-		c, err := graph.ManagedIdentity(qcfg.ClientID)
-		if err != nil {
-			return nil, nil, fmt.Errorf("storage identity: %w", err)
-		}
-		qcfg.Credential = c
-	}
-	q, err := queue.New(qcfg)
+func wireCallbacks(bg context.Context, cfg config, a *app, logger *slog.Logger) (*callback.Notifier, *callback.Deliverer, error) {
+	q, err := queue.New(queueConfig(cfg.Storage, a.storageCred, cfg.CallbackQueue))
 	if err != nil {
 		return nil, nil, fmt.Errorf("callback queue: %w", err)
 	}

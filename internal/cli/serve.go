@@ -143,7 +143,7 @@ func serve(ctx context.Context, env Env, args []string) error {
 		}()
 	}
 	if cfg.CallbacksEnabled() {
-		n, cd, err := wireCallbacks(bg, cfg, cred, a, logger)
+		n, cd, err := wireCallbacks(bg, cfg, a, logger)
 		if err != nil {
 			return err
 		}

@@ -24,21 +24,12 @@ const checkLease = 90 * time.Second
 // queue is needed even with the watch off, to keep checks queued before it was turned off), and
 // with WATCH_AFTER the scheduler that the engine calls after revocations and the watcher that
 // makes the checks. It returns the engine's scheduler, nil when the watch is off.
-func (a *app) wireWatch(cred azcore.TokenCredential, shared bool) (revoke.Scheduler, error) {
+func (a *app) wireWatch(shared bool) (revoke.Scheduler, error) {
 	cfg := a.cfg
 	if !shared || !cfg.Storage.Configured() {
 		return nil, nil
 	}
-	qcfg := queue.ConfigFor(cfg.Storage, cfg.WatchQueue)
-	qcfg.Credential = cred
-	if qcfg.ServiceURL != "" && qcfg.ClientID != "" {
-		c, err := graph.ManagedIdentity(qcfg.ClientID)
-		if err != nil {
-			return nil, fmt.Errorf("storage identity: %w", err)
-		}
-		qcfg.Credential = c
-	}
-	wq, err := queue.New(qcfg)
+	wq, err := queue.New(queueConfig(cfg.Storage, a.storageCred, cfg.WatchQueue))
 	if err != nil {
 		return nil, fmt.Errorf("watch queue: %w", err)
 	}
@@ -64,7 +55,7 @@ func (a *app) wireWatch(cred azcore.TokenCredential, shared bool) (revoke.Schedu
 		OnFailure: a.telemetry.WatchNotScheduled,
 	}
 
-	pacer, err := reportsLimit(cfg, cred, a.logger)
+	pacer, err := reportsLimit(cfg, a.storageCred, a.logger)
 	if err != nil {
 		return nil, err
 	}
@@ -83,14 +74,11 @@ func (a *app) wireWatch(cred azcore.TokenCredential, shared bool) (revoke.Schedu
 
 // reportsLimit is Graph's reports limit for this app: shared through the state table by every
 // instance when the state is, else this process's own.
-func reportsLimit(cfg config, cred azcore.TokenCredential, logger *slog.Logger) (graph.Pacer, error) {
+func reportsLimit(cfg config, storageCred azcore.TokenCredential, logger *slog.Logger) (graph.Pacer, error) {
 	if cfg.StateStore != settings.StateTable {
 		return state.NewReports(nil), nil
 	}
-	tcfg, err := tableConfig(cfg, cred)
-	if err != nil {
-		return nil, err
-	}
+	tcfg := tableConfig(cfg, storageCred)
 	tcfg.Logger = logger
 	ctx, cancel := context.WithTimeout(context.Background(), stateStartBudget)
 	defer cancel()
@@ -99,24 +87,4 @@ func reportsLimit(cfg config, cred azcore.TokenCredential, logger *slog.Logger) 
 		return nil, fmt.Errorf("state table: %w", err)
 	}
 	return state.NewTableReports(table), nil
-}
-
-// tableConfig is the state table of the settings, as wireState connects to it.
-func tableConfig(cfg config, cred azcore.TokenCredential) (state.TableConfig, error) {
-	sto := cfg.Storage
-	tcfg := state.TableConfig{
-		ServiceURL: sto.TableServiceURL, AccountName: sto.AccountName, AccountKey: sto.AccountKey,
-		SAS: sto.SharedAccessSignature, Table: cfg.StateTable,
-	}
-	if sto.IdentityBased() {
-		tcfg.Credential = cred
-		if sto.ClientID != "" {
-			c, err := graph.ManagedIdentity(sto.ClientID)
-			if err != nil {
-				return state.TableConfig{}, fmt.Errorf("storage identity: %w", err)
-			}
-			tcfg.Credential = c
-		}
-	}
-	return tcfg, nil
 }

@@ -8,7 +8,6 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 
-	"github.com/entra-revoke/entra-revoke/internal/graph"
 	"github.com/entra-revoke/entra-revoke/internal/revoke"
 	"github.com/entra-revoke/entra-revoke/internal/settings"
 	"github.com/entra-revoke/entra-revoke/internal/state"
@@ -27,27 +26,12 @@ const stateStartBudget = 2 * time.Second
 // in AzureWebJobsStorage's account, shared by every instance, with this instance's memory as the
 // fallback while the table cannot be reached (onFallback records that); or "memory", this process
 // alone. A terminal command (shared false) runs in one process: memory, for its rate guard.
-func wireState(cfg config, cred azcore.TokenCredential, logger *slog.Logger, onFallback func(op string, err error), deferrer revoke.Deferrer, shared bool) (state.Store, revoke.Deferrer, error) {
+func wireState(cfg config, storageCred azcore.TokenCredential, logger *slog.Logger, onFallback func(op string, err error), deferrer revoke.Deferrer, shared bool) (state.Store, revoke.Deferrer, error) {
 	mem := state.NewMemory(state.MemoryConfig{RatePerMinute: cfg.MaxRevocationsPerMinute})
 	var st state.Store = mem
 	if shared && cfg.StateStore == settings.StateTable {
-		sto := cfg.Storage
-		tcfg := state.TableConfig{
-			ServiceURL: sto.TableServiceURL, AccountName: sto.AccountName, AccountKey: sto.AccountKey,
-			SAS: sto.SharedAccessSignature, Table: cfg.StateTable,
-			RatePerMinute: cfg.MaxRevocationsPerMinute, Logger: logger,
-		}
-		if sto.IdentityBased() {
-			// The host's storage identity, which may be another user-assigned identity than Graph's.
-			tcfg.Credential = cred
-			if sto.ClientID != "" {
-				c, err := graph.ManagedIdentity(sto.ClientID)
-				if err != nil {
-					return nil, nil, fmt.Errorf("storage identity: %w", err)
-				}
-				tcfg.Credential = c
-			}
-		}
+		tcfg := tableConfig(cfg, storageCred)
+		tcfg.Logger = logger
 		ctx, cancel := context.WithTimeout(context.Background(), stateStartBudget)
 		defer cancel()
 		table, err := state.NewTable(ctx, tcfg)

@@ -219,7 +219,7 @@ func TestAzurite(t *testing.T) {
 func TestDeferrerRefuses(t *testing.T) {
 	t.Parallel()
 	// Nothing listens at the development endpoint in tests; each case fails before any request.
-	c, err := queue.New(queue.Config{ConnectionString: queue.DevelopmentStorage, Queue: "revoke-requests"})
+	c, err := queue.New(devStorage("revoke-requests"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -266,14 +266,18 @@ func mustContext(t *testing.T) context.Context {
 	return ctx
 }
 
-// mustClient builds a Client the way the handler does: through the settings, ConfigFor and New.
+// mustClient builds a Client the way the handler does: the settings parse the connection string,
+// the client takes the account they name.
 func mustClient(t *testing.T, conn, name string) *queue.Client {
 	t.Helper()
 	st, err := settings.ParseStorageConnectionString(conn)
 	if err != nil {
 		t.Fatalf("ParseStorageConnectionString(%s) = %v", name, err)
 	}
-	c, err := queue.New(queue.ConfigFor(st, name))
+	c, err := queue.New(queue.Config{
+		ServiceURL: st.QueueServiceURL, AccountName: st.AccountName, AccountKey: st.AccountKey,
+		SAS: st.SharedAccessSignature, Queue: name,
+	})
 	if err != nil {
 		t.Fatalf("New(%s) = %v", name, err)
 	}

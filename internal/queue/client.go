@@ -9,6 +9,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
@@ -56,38 +57,29 @@ func New(cfg Config) (*Client, error) {
 		svc *azqueue.ServiceClient
 		err error
 	)
+	if cfg.ServiceURL == "" {
+		return nil, fmt.Errorf("%w: no queue service URL", ErrConfig)
+	}
 	switch {
-	case cfg.ConnectionString != "" && cfg.ServiceURL != "":
-		return nil, fmt.Errorf("%w: give a connection string or a service URL, not both", ErrConfig)
-	case cfg.ConnectionString != "":
-		conn := cfg.ConnectionString
-		if isDevelopmentStorage(conn) {
-			conn = DevelopmentStorage
+	case cfg.AccountKey != "" && cfg.SAS != "":
+		return nil, fmt.Errorf("%w: give an account key or a SAS, not both", ErrConfig)
+	case cfg.AccountKey != "":
+		cred, cerr := azqueue.NewSharedKeyCredential(cfg.AccountName, cfg.AccountKey)
+		if cerr != nil {
+			return nil, fmt.Errorf("%w: AccountKey: %w", ErrConfig, cerr)
 		}
-		c, perr := parseConnectionString(conn)
-		if perr != nil {
-			return nil, perr
-		}
-		if c.accountKey != "" {
-			cred, cerr := azqueue.NewSharedKeyCredential(c.accountName, c.accountKey)
-			if cerr != nil {
-				return nil, fmt.Errorf("%w: %s: AccountKey: %w", ErrConfig, EnvConnection, cerr)
-			}
-			svc, err = azqueue.NewServiceClientWithSharedKeyCredential(c.serviceURL+"/", cred, opts)
-		} else {
-			svc, err = azqueue.NewServiceClientWithNoCredential(c.serviceURL+"/?"+c.sas, opts)
-		}
-	case cfg.ServiceURL != "":
+		svc, err = azqueue.NewServiceClientWithSharedKeyCredential(strings.TrimSuffix(cfg.ServiceURL, "/")+"/", cred, opts)
+	case cfg.SAS != "":
+		svc, err = azqueue.NewServiceClientWithNoCredential(strings.TrimSuffix(cfg.ServiceURL, "/")+"/?"+cfg.SAS, opts)
+	case cfg.Credential != nil:
+		// A bearer token goes there: https, or loopback.
 		u, perr := parseServiceURL(cfg.ServiceURL)
 		if perr != nil {
 			return nil, fmt.Errorf("%w: service URL: %w", ErrConfig, perr)
 		}
-		if cfg.Credential == nil {
-			return nil, fmt.Errorf("%w: a service URL needs a credential", ErrConfig)
-		}
 		svc, err = azqueue.NewServiceClient(u+"/", cfg.Credential, opts)
 	default:
-		return nil, fmt.Errorf("%w: no connection string or service URL", ErrConfig)
+		return nil, fmt.Errorf("%w: no account key, SAS or credential", ErrConfig)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("new queue client: %w", err)

@@ -12,82 +12,37 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 
 	"github.com/entra-revoke/entra-revoke/internal/queue"
-	"github.com/entra-revoke/entra-revoke/internal/settings"
 )
 
 // A syntactically valid account key; it opens nothing. Tests check that it never shows in errors.
 const testKey = "dGVzdCBrZXkgdGhhdCBtdXN0IG5vdCBsZWFr"
 
-// Whatever storage the settings accept, New accepts: the handler never starts with a queue it
-// cannot build.
-func TestConfigFor(t *testing.T) {
-	t.Parallel()
-	full := "DefaultEndpointsProtocol=https;AccountName=contosorevoke;AccountKey=" + testKey + ";EndpointSuffix=core.windows.net"
-	tests := []struct {
-		name string
-		env  map[string]string
-		want queue.Config
-	}{
-		{name: "full connection string", env: map[string]string{queue.EnvConnection: full}, want: queue.Config{
-			ConnectionString: "DefaultEndpointsProtocol=https;EndpointSuffix=core.windows.net;AccountName=contosorevoke;AccountKey=" + testKey + ";QueueEndpoint=https://contosorevoke.queue.core.windows.net;TableEndpoint=https://contosorevoke.table.core.windows.net;",
-			Queue:            "revoke-requests"}},
-		{name: "development storage", env: map[string]string{queue.EnvConnection: "UseDevelopmentStorage=true"}, want: queue.Config{
-			ConnectionString: "DefaultEndpointsProtocol=http;EndpointSuffix=core.windows.net;AccountName=devstoreaccount1;AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;QueueEndpoint=http://127.0.0.1:10001/devstoreaccount1;TableEndpoint=http://127.0.0.1:10002/devstoreaccount1;",
-			Queue:            "revoke-requests"}},
-		{name: "shared access signature", env: map[string]string{queue.EnvConnection: "QueueEndpoint=https://contoso.queue.core.windows.net/;SharedAccessSignature=sv=2022-11-02&sig=abc", "STATE_STORE": "memory"},
-			want: queue.Config{ConnectionString: "DefaultEndpointsProtocol=https;EndpointSuffix=core.windows.net;SharedAccessSignature=sv=2022-11-02&sig=abc;QueueEndpoint=https://contoso.queue.core.windows.net;", Queue: "revoke-requests"}},
-		{name: "queue service URI with a user-assigned identity", env: map[string]string{
-			settings.EnvStorageQueueServiceURI: "https://contosorevoke.queue.core.usgovcloudapi.net", settings.EnvStorageClientID: "6e5e9c43-1b0a-4a4e-9d8f-3f0c1f7b2a11"},
-			want: queue.Config{ServiceURL: "https://contosorevoke.queue.core.usgovcloudapi.net", ClientID: "6e5e9c43-1b0a-4a4e-9d8f-3f0c1f7b2a11", Queue: "revoke-requests"}},
-		{name: "account name", env: map[string]string{settings.EnvStorageAccountName: "contosorevoke", "REVOKE_QUEUE": "q-1"},
-			want: queue.Config{ServiceURL: "https://contosorevoke.queue.core.windows.net", Queue: "q-1"}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			env := map[string]string{"WEBHOOK_SECRETS": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}
-			for k, v := range tt.env {
-				env[k] = v
-			}
-			s, err := settings.Load(func(k string) string { return env[k] })
-			if err != nil {
-				t.Fatalf("settings.Load(%v) = %v", tt.env, err)
-			}
-			got := queue.ConfigFor(s.Storage, s.RevokeQueue)
-			if got != tt.want {
-				t.Errorf("ConfigFor(Load(%v)) = %+v; want %+v", tt.env, got, tt.want)
-			}
-			if got.ServiceURL != "" {
-				got.Credential = fakeCredential{}
-			}
-			if _, err := queue.New(got); err != nil {
-				t.Errorf("New(%+v) = %v; want nil", got, err)
-			}
-		})
+// devStorage is Azurite's well-known development account (its key is public), as the settings
+// parse "UseDevelopmentStorage=true".
+func devStorage(name string) queue.Config {
+	return queue.Config{
+		ServiceURL:  "http://127.0.0.1:10001/devstoreaccount1",
+		AccountName: "devstoreaccount1",
+		AccountKey:  "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==",
+		Queue:       name,
 	}
 }
 
-func TestNewConnectionStrings(t *testing.T) {
+// Each way the settings can name an account builds a client, without a network call.
+func TestNewAccepts(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		conn    string
-		wantErr bool
+		name string
+		cfg  queue.Config
 	}{
-		{"UseDevelopmentStorage=true", false},
-		{queue.DevelopmentStorage, false},
-		{"accountname=contosorevoke;ACCOUNTKEY=" + testKey, false},
-		{"just-a-key", true},
-		{"AccountName=contosorevoke", true},
-		{"AccountName=contosorevoke;AccountKey=" + testKey + ";QueueEndpoint=https://x.example.com/?sig=1", true},
-		{"DefaultEndpointsProtocol=http;AccountName=contosorevoke;AccountKey=" + testKey, true},
+		{"shared key", queue.Config{ServiceURL: "https://contosorevoke.queue.core.windows.net", AccountName: "contosorevoke", AccountKey: testKey, Queue: "revoke-requests"}},
+		{"development storage", devStorage("revoke-requests")},
+		{"shared access signature", queue.Config{ServiceURL: "https://contoso.queue.core.windows.net/", SAS: "sv=2022-11-02&sig=abc", Queue: "revoke-requests"}},
+		{"managed identity", queue.Config{ServiceURL: "https://contosorevoke.queue.core.usgovcloudapi.net", Credential: fakeCredential{}, Queue: "q-1"}},
 	}
 	for _, tt := range tests {
-		_, err := queue.New(queue.Config{ConnectionString: tt.conn, Queue: "revoke-requests"})
-		if (err != nil) != tt.wantErr {
-			t.Errorf("New(%q) = %v; want error %v", tt.conn, err, tt.wantErr)
-		}
-		if err != nil && (!errors.Is(err, queue.ErrConfig) || strings.Contains(err.Error(), testKey)) {
-			t.Errorf("New(%q) error %v; want ErrConfig without the key", tt.conn, err)
+		if _, err := queue.New(tt.cfg); err != nil {
+			t.Errorf("New(%s) = %v; want nil", tt.name, err)
 		}
 	}
 }
@@ -106,12 +61,12 @@ func TestNewRefuses(t *testing.T) {
 		cfg  queue.Config
 	}{
 		{"nothing", queue.Config{Queue: "revoke-requests"}},
-		{"both", queue.Config{ConnectionString: queue.DevelopmentStorage, ServiceURL: "https://a.example.com", Credential: fakeCredential{}, Queue: "revoke-requests"}},
+		{"key and SAS", queue.Config{ServiceURL: "https://a.example.com", AccountName: "a", AccountKey: testKey, SAS: "sig=1", Queue: "revoke-requests"}},
 		{"service URL without credential", queue.Config{ServiceURL: "https://a.example.com", Queue: "revoke-requests"}},
 		{"service URL over http", queue.Config{ServiceURL: "http://a.example.com", Credential: fakeCredential{}, Queue: "revoke-requests"}},
-		{"bad connection string", queue.Config{ConnectionString: "AccountName=x", Queue: "revoke-requests"}},
-		{"no queue", queue.Config{ConnectionString: queue.DevelopmentStorage}},
-		{"bad queue", queue.Config{ConnectionString: queue.DevelopmentStorage, Queue: "Revoke_Requests"}},
+		{"key without account", queue.Config{ServiceURL: "https://a.example.com", AccountKey: "not base64!", Queue: "revoke-requests"}},
+		{"no queue", devStorage("")},
+		{"bad queue", devStorage("Revoke_Requests")},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -125,7 +80,7 @@ func TestNewRefuses(t *testing.T) {
 
 func TestNewName(t *testing.T) {
 	t.Parallel()
-	c, err := queue.New(queue.Config{ConnectionString: "UseDevelopmentStorage=true", Queue: "revoke-requests"})
+	c, err := queue.New(devStorage("revoke-requests"))
 	if err != nil {
 		t.Fatalf("New(UseDevelopmentStorage=true) = %v", err)
 	}
@@ -146,8 +101,8 @@ func TestErrorsHideSAS(t *testing.T) {
 	_ = ln.Close() // nothing listens there now: every call fails in transport
 	const sig = "c2VjcmV0LXNhcy1zaWduYXR1cmU"
 	c, err := queue.New(queue.Config{
-		ConnectionString: "QueueEndpoint=http://" + addr + "/devstoreaccount1;SharedAccessSignature=sv=2022-11-02&sig=" + sig,
-		Queue:            "revoke-requests",
+		ServiceURL: "http://" + addr + "/devstoreaccount1", SAS: "sv=2022-11-02&sig=" + sig,
+		Queue: "revoke-requests",
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -181,7 +136,7 @@ func TestErrorsHideSAS(t *testing.T) {
 
 func TestTooLarge(t *testing.T) {
 	t.Parallel()
-	c, err := queue.New(queue.Config{ConnectionString: queue.DevelopmentStorage, Queue: "revoke-requests"})
+	c, err := queue.New(devStorage("revoke-requests"))
 	if err != nil {
 		t.Fatal(err)
 	}
