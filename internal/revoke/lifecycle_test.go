@@ -98,7 +98,7 @@ func newLifecycle(t *testing.T, e revoke.Runner, poison revoke.Poisoner) *revoke
 func submission(id, body string, users ...string) revoke.Submission {
 	return revoke.Submission{
 		Job:      revoke.Job{Meta: revoke.Meta{Trigger: revoke.TriggerHTTP, RequestID: id}, Users: users},
-		Remember: true, Scope: "webhook", BodyHash: body,
+		Remember: true, Scope: "webhook", Body: []byte(body),
 	}
 }
 

@@ -16,8 +16,9 @@ type Submission struct {
 	// work and its final answer replayed to a repeat. A generated id is never seen again.
 	Remember bool
 	Scope    string
-	// BodyHash binds the id to the request as sent: the same id with another body is ErrConflict.
-	BodyHash string
+	// Body is the request as sent: its hash binds the id to it, so the same id with another body
+	// is ErrConflict.
+	Body []byte
 	// Invalid, when set, is the answer to a request that could not be decoded; it is kept like
 	// any other answer when Invalid.Final.
 	Invalid *Answer
@@ -38,7 +39,7 @@ func (l *Lifecycle) Submit(ctx context.Context, s Submission) (Answer, error) {
 	}
 	key := RequestKey{Scope: s.Scope, ID: s.Job.RequestID}
 	cctx, cancel := context.WithTimeout(ctx, stateBudget)
-	claim, err := l.cfg.Store.Claim(cctx, key, s.BodyHash, claimLease)
+	claim, err := l.cfg.Store.Claim(cctx, key, contentHash(s.Body), claimLease)
 	cancel()
 	var busy *InProgressError
 	switch {

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/entra-revoke/entra-revoke/internal/entraauth"
 	"github.com/entra-revoke/entra-revoke/internal/request"
@@ -31,10 +32,19 @@ func callerFrom(ctx context.Context) caller {
 	return c
 }
 
+// gate authenticates HTTP callers.
+type gate struct {
+	keys      webhook.Keys   // WEBHOOK_SECRETS; empty when not configured
+	tolerance time.Duration  // WEBHOOK_TOLERANCE
+	tokens    TokenValidator // nil unless Entra ID tokens are accepted
+	audit     Auditor
+	now       func() time.Time
+}
+
 // requireCaller reads the body (bounded) and authenticates the caller by Standard Webhooks
 // signature or Entra ID bearer token before anything else looks at the request. It fails closed:
 // no configured method, no entry.
-func requireCaller(d Deps) func(http.Handler) http.Handler {
+func requireCaller(g gate) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, request.MaxBodyBytes))
@@ -48,16 +58,16 @@ func requireCaller(d Deps) func(http.Handler) http.Handler {
 				return
 			}
 
-			c, reason, forbidden := authenticate(r, d, body)
+			c, reason, forbidden := g.authenticate(r, body)
 			if reason != "" {
-				d.Audit.Rejected(r.Context(), telemetry.Rejection{
+				g.audit.Rejected(r.Context(), telemetry.Rejection{
 					Reason: reason, Trigger: revoke.TriggerHTTP, RequestID: requestIDHint(r), ClientIP: clientIP(r),
 				})
 				if forbidden {
 					writeError(w, http.StatusForbidden, codeForbiddenCaller, "the caller is not allowed to revoke sessions")
 					return
 				}
-				if d.Tokens != nil {
+				if g.tokens != nil {
 					// RFC 6750: tell token callers how to authenticate, on every 401.
 					w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
 				}
@@ -73,9 +83,9 @@ func requireCaller(d Deps) func(http.Handler) http.Handler {
 // authenticate returns the caller, or the WebhookRejected reason and whether it is a 403.
 // A bearer token is used when Entra ID tokens are accepted and one is present; otherwise the
 // Standard Webhooks signature decides.
-func authenticate(r *http.Request, d Deps, body []byte) (c caller, reason string, forbidden bool) {
-	if token, ok := entraauth.BearerToken(r.Header.Get("Authorization")); ok && d.Tokens != nil {
-		who, err := d.Tokens.Validate(r.Context(), token)
+func (g gate) authenticate(r *http.Request, body []byte) (c caller, reason string, forbidden bool) {
+	if token, ok := entraauth.BearerToken(r.Header.Get("Authorization")); ok && g.tokens != nil {
+		who, err := g.tokens.Validate(r.Context(), token)
 		if err != nil {
 			var ae *entraauth.Error
 			if errors.As(err, &ae) {
@@ -86,10 +96,10 @@ func authenticate(r *http.Request, d Deps, body []byte) (c caller, reason string
 		// Each Entra client has its own id namespace (two automations may both use ticket numbers).
 		return caller{Name: who.String(), Scope: "entra:" + who.TenantID + ":" + who.ClientID}, "", false
 	}
-	if d.Keys.Len() == 0 {
+	if g.keys.Len() == 0 {
 		return caller{}, "missing_token", false
 	}
-	signed, err := d.Keys.Verify(r.Header, body, d.Now(), d.Tolerance, d.Tolerance)
+	signed, err := g.keys.Verify(r.Header, body, g.now(), g.tolerance, g.tolerance)
 	if err != nil {
 		return caller{}, err.Error(), false
 	}

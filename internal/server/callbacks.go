@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"log/slog"
 	"net/http"
 
 	"github.com/entra-revoke/entra-revoke/internal/callback"
@@ -18,22 +19,22 @@ type CallbackDeliverer interface {
 // delivery attempt. It answers 200 whenever the message is dealt with — delivered, given up,
 // poisoned or its retry enqueued — and non-2xx only when a retry or poison copy could not be
 // written, so that the host delivers the message again.
-func handleCallbacks(d Deps) http.Handler {
+func handleCallbacks(deliverer CallbackDeliverer, drain context.Context, logger *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		inv, err := decodeQueueInvocation(http.MaxBytesReader(w, r.Body, maxInvocationBytes))
 		if err != nil {
-			d.Logger.Error("callback invocation undecodable", "error", err)
+			logger.Error("callback invocation undecodable", "error", err)
 			reply(w, http.StatusBadRequest, "invocation could not be decoded")
 			return
 		}
-		if d.CallbackDeliverer == nil {
+		if deliverer == nil {
 			// Callbacks were turned off with messages still queued: they are dropped, not retried.
 			reply(w, http.StatusOK, "callbacks are not enabled; message dropped")
 			return
 		}
-		ctx, cancel := workContext(r, d, revoke.QueueBudget)
+		ctx, cancel := workContext(r, drain, revoke.QueueBudget)
 		defer cancel()
-		disp, log := d.CallbackDeliverer.Handle(ctx, inv.Message)
+		disp, log := deliverer.Handle(ctx, inv.Message)
 		if disp == callback.Retry {
 			reply(w, http.StatusServiceUnavailable, log)
 			return

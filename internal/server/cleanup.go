@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"time"
@@ -19,16 +20,16 @@ const maxTimerInvocationBytes = 64 << 10
 // handleCleanup serves POST /state-cleanup, the state-cleanup timer's invocation: it deletes what
 // the state store no longer needs (final responses past IDEMPOTENCY_TTL, finished message
 // progress, expired statuses and leases).
-func handleCleanup(d Deps) http.Handler {
+func handleCleanup(st State, drain context.Context, logger *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := decodeTimerInvocation(http.MaxBytesReader(w, r.Body, maxTimerInvocationBytes)); err != nil {
-			d.Logger.Error("timer invocation undecodable", "error", err)
+			logger.Error("timer invocation undecodable", "error", err)
 			reply(w, http.StatusBadRequest, "invocation could not be decoded")
 			return
 		}
-		ctx, cancel := workContext(r, d, cleanupBudget)
+		ctx, cancel := workContext(r, drain, cleanupBudget)
 		defer cancel()
-		deleted, err := d.State.Cleanup(ctx)
+		deleted, err := st.Cleanup(ctx)
 		n := strconv.Itoa(deleted)
 		switch {
 		case err == nil:
@@ -37,7 +38,7 @@ func handleCleanup(d Deps) http.Handler {
 			// Nothing is lost by stopping: what is left expires just the same and goes next time.
 			reply(w, http.StatusOK, "state cleanup: deleted "+n+" expired entries; the rest at the next run")
 		default:
-			d.Logger.Error("state cleanup failed", "deleted", deleted, "error", err)
+			logger.Error("state cleanup failed", "deleted", deleted, "error", err)
 			reply(w, http.StatusInternalServerError, "state cleanup failed after deleting "+n+" expired entries")
 		}
 	})

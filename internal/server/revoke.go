@@ -1,17 +1,18 @@
 package server
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"mime"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
 	"github.com/google/uuid"
 
+	"github.com/entra-revoke/entra-revoke/internal/request"
 	"github.com/entra-revoke/entra-revoke/internal/revoke"
 	"github.com/entra-revoke/entra-revoke/internal/webhook"
 )
@@ -50,7 +51,7 @@ func httpStatus(res revoke.Result) int {
 // hands it to the lifecycle, and writes the answer. The request id (webhook-id, else
 // Idempotency-Key) is claimed by the lifecycle under the caller's scope, so two callers that both
 // use ticket numbers as ids never meet, while a caller's own retry — on any instance — does.
-func handleRevoke(d Deps) http.Handler {
+func handleRevoke(lc Lifecycle, v *request.Validator, base *url.URL, logger *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c := callerFrom(r.Context())
 		if !jsonMediaType(r.Header.Get("Content-Type")) {
@@ -75,10 +76,10 @@ func handleRevoke(d Deps) http.Handler {
 			InvocationID: r.Header.Get("X-Azure-Functions-InvocationId"),
 		}
 		s := revoke.Submission{
-			Remember: fromCaller, Scope: c.Scope, BodyHash: bodyHash(c.Body),
-			StatusURL: func(handle string) string { return statusURL(r, d.PublicBaseURL, handle) },
+			Remember: fromCaller, Scope: c.Scope, Body: c.Body,
+			StatusURL: func(handle string) string { return statusURL(r, base, handle) },
 		}
-		if req, err := d.Validator.Decode(c.Body); err != nil {
+		if req, err := v.Decode(c.Body); err != nil {
 			st, e := requestError(err)
 			b, _ := json.Marshal(e)
 			s.Invalid = &revoke.Answer{Status: st, Body: b, Final: st < 500}
@@ -94,9 +95,9 @@ func handleRevoke(d Deps) http.Handler {
 		}
 		s.Job.Meta = meta
 
-		ans, err := d.Lifecycle.Submit(r.Context(), s)
+		ans, err := lc.Submit(r.Context(), s)
 		if err != nil {
-			writeFailure(w, d, id, err)
+			writeFailure(w, logger, id, err)
 			return
 		}
 		if ans.Replayed {
@@ -110,7 +111,7 @@ func handleRevoke(d Deps) http.Handler {
 }
 
 // writeFailure is the one mapping of the lifecycle's errors to HTTP.
-func writeFailure(w http.ResponseWriter, d Deps, requestID string, err error) {
+func writeFailure(w http.ResponseWriter, logger *slog.Logger, requestID string, err error) {
 	var busy *revoke.InProgressError
 	var rl *revoke.RateLimitedError
 	switch {
@@ -123,7 +124,7 @@ func writeFailure(w http.ResponseWriter, d Deps, requestID string, err error) {
 		retryAfter(w, rl.RetryAfter)
 		writeError(w, http.StatusTooManyRequests, codeRateLimited, "too many revocations (MAX_REVOCATIONS_PER_MINUTE); retry later")
 	default:
-		d.Logger.Error("revocation failed", "request_id", requestID, "error", err)
+		logger.Error("revocation failed", "request_id", requestID, "error", err)
 		writeError(w, http.StatusInternalServerError, codeInternal, "internal error")
 	}
 }
@@ -190,9 +191,4 @@ func preferAsync(values []string) bool {
 		}
 	}
 	return false
-}
-
-func bodyHash(b []byte) string {
-	h := sha256.Sum256(b)
-	return hex.EncodeToString(h[:])
 }

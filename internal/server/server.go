@@ -86,12 +86,12 @@ type Deps struct {
 
 // workContext is the context a route's own work runs in: detached from the caller's connection,
 // bounded by budget, and cancelled when the server drains for shutdown.
-func workContext(r *http.Request, d Deps, budget time.Duration) (context.Context, context.CancelFunc) {
+func workContext(r *http.Request, drain context.Context, budget time.Duration) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), budget)
-	if d.Drain == nil {
+	if drain == nil {
 		return ctx, cancel
 	}
-	stop := context.AfterFunc(d.Drain, cancel)
+	stop := context.AfterFunc(drain, cancel)
 	return ctx, func() { stop(); cancel() }
 }
 

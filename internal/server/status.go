@@ -3,6 +3,7 @@ package server
 import (
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -66,7 +67,7 @@ func statusURLOf(body []byte) string {
 // While a user is queued it answers 202 with the result as it stands; then exactly what the
 // synchronous call would have answered. Unknown, malformed and expired handles all get the same
 // 404, so that the route tells nothing about handles one does not hold.
-func handleStatus(d Deps) http.Handler {
+func handleStatus(lc Lifecycle, base *url.URL, logger *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
 		handle := r.PathValue("handle")
@@ -74,7 +75,7 @@ func handleStatus(d Deps) http.Handler {
 			writeError(w, http.StatusNotFound, codeNotFound, "no such status")
 			return
 		}
-		res, err := d.Lifecycle.Status(r.Context(), handle)
+		res, err := lc.Status(r.Context(), handle)
 		switch {
 		case errors.Is(err, revoke.ErrNotFound):
 			writeError(w, http.StatusNotFound, codeNotFound, "no such status")
@@ -83,17 +84,17 @@ func handleStatus(d Deps) http.Handler {
 			// The table cannot be read and this instance does not hold the status: it may well
 			// exist, and the queue may still finish its users. Not 404, nor anything final: a
 			// poller (Logic Apps stops on anything but 202) keeps polling.
-			w.Header().Set("Location", statusURL(r, d.PublicBaseURL, handle))
+			w.Header().Set("Location", statusURL(r, base, handle))
 			retryAfter(w, statusPollInterval)
 			writeError(w, http.StatusAccepted, codeUnavailable, "the status cannot be read right now; retry later")
 			return
 		case err != nil:
-			d.Logger.Error("status unreadable", "error", err)
+			logger.Error("status unreadable", "error", err)
 			writeError(w, http.StatusInternalServerError, codeInternal, "internal error")
 			return
 		}
 		if revoke.AnyQueued(res) {
-			link := statusURL(r, d.PublicBaseURL, handle)
+			link := statusURL(r, base, handle)
 			w.Header().Set("Location", link)
 			retryAfter(w, statusPollInterval)
 			encode(w, http.StatusAccepted, revokeResponse{Result: res, StatusURL: link})
