@@ -84,7 +84,7 @@ func (e *fakeEngine) Run(ctx context.Context, job revoke.Job) (revoke.Result, er
 			queued = append(queued, u)
 			continue
 		}
-		r := revoke.UserResult{UPN: u, Status: revoke.StatusRevoked, UserID: "uid-" + u, RevokedAt: "2026-11-21T23:59:01Z"}
+		r := revoke.UserResult{UPN: u, Status: revoke.StatusRevoked, UserID: "uid-" + u, RevokedAt: time.Date(2026, 11, 21, 23, 59, 1, 0, time.UTC)}
 		switch {
 		case strings.EqualFold(u, protectedUser):
 			r = revoke.UserResult{UPN: u, Status: revoke.StatusProtected,
@@ -93,7 +93,7 @@ func (e *fakeEngine) Run(ctx context.Context, job revoke.Job) (revoke.Result, er
 			r = revoke.UserResult{UPN: u, Status: revoke.StatusNotFound,
 				Error: &revoke.ErrorInfo{Code: "Request_ResourceNotFound", Message: "Resource '" + u + "' does not exist"}}
 		case job.DryRun:
-			r.Status, r.RevokedAt = revoke.StatusDryRun, ""
+			r.Status, r.RevokedAt = revoke.StatusDryRun, time.Time{}
 		}
 		res.Results = append(res.Results, r)
 	}
@@ -164,7 +164,7 @@ func (h *handler) finishDeferred(t *testing.T) {
 			}
 			for i, r := range res.Results {
 				if r.Status == revoke.StatusQueued {
-					res.Results[i] = revoke.UserResult{UPN: r.UPN, Status: revoke.StatusRevoked, UserID: "uid-" + r.UPN, RevokedAt: "2026-12-03T10:00:00Z"}
+					res.Results[i] = revoke.UserResult{UPN: r.UPN, Status: revoke.StatusRevoked, UserID: "uid-" + r.UPN, RevokedAt: time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)}
 				}
 			}
 			res.Status = revoke.Overall(res.Results)

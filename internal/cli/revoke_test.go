@@ -63,7 +63,7 @@ func TestRevokeJSON(t *testing.T) {
 		t.Errorf("results out of input order: %+v", res.Results)
 	}
 	for _, u := range res.Results {
-		if u.GraphRequestID == "" || u.RevokedAt == "" {
+		if u.GraphRequestID == "" || u.RevokedAt.IsZero() {
 			t.Errorf("result %+v lacks graphRequestId or revokedAt", u)
 		}
 	}

@@ -151,10 +151,10 @@ type UserResult struct {
 	UPN               string     `json:"upn"`
 	Status            Status     `json:"status"`
 	UserID            string     `json:"userId,omitempty"`
-	RevokedAt         string     `json:"revokedAt,omitempty"`
-	AccessUntil       string     `json:"accessUntil,omitempty"` // RevokedAt + AccessTokenLifetime
+	RevokedAt         time.Time  `json:"revokedAt,omitzero"`   // UTC, whole seconds
+	AccessUntil       time.Time  `json:"accessUntil,omitzero"` // RevokedAt + AccessTokenLifetime
 	Verified          *bool      `json:"verified,omitempty"`
-	SessionsValidFrom string     `json:"sessionsValidFrom,omitempty"`
+	SessionsValidFrom time.Time  `json:"sessionsValidFrom,omitzero"` // UTC, whole seconds
 	GraphRequestID    string     `json:"graphRequestId,omitempty"`
 	Warning           string     `json:"warning,omitempty"`
 	Error             *ErrorInfo `json:"error,omitempty"`
@@ -445,9 +445,9 @@ func (e *Engine) process(ctx context.Context, job Job, user string) (r UserResul
 	r.GraphRequestID = gr.RequestID
 	r.GraphDuration += gr.Duration
 	r.Attempts += gr.Attempts
-	revokedAt := e.cfg.Now().UTC()
-	r.RevokedAt = revokedAt.Format(time.RFC3339)
-	r.AccessUntil = revokedAt.Add(AccessTokenLifetime).Format(time.RFC3339)
+	// Whole seconds in UTC: what the contract shows (RFC 3339, "…Z"), and what a check compares.
+	r.RevokedAt = e.cfg.Now().UTC().Truncate(time.Second)
+	r.AccessUntil = r.RevokedAt.Add(AccessTokenLifetime)
 	if e.cfg.Verify {
 		e.verify(ctx, user, begin, &r)
 	}
@@ -551,7 +551,7 @@ func (e *Engine) verify(ctx context.Context, user string, begin time.Time, r *Us
 	ok := !u.SessionsValidFrom.IsZero() && !u.SessionsValidFrom.Before(begin.Add(-verifySkew))
 	r.Verified = &ok
 	if !u.SessionsValidFrom.IsZero() {
-		r.SessionsValidFrom = u.SessionsValidFrom.UTC().Format(time.RFC3339)
+		r.SessionsValidFrom = u.SessionsValidFrom.UTC().Truncate(time.Second)
 	}
 	if strings.EqualFold(u.UserType, "Guest") {
 		r.Warning = "guest user: sessions in the user's home tenant are not revoked"
@@ -644,9 +644,7 @@ func (e *Engine) record(ctx context.Context, job Job, r UserResult, started time
 	if r.Error != nil {
 		o.ErrorCode, o.ErrorMessage = r.Error.Code, r.Error.Message
 	}
-	if r.SessionsValidFrom != "" {
-		o.SessionsValidFrom, _ = time.Parse(time.RFC3339, r.SessionsValidFrom)
-	}
+	o.SessionsValidFrom = r.SessionsValidFrom
 	e.cfg.Sink.Outcome(ctx, o)
 }
 

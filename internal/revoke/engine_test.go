@@ -154,7 +154,7 @@ func TestRevokeSingleUser(t *testing.T) {
 		t.Fatalf("result = %+v; want revoked, id msg_1, not dry run", res)
 	}
 	r := res.Results[0]
-	if r.GraphRequestID != "req-alice@contoso.com" || r.RevokedAt == "" {
+	if r.GraphRequestID != "req-alice@contoso.com" || r.RevokedAt.IsZero() {
 		t.Errorf("user result = %+v; want graphRequestId and revokedAt", r)
 	}
 	if got := g.revokedUsers(); len(got) != 1 || got[0] != "alice@contoso.com" {
@@ -324,9 +324,10 @@ func TestPriorOutcomesMatchByUser(t *testing.T) {
 	g := &fakeGraph{}
 	e, sink := newEngine(t, g, nil)
 	j := job("Alice@Contoso.com", "bob@fabrikam.com", "carol@contoso.com", "11111111-1111-1111-1111-11111111AAAA")
+	then := time.Date(2026, 11, 21, 23, 0, 0, 0, time.UTC)
 	j.Prior = []revoke.UserResult{
 		{UPN: "mallory@contoso.com", Status: revoke.StatusRevoked},                   // someone else: ignored
-		{UPN: "alice@contoso.com", Status: revoke.StatusRevoked, RevokedAt: "then"},  // other position and case
+		{UPN: "alice@contoso.com", Status: revoke.StatusRevoked, RevokedAt: then},    // other position and case
 		{UPN: "carol@contoso.com", Status: revoke.StatusFailed},                      // retryable: runs again
 		{UPN: "11111111-1111-1111-1111-11111111aaaa", Status: revoke.StatusNotFound}, // object ID, other case
 	}
@@ -334,7 +335,7 @@ func TestPriorOutcomesMatchByUser(t *testing.T) {
 	if got := statuses(res); fmt.Sprint(got) != "[revoked revoked revoked not_found]" {
 		t.Fatalf("statuses = %v; want [revoked revoked revoked not_found]", got)
 	}
-	if r := res.Results[0]; r.UPN != "Alice@Contoso.com" || r.RevokedAt != "then" {
+	if r := res.Results[0]; r.UPN != "Alice@Contoso.com" || !r.RevokedAt.Equal(then) {
 		t.Errorf("results[0] = %+v; want alice's earlier outcome under this request's spelling", r)
 	}
 	if got := fmt.Sprint(g.revokedUsers()); !strings.Contains(got, "bob@fabrikam.com") || !strings.Contains(got, "carol@contoso.com") || len(g.revokedUsers()) != 2 {
@@ -666,8 +667,8 @@ func TestVerification(t *testing.T) {
 			if !strings.Contains(r.Warning, tt.wantWarning) || (tt.wantWarning == "" && r.Warning != "") {
 				t.Errorf("warning = %q; want it to mention %q", r.Warning, tt.wantWarning)
 			}
-			if r.SessionsValidFrom != tt.wantFrom {
-				t.Errorf("sessionsValidFrom = %q; want %q", r.SessionsValidFrom, tt.wantFrom)
+			if got := formatTime(r.SessionsValidFrom); got != tt.wantFrom {
+				t.Errorf("sessionsValidFrom = %q; want %q", got, tt.wantFrom)
 			}
 			if tt.wantVerified != nil && r.UserID == "" {
 				t.Errorf("userId empty; want the read-back id")
@@ -763,4 +764,12 @@ func TestDeferralAfterTheBudgetRanOut(t *testing.T) {
 	if err != nil || res.Results[0].Status != revoke.StatusQueued {
 		t.Fatalf("Run after the budget ran out = %+v, %v; want queued (the enqueue has its own budget)", res.Results, err)
 	}
+}
+
+// formatTime is a time as the contract shows it: RFC 3339 in UTC, "" when zero.
+func formatTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.Format(time.RFC3339)
 }

@@ -345,7 +345,7 @@ func TestFixtureRequestIsRevoked(t *testing.T) {
 	}
 	b := decodeBody(t, w)
 	if b.ID != "msg_2KWPBgLlAfxdpx2AI54pPJ85f50" || b.Status != "revoked" || len(b.Results) != 1 ||
-		b.Results[0].UPN != "alice@contoso.com" || b.Results[0].GraphRequestID != "graph-req-1" || b.Results[0].RevokedAt == "" {
+		b.Results[0].UPN != "alice@contoso.com" || b.Results[0].GraphRequestID != "graph-req-1" || b.Results[0].RevokedAt.IsZero() {
 		t.Errorf("body = %s; want alice revoked under the webhook id", w.Body)
 	}
 	o := h.audit.outcomes[0]

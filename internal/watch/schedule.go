@@ -2,6 +2,7 @@ package watch
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 	"time"
@@ -66,9 +67,9 @@ func (s *Scheduler) Schedule(ctx context.Context, job revoke.Job, revoked []revo
 }
 
 func (s *Scheduler) user(ctx context.Context, job revoke.Job, r revoke.UserResult) {
-	revokedAt, err := time.Parse(time.RFC3339, r.RevokedAt)
-	if err != nil {
-		s.fail(ctx, ScheduleFailure{RequestID: job.RequestID, UPN: r.UPN, Reason: "no_revocation_time", Err: err})
+	revokedAt := r.RevokedAt
+	if revokedAt.IsZero() {
+		s.fail(ctx, ScheduleFailure{RequestID: job.RequestID, UPN: r.UPN, Reason: "no_revocation_time", Err: errors.New("revoked without a time")})
 		return
 	}
 	userID := r.UserID
