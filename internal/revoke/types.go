@@ -1,7 +1,9 @@
-// Package revoke is the revocation engine: it applies the tenant's guard rails to each requested
-// user, signs the user out through Microsoft Graph, optionally verifies the result, and reports
-// every outcome. It knows nothing of HTTP, queues or the Functions host: those adapt to it through
-// the small interfaces declared here.
+// Package revoke is the core of the handler. The engine (Engine) applies the tenant's guard rails
+// to each requested user, signs the user out through Microsoft Graph, optionally verifies the
+// result, and reports every outcome; the lifecycle (Lifecycle) owns a request's life around it:
+// claim and replay, progress, the status record, finality and the completion event. It knows
+// nothing of HTTP, queues, tables or the Functions host: those adapt to it through the small
+// interfaces declared here.
 package revoke
 
 import (
