@@ -8,6 +8,7 @@ package infra_test
 import (
 	"encoding/json"
 	"maps"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -232,5 +233,38 @@ func TestFormSchemaRefusesMistakes(t *testing.T) {
 		if (err == nil) != tt.valid {
 			t.Errorf("%s: Validate = %v; want valid %v", tt.name, err, tt.valid)
 		}
+	}
+}
+
+// TestSentinelDeployButton: the Sentinel page's "Deploy to Azure" button opens the template and
+// its form from one release tag (never a branch, whose template may have moved on), and both
+// files exist at those paths in the repository.
+func TestSentinelDeployButton(t *testing.T) {
+	t.Parallel()
+	page := string(mustRead(t, "../integrations/sentinel/README.md"))
+	button := regexp.MustCompile(`\(https://portal\.azure\.com/#create/Microsoft\.Template/uri/([^/)]+)/createUIDefinitionUri/([^/)]+)\)`)
+	m := button.FindStringSubmatch(page)
+	if m == nil {
+		t.Fatal("integrations/sentinel/README.md has no Deploy to Azure button with a createUIDefinitionUri")
+	}
+	raw := regexp.MustCompile(`^https://raw\.githubusercontent\.com/entra-revoke/entra-revoke/(v[0-9]+\.[0-9]+\.[0-9]+)/(.+)$`)
+	var tags []string
+	for i, want := range []string{"integrations/sentinel/azuredeploy.json", "integrations/sentinel/createUiDefinition.json"} {
+		u, err := url.PathUnescape(m[i+1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := raw.FindStringSubmatch(u)
+		if p == nil || p[2] != want {
+			t.Errorf("button URL %d = %s; want raw.githubusercontent.com/entra-revoke/entra-revoke/<release tag>/%s", i+1, u, want)
+			continue
+		}
+		if _, err := os.Stat("../" + p[2]); err != nil {
+			t.Errorf("the button opens %s: %v", p[2], err)
+		}
+		tags = append(tags, p[1])
+	}
+	if len(tags) == 2 && tags[0] != tags[1] {
+		t.Errorf("the button's template is of %s, its form of %s; want one release", tags[0], tags[1])
 	}
 }
