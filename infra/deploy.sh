@@ -241,7 +241,7 @@ if [[ $command == sentinel ]]; then
 	[[ -n $sentinel_sp ]] || say "the Azure Security Insights app was not found: give Sentinel permission to run playbooks of ${sentinel_group:-$rg} (Sentinel: Settings, Playbook permissions)"
 	if [[ -n $test_user ]]; then
 		say "in $workspace, disabled: the analytics rule \"entra-revoke test: an incident naming $test_user\" and an automation rule that runs $playbook for its incidents only."
-		say "to test: enable both (Sentinel: Analytics; Automation); an incident follows within minutes; disable both afterwards"
+		say "to test: enable the automation rule, then the analytics rule (Sentinel: Automation; Analytics); an incident follows within minutes; disable both afterwards"
 	else
 		say "done. Attach the playbook to an automation rule scoped by a condition (docs: integrations/sentinel/README.md)"
 	fi
