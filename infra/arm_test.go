@@ -366,6 +366,22 @@ func (c *armContext) eval(n *armNode) any {
 		return out
 	case "createarray":
 		return append([]any{}, args...)
+	case "split":
+		parts := strings.Split(str(0), str(1))
+		out := make([]any, len(parts))
+		for i, p := range parts {
+			out[i] = p
+		}
+		return out
+	case "first", "last":
+		arr, ok := args[0].([]any)
+		if !ok || len(arr) == 0 {
+			c.t.Fatalf("%s() of %v: the test evaluator takes a non-empty array", n.fn, args[0])
+		}
+		if strings.EqualFold(n.fn, "first") {
+			return arr[0]
+		}
+		return arr[len(arr)-1]
 	case "take":
 		s := str(0)
 		return s[:min(len(s), int(args[1].(float64)))]

@@ -10,10 +10,10 @@
 #   deploy.sh upgrade -g RG --tag vX.Y.Z             new release: template and code, secrets kept
 #   deploy.sh allow-caller -g RG --principal-id ID   give a token caller (a Sentinel playbook, a
 #                                                    Logic App) the Sessions.Revoke app role
-#   deploy.sh sentinel-test -g RG --workspace WS --test-user U
-#                                                    a disabled analytics rule that raises a test
-#                                                    incident naming U, and a disabled automation
-#                                                    rule, scoped to it, that runs the playbook
+#   deploy.sh sentinel -g RG --workspace WS [--sentinel-group SRG] [--test-user U]
+#                                                    the Sentinel playbook (its template, in the
+#                                                    workspace's group), and the caller's role for
+#                                                    it; with U, the template's disabled test rules
 #
 # What "deploy" does, each step skipped when already done:
 #   1. the resource group (-l on the first run);
@@ -43,7 +43,8 @@ usage: $prog deploy -g RG [-l LOCATION] [--callers webhook|entra|webhook+entra]
                  [--parameters FILE] [--go-live --test-user UPN]
        $prog upgrade -g RG --tag TAG [--parameters FILE]
        $prog allow-caller -g RG --principal-id OBJECT_ID
-       $prog sentinel-test -g SENTINEL_RG --workspace WORKSPACE --test-user UPN [--playbook NAME]
+       $prog sentinel -g RG --workspace WORKSPACE [--sentinel-group SENTINEL_RG] [--test-user UPN]
+                 [--playbook NAME]
 
   -g, --resource-group RG  the resource group that holds (or will hold) entra-revoke
   -l, --location LOC       its region, on the first run (a Flex Consumption region)
@@ -55,10 +56,13 @@ usage: $prog deploy -g RG [-l LOCATION] [--callers webhook|entra|webhook+entra]
       --release-url URL    where the release's files are (default: the tag's GitHub release)
       --parameters FILE    more template parameters (a deployment parameter file)
       --go-live            turn dry run off; needs --test-user, whom it then revokes
-      --test-user UPN      a test account: revoked with --go-live, else named in the dry run
+      --test-user UPN      a test account: revoked with --go-live, else named in the dry run;
+                           sentinel: the account the disabled test analytics rule's incident names
       --principal-id ID    allow-caller: the caller's managed identity (object ID)
-      --workspace WS       sentinel-test: the Sentinel workspace (in RG, with the playbook)
-      --playbook NAME      sentinel-test: the playbook (default entra-revoke-incident)
+      --workspace WS       sentinel: the Microsoft Sentinel workspace
+      --sentinel-group SRG sentinel: the workspace's resource group, where the playbook goes
+                           (default: RG)
+      --playbook NAME      sentinel: the playbook (default entra-revoke-incident)
   -h, --help               this help
 EOF
 }
@@ -95,13 +99,13 @@ new_guid() {
 
 command=${1:-}
 case $command in
-deploy | upgrade | allow-caller | sentinel-test) shift ;;
+deploy | upgrade | allow-caller | sentinel) shift ;;
 -h | --help) usage; exit 0 ;;
-*) usage_error "first argument: deploy, upgrade, allow-caller or sentinel-test" ;;
+*) usage_error "first argument: deploy, upgrade, allow-caller or sentinel" ;;
 esac
 
 rg="" location="" callers="" protected_users="" protected_set=false allowed_domains="" allowed_set=false
-tag="" release_url="" extra_params="" go_live=false test_user="" caller_principal="" workspace="" playbook=entra-revoke-incident
+tag="" release_url="" extra_params="" go_live=false test_user="" caller_principal="" workspace="" sentinel_group="" playbook=entra-revoke-incident
 while (($#)); do
 	case $1 in
 	-g | --resource-group) (($# >= 2)) || usage_error "$1 needs a value"; rg=$2; shift 2 ;;
@@ -116,6 +120,7 @@ while (($#)); do
 	--test-user) (($# >= 2)) || usage_error "$1 needs a value"; test_user=$2; shift 2 ;;
 	--principal-id) (($# >= 2)) || usage_error "$1 needs a value"; caller_principal=$2; shift 2 ;;
 	--workspace) (($# >= 2)) || usage_error "$1 needs a value"; workspace=$2; shift 2 ;;
+	--sentinel-group) (($# >= 2)) || usage_error "$1 needs a value"; sentinel_group=$2; shift 2 ;;
 	--playbook) (($# >= 2)) || usage_error "$1 needs a value"; playbook=$2; shift 2 ;;
 	-h | --help) usage; exit 0 ;;
 	*) usage_error "unknown argument: $1" ;;
@@ -127,7 +132,8 @@ case $callers in "" | webhook | entra | webhook+entra) ;; *) usage_error "--call
 [[ -z $extra_params || -r $extra_params ]] || usage_error "--parameters: cannot read $extra_params"
 [[ $command != allow-caller ]] || is_guid "$caller_principal" || usage_error "allow-caller needs --principal-id OBJECT_ID"
 [[ $command != upgrade ]] || [[ -n $tag ]] || usage_error "upgrade needs --tag"
-[[ $command != sentinel-test ]] || [[ -n $workspace && $test_user == *@* ]] || usage_error "sentinel-test needs --workspace and --test-user UPN"
+[[ $command != sentinel ]] || [[ -n $workspace ]] || usage_error "sentinel needs --workspace"
+[[ $command != sentinel || -z $test_user || $test_user == ?*@?* ]] || usage_error "--test-user: a UPN (name@domain)"
 
 for tool in az curl jq openssl sha256sum; do
 	command -v "$tool" >/dev/null 2>&1 || die "$tool is not installed (Azure Cloud Shell has every tool this needs)"
@@ -169,71 +175,24 @@ ensure_api() {
 	printf '%s' "$app_id"
 }
 
-# guid_of prints a GUID derived from its argument: the same rule on every run, one per workspace.
-guid_of() {
-	local h
-	h=$(printf '%s' "$1" | sha256sum)
-	printf '%s-%s-4%s-8%s-%s' "${h:0:8}" "${h:8:4}" "${h:13:3}" "${h:17:3}" "${h:20:12}"
-}
-
-if [[ $command == sentinel-test ]]; then
-	# Both rules are created disabled, and only when missing (a rule someone enabled or changed
-	# is left alone): enabling the analytics rule raises an incident naming the test account;
-	# the automation rule runs the playbook for incidents of that analytics rule only.
-	subscription=$(azq account show --query id)
-	tenant=$(azq account show --query tenantId)
-	ws="/subscriptions/$subscription/resourceGroups/$rg/providers/Microsoft.OperationalInsights/workspaces/$workspace"
-	insights="https://management.azure.com$ws/providers/Microsoft.SecurityInsights"
-	api="api-version=2023-02-01"
-	rule_id="$ws/providers/Microsoft.SecurityInsights/alertRules/$(guid_of "$rg/$workspace/entra-revoke-test-rule")"
-	automation_url="$insights/automationRules/$(guid_of "$rg/$workspace/entra-revoke-test-automation")?$api"
-	playbook_id="/subscriptions/$subscription/resourceGroups/$rg/providers/Microsoft.Logic/workflows/$playbook"
-	if [[ -n $(azq rest --method GET --url "https://management.azure.com$rule_id?$api" --query id 2>/dev/null || true) ]]; then
-		say "the test analytics rule exists; left as it is"
-	else
-		jq -n --arg name "${test_user%@*}" --arg suffix "${test_user#*@}" --arg upn "$test_user" '{kind: "Scheduled", properties: {
-			displayName: ("entra-revoke test: an incident naming " + $upn), enabled: false, severity: "Informational",
-			description: "Raises one incident naming the entra-revoke test account, to try the playbook. Disable it again after the test.",
-			query: ("print AccountName = \"" + $name + "\", AccountUPNSuffix = \"" + $suffix + "\""),
-			queryFrequency: "PT5M", queryPeriod: "PT5M", triggerOperator: "GreaterThan", triggerThreshold: 0,
-			suppressionDuration: "PT5H", suppressionEnabled: false, tactics: [],
-			entityMappings: [{entityType: "Account", fieldMappings: [{identifier: "Name", columnName: "AccountName"}, {identifier: "UPNSuffix", columnName: "AccountUPNSuffix"}]}],
-			incidentConfiguration: {createIncident: true, groupingConfiguration: {enabled: false, reopenClosedIncident: false,
-				lookbackDuration: "PT5H", matchingMethod: "AllEntities", groupByEntities: [], groupByAlertDetails: [], groupByCustomDetails: []}}}}' >"$work/rule.json"
-		az rest --method PUT --url "https://management.azure.com$rule_id?$api" --body @"$work/rule.json" \
-			--headers Content-Type=application/json --only-show-errors --output none
-		say "created the test analytics rule, disabled: enable it in Sentinel (Analytics) to raise a test incident naming $test_user"
-	fi
-	if [[ -n $(azq rest --method GET --url "$automation_url" --query id 2>/dev/null || true) ]]; then
-		say "the automation rule exists; left as it is"
-	else
-		jq -n --arg rule "$rule_id" --arg playbook "$playbook_id" --arg tenant "$tenant" '{properties: {
-			displayName: "entra-revoke: revoke the accounts of the test incident", order: 100,
-			triggeringLogic: {isEnabled: false, triggersOn: "Incidents", triggersWhen: "Created",
-				conditions: [{conditionType: "Property", conditionProperties: {propertyName: "IncidentRelatedAnalyticRuleIds", operator: "Contains", propertyValues: [$rule]}}]},
-			actions: [{order: 1, actionType: "RunPlaybook", actionConfiguration: {logicAppResourceId: $playbook, tenantId: $tenant}}]}}' >"$work/automation.json"
-		az rest --method PUT --url "$automation_url" --body @"$work/automation.json" \
-			--headers Content-Type=application/json --only-show-errors --output none
-		say "created the automation rule, disabled and scoped to the test rule's incidents: enable it to run $playbook on them"
-	fi
-	exit 0
-fi
-
-if [[ $command == allow-caller ]]; then
+# allow_caller gives a token caller's managed identity the Sessions.Revoke app role and the
+# function key reader role on the Function App, each once however often it runs.
+allow_caller() {
+	local principal=$1 app_id sp role existing outputs reader app site
 	app_id=$(api_app)
 	[[ -n $app_id ]] || die "no API registration $api_name: deploy with --callers entra or webhook+entra first"
 	sp=$(azq ad sp list --filter "appId eq '$app_id'" --query "[0].id")
 	role=$(azq ad sp show --id "$app_id" --query "appRoles[?value=='Sessions.Revoke'].id | [0]")
 	{ is_guid "$sp" && is_guid "$role"; } || die "the API registration $api_name has no service principal or no Sessions.Revoke role: run deploy again"
-	existing=$(azq rest --method GET --url "$graph/v1.0/servicePrincipals/$caller_principal/appRoleAssignments" \
+	existing=$(azq rest --method GET --url "$graph/v1.0/servicePrincipals/$principal/appRoleAssignments" \
 		--query "value[?resourceId=='$sp' && appRoleId=='$role'].id | [0]")
 	if [[ -n $existing ]]; then
-		say "$caller_principal already holds Sessions.Revoke"
+		say "$principal already holds Sessions.Revoke"
 	else
-		az rest --method POST --url "$graph/v1.0/servicePrincipals/$caller_principal/appRoleAssignments" \
+		az rest --method POST --url "$graph/v1.0/servicePrincipals/$principal/appRoleAssignments" \
 			--headers Content-Type=application/json --only-show-errors --output none \
-			--body "$(printf '{"principalId":"%s","resourceId":"%s","appRoleId":"%s"}' "$caller_principal" "$sp" "$role")"
-		say "gave $caller_principal the Sessions.Revoke role (a token is valid for up to a day: a caller that already holds one gets the role with its next token)"
+			--body "$(printf '{"principalId":"%s","resourceId":"%s","appRoleId":"%s"}' "$principal" "$sp" "$role")"
+		say "gave $principal the Sessions.Revoke role (a token is valid for up to a day: a caller that already holds one gets the role with its next token)"
 	fi
 	# The caller reads the revoke function's key at run time (so that a key rotation needs no
 	# redeployment): the template's custom role, which allows listKeys and nothing else, on the app.
@@ -242,12 +201,49 @@ if [[ $command == allow-caller ]]; then
 	app=$(jq -r '.outputs.functionAppName.value // ""' <<<"$outputs")
 	[[ -n $reader && -n $app ]] || die "the deployment in $rg has no function key reader role: run deploy (or upgrade) first"
 	site="/subscriptions/$(azq account show --query id)/resourceGroups/$rg/providers/Microsoft.Web/sites/$app"
-	if [[ -n $(azq role assignment list --assignee "$caller_principal" --role "$reader" --scope "$site" --query "[0].id") ]]; then
-		say "$caller_principal may already read the function key"
+	if [[ -n $(azq role assignment list --assignee "$principal" --role "$reader" --scope "$site" --query "[0].id") ]]; then
+		say "$principal may already read the function key"
 	else
-		az role assignment create --assignee-object-id "$caller_principal" --assignee-principal-type ServicePrincipal \
+		az role assignment create --assignee-object-id "$principal" --assignee-principal-type ServicePrincipal \
 			--role "$reader" --scope "$site" --only-show-errors --output none
-		say "gave $caller_principal the function key reader role on $app"
+		say "gave $principal the function key reader role on $app"
+	fi
+}
+
+if [[ $command == allow-caller ]]; then
+	allow_caller "$caller_principal"
+	exit 0
+fi
+
+if [[ $command == sentinel ]]; then
+	# The playbook's template does everything ARM can: the playbook, its Sentinel connection, its
+	# roles, and with a test user the two test rules, disabled. What ARM cannot do (the Entra app
+	# role) is allow_caller's. The values come from the entra-revoke deployment in RG.
+	az deployment group show -g "$rg" -n "$deployment" --query properties -o json --only-show-errors >"$work/last.json" 2>/dev/null ||
+		die "nothing deployed in $rg yet: use deploy first"
+	app=$(jq -r '.outputs.functionAppName.value // ""' "$work/last.json")
+	audience=$(jq -r '.parameters.entraAudience.value // ""' "$work/last.json")
+	app_id=$(api_app)
+	[[ -n $app && -n $audience && -n $app_id ]] || die "entra-revoke in $rg does not accept Entra ID tokens: deploy -g $rg --callers webhook+entra first"
+	# Sentinel runs playbooks through the Azure Security Insights app: its object ID in this tenant.
+	sentinel_sp=$(azq ad sp show --id 98785600-1bb7-4fb9-b9fa-19afe2c8a360 --query id 2>/dev/null || true)
+	jq -n --arg playbook "$playbook" --arg app "$app" --arg rg "$rg" --arg audience "api://$app_id" --arg ws "$workspace" \
+		--arg sp "$sentinel_sp" --arg test "$test_user" '{PlaybookName: {value: $playbook}, FunctionAppName: {value: $app},
+		FunctionAppResourceGroup: {value: $rg}, ApiAudience: {value: $audience}, WorkspaceName: {value: $ws},
+		SentinelAutomationPrincipalId: {value: $sp}} + (if $test == "" then {} else {TestUserUpn: {value: $test}} end)' >"$work/playbook-parameters.json"
+	say "deploying the playbook $playbook to ${sentinel_group:-$rg} (workspace $workspace)"
+	az deployment group create -g "${sentinel_group:-$rg}" -n entra-revoke-playbook \
+		--template-file "$here/../integrations/sentinel/azuredeploy.json" --parameters @"$work/playbook-parameters.json" \
+		--query properties -o json --only-show-errors >"$work/playbook.json"
+	principal=$(jq -r '.outputs.playbookPrincipalId.value // ""' "$work/playbook.json")
+	is_guid "$principal" || die "the playbook deployment gave no identity"
+	allow_caller "$principal"
+	[[ -n $sentinel_sp ]] || say "the Azure Security Insights app was not found: give Sentinel permission to run playbooks of ${sentinel_group:-$rg} (Sentinel: Settings, Playbook permissions)"
+	if [[ -n $test_user ]]; then
+		say "in $workspace, disabled: the analytics rule \"entra-revoke test: an incident naming $test_user\" and an automation rule that runs $playbook for its incidents only."
+		say "to test: enable the automation rule, then the analytics rule (Sentinel: Automation; Analytics); an incident follows within minutes; disable both afterwards"
+	else
+		say "done. Attach the playbook to an automation rule scoped by a condition (docs: integrations/sentinel/README.md)"
 	fi
 	exit 0
 fi
@@ -390,10 +386,7 @@ done
 say "health: $answer"
 say "app $app, revoke URL $revoke_url, Key Vault $vault (secrets webhook-secrets, queue-secrets)"
 if [[ $callers == *entra* ]]; then
-	# Sentinel runs playbooks through the Azure Security Insights app: its object ID in this tenant.
-	sentinel_sp=$(azq ad sp show --id 98785600-1bb7-4fb9-b9fa-19afe2c8a360 --query id 2>/dev/null || true)
-	say "Sentinel playbook (in the workspace's resource group): az deployment group create -g <sentinel resource group> -n entra-revoke-playbook --template-file $here/../integrations/sentinel/azuredeploy.json --parameters FunctionAppName=$app FunctionAppResourceGroup=$rg ApiAudience=api://$api_id WorkspaceName=<workspace> SentinelAutomationPrincipalId=$sentinel_sp"
-	say "then: $prog allow-caller -g $rg --principal-id \$(az deployment group show -g <sentinel resource group> -n entra-revoke-playbook --query properties.outputs.playbookPrincipalId.value -o tsv)"
+	say "Sentinel playbook: $prog sentinel -g $rg --workspace <workspace> --sentinel-group <its resource group> --test-user <a test account>"
 fi
 if [[ $(jq -r .graph <<<"$answer") != ok ]]; then
 	say "graph is not ok yet: a new grant reaches the app with its next token (a restart asks for one at once)"

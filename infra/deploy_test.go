@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -33,13 +32,12 @@ type fakeState struct {
 	Assignments []struct {
 		ID, PrincipalID, ResourceID, AppRoleID string
 	} `json:"assignments"`
-	Version     string                     `json:"version"`
-	ZipVersion  string                     `json:"zipVersion"`
-	ZipDeploys  int                        `json:"zipDeploys"`
-	Restarts    int                        `json:"restarts"`
-	Requests    []string                   `json:"requests"`
-	RoleAssigns [][3]string                `json:"roleAssigns"`
-	ARM         map[string]json.RawMessage `json:"arm"`
+	Version     string      `json:"version"`
+	ZipVersion  string      `json:"zipVersion"`
+	ZipDeploys  int         `json:"zipDeploys"`
+	Restarts    int         `json:"restarts"`
+	Requests    []string    `json:"requests"`
+	RoleAssigns [][3]string `json:"roleAssigns"`
 }
 
 // deployRig is one fake subscription: the fake tools, their state and a release to deploy.
@@ -319,50 +317,95 @@ func TestDeployScriptUpgradeNeedsADeployment(t *testing.T) {
 	}
 }
 
-// TestDeployScriptSentinelTest: the test analytics rule and the automation rule are created
-// disabled, the analytics rule names the test account, the automation rule runs the playbook only
-// for that rule's incidents; a second run creates nothing.
-func TestDeployScriptSentinelTest(t *testing.T) {
+// TestDeployScriptSentinel: one command deploys the playbook's template into the workspace's
+// group with the values of the entra-revoke deployment, the test user for its disabled test rules,
+// and Sentinel's identity for the playbook permissions; then gives the playbook's identity its app
+// role and key reader role. The rules themselves come from the template (no REST calls), and a
+// second run changes nothing.
+func TestDeployScriptSentinel(t *testing.T) {
 	t.Parallel()
-	rig := newDeployRig(t, `{}`)
-	args := []string{"sentinel-test", "-g", "rg-sentinel", "--workspace", "ws-soc", "--test-user", "test.user@contoso.com"}
+	rig := newDeployRig(t, `{"zipVersion":"v9.9.9"}`)
+	if r := rig.run(t, "deploy", "-g", "rg-test", "-l", "westeurope", "--callers", "webhook+entra", "--tag", "v9.9.9", "--release-url", "file://"+rig.release); r.code != 0 {
+		t.Fatalf("deploy: exit %d\n%s", r.code, r.stderr)
+	}
+	if r := rig.run(t, "deploy", "-g", "rg-test"); !strings.Contains(r.stderr, "deploy.sh sentinel -g rg-test --workspace") {
+		t.Errorf("deploy with token callers does not name the sentinel command:\n%s", r.stderr)
+	}
+	before := rig.load(t)
+	args := []string{"sentinel", "-g", "rg-test", "--workspace", "ws-soc", "--sentinel-group", "rg-sentinel", "--test-user", "test.user@contoso.com"}
 	first := rig.run(t, args...)
 	if first.code != 0 {
 		t.Fatalf("exit %d\n%s", first.code, first.stderr)
 	}
 	s := rig.load(t)
-	var rule, automation map[string]any
-	var ruleID string
-	for id, b := range s.ARM {
-		var v map[string]any
-		if err := json.Unmarshal(b, &v); err != nil {
-			t.Fatal(err)
+	raw, ok := s.Deployments["rg-sentinel/entra-revoke-playbook"]
+	if !ok {
+		t.Fatalf("deployments = %v; want entra-revoke-playbook in rg-sentinel", slices.Collect(mapKeys(s.Deployments)))
+	}
+	var props struct {
+		Parameters map[string]struct {
+			Value any `json:"value"`
+		} `json:"parameters"`
+	}
+	if err := json.Unmarshal(raw, &props); err != nil {
+		t.Fatal(err)
+	}
+	var apiApp struct{ AppID string }
+	if err := json.Unmarshal(s.Apps[0], &apiApp); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{"PlaybookName": "entra-revoke-incident", "FunctionAppName": "entra-revoke-fake", "FunctionAppResourceGroup": "rg-test",
+		"ApiAudience": "api://" + apiApp.AppID, "WorkspaceName": "ws-soc", "SentinelAutomationPrincipalId": "2b3c4d5e-6f7a-4b8c-9d0e-1f2a3b4c5d6e",
+		"TestUserUpn": "test.user@contoso.com"}
+	for name, v := range want {
+		if got := props.Parameters[name].Value; got != v {
+			t.Errorf("playbook deployment parameter %s = %v; want %v", name, got, v)
 		}
-		switch {
-		case strings.Contains(id, "/providers/Microsoft.SecurityInsights/alertRules/"):
-			rule, ruleID = v, id
-		case strings.Contains(id, "/providers/Microsoft.SecurityInsights/automationRules/"):
-			automation = v
-		}
 	}
-	if rule == nil || automation == nil || !strings.Contains(ruleID, "/workspaces/ws-soc/") {
-		t.Fatalf("resources put = %v; want an analytics rule and an automation rule on ws-soc", slices.Collect(mapKeys(s.ARM)))
+	const playbook = "5e6f7a8b-9c0d-4e1f-8a2b-3c4d5e6f7a8b" // the fake's playbook identity
+	if n := len(s.Assignments) - len(before.Assignments); n != 1 || s.Assignments[len(s.Assignments)-1].PrincipalID != playbook {
+		t.Errorf("new app role assignments: %d, last %+v; want the playbook's Sessions.Revoke", n, s.Assignments[len(s.Assignments)-1])
 	}
-	rp := rule["properties"].(map[string]any)
-	if rule["kind"] != "Scheduled" || rp["enabled"] != false || !strings.Contains(fmt.Sprint(rp["query"]), `"test.user"`) ||
-		!strings.Contains(fmt.Sprint(rp["query"]), `"contoso.com"`) || !strings.Contains(fmt.Sprint(rp["entityMappings"]), "UPNSuffix") {
-		t.Errorf("analytics rule = %v; want a disabled scheduled rule whose incident names the test account", rule)
+	if ra := s.RoleAssigns; len(ra) != 1 || ra[0][0] != playbook || !strings.HasSuffix(ra[0][2], "/providers/Microsoft.Web/sites/entra-revoke-fake") {
+		t.Errorf("Azure role assignments = %q; want the function key reader for the playbook on the app", ra)
 	}
-	logic := automation["properties"].(map[string]any)["triggeringLogic"].(map[string]any)
-	if logic["isEnabled"] != false || !strings.Contains(fmt.Sprint(logic["conditions"]), ruleID) {
-		t.Errorf("automation rule trigger = %v; want disabled, scoped to the test rule's incidents", logic)
+	if n := first.count("az", "rest", "--method", "PUT"); n != 0 || first.index("az", "rest", "--method", "POST") < first.index("az", "deployment", "group", "create") {
+		t.Errorf("%d REST PUTs, the app role after the deployment: want the rules from the template and the role for its identity", n)
 	}
-	if a := fmt.Sprint(automation["properties"].(map[string]any)["actions"]); !strings.Contains(a, "RunPlaybook") || !strings.Contains(a, "/resourceGroups/rg-sentinel/providers/Microsoft.Logic/workflows/entra-revoke-incident") {
-		t.Errorf("automation rule actions = %s; want the playbook run", a)
+	if !strings.Contains(first.stderr, "disabled") || !strings.Contains(first.stderr, "test.user@contoso.com") {
+		t.Errorf("the output does not say the test rules are disabled:\n%s", first.stderr)
 	}
+
 	second := rig.run(t, args...)
-	if second.code != 0 || second.count("az", "rest", "--method", "PUT") != 0 {
-		t.Errorf("second run: exit %d, %d PUTs; want none\n%s", second.code, second.count("az", "rest", "--method", "PUT"), second.stderr)
+	s2 := rig.load(t)
+	if second.code != 0 || len(second.mutations()) != 0 || len(s2.Assignments) != len(s.Assignments) || len(s2.RoleAssigns) != 1 ||
+		string(s2.Deployments["rg-sentinel/entra-revoke-playbook"]) != string(raw) {
+		t.Errorf("second run: exit %d, changes %q, %d app role and %d Azure role assignments, deployment %s; want no change\n%s",
+			second.code, second.mutations(), len(s2.Assignments), len(s2.RoleAssigns), s2.Deployments["rg-sentinel/entra-revoke-playbook"], second.stderr)
+	}
+
+	// Without a test user the deployment leaves the rules' parameter at its default (no rules),
+	// so rules someone enabled are left as they are.
+	plain := rig.run(t, "sentinel", "-g", "rg-test", "--workspace", "ws-soc", "--sentinel-group", "rg-sentinel")
+	if err := json.Unmarshal(rig.load(t).Deployments["rg-sentinel/entra-revoke-playbook"], &props); err != nil {
+		t.Fatal(err)
+	}
+	if plain.code != 0 || props.Parameters["TestUserUpn"].Value != "" {
+		t.Errorf("without --test-user: exit %d, TestUserUpn %v; want the default (no rules)\n%s", plain.code, props.Parameters["TestUserUpn"].Value, plain.stderr)
+	}
+}
+
+// TestDeployScriptSentinelNeedsTokenCallers: a deployment for webhook callers alone has no API for
+// the playbook to call; the command says so and changes nothing.
+func TestDeployScriptSentinelNeedsTokenCallers(t *testing.T) {
+	t.Parallel()
+	rig := newDeployRig(t, `{"zipVersion":"v9.9.9"}`)
+	if r := rig.run(t, "deploy", "-g", "rg-test", "-l", "westeurope", "--tag", "v9.9.9", "--release-url", "file://"+rig.release); r.code != 0 {
+		t.Fatalf("deploy: exit %d\n%s", r.code, r.stderr)
+	}
+	r := rig.run(t, "sentinel", "-g", "rg-test", "--workspace", "ws-soc")
+	if r.code == 0 || r.count("az", "deployment", "group", "create") != 0 || !strings.Contains(r.stderr, "--callers webhook+entra") {
+		t.Errorf("sentinel without token callers: exit %d, %d deployments; want a refusal naming --callers\n%s", r.code, r.count("az", "deployment", "group", "create"), r.stderr)
 	}
 }
 

@@ -64,6 +64,63 @@ var schemaAmendments = []struct {
 	},
 }
 
+// schemaDiscriminated are definitions whose published form lost the subtypes Microsoft documents
+// for them (a discriminated union: the subtype is chosen by one member's value). Each is replaced,
+// in memory, by oneOf its subtypes as the published file defines them, each subtype given the
+// members every subtype has; the files on disk stay as published.
+var schemaDiscriminated = []struct {
+	file, definition string
+	subtypes         []string       // definitions in file, one per discriminator value
+	common           map[string]any // members of every subtype, with their schemas
+	why              string
+}{
+	{
+		"2023-02-01/Microsoft.SecurityInsights.json", "AutomationRuleCondition",
+		[]string{"PropertyConditionProperties", "PropertyArrayChangedConditionProperties", "PropertyChangedConditionProperties"},
+		nil,
+		"published as a bare object, so any condition passed; conditionType selects the subtype: " +
+			"learn.microsoft.com/azure/templates/microsoft.securityinsights/2023-02-01/automationrules#automationrulecondition-objects",
+	},
+	{
+		"2023-02-01/Microsoft.SecurityInsights.json", "AutomationRuleAction",
+		[]string{"AutomationRuleModifyPropertiesAction", "AutomationRuleRunPlaybookAction"},
+		map[string]any{"order": map[string]any{"oneOf": []any{
+			map[string]any{"type": "integer"},
+			map[string]any{"$ref": "https://schema.management.azure.com/schemas/common/definitions.json#/definitions/expression"},
+		}}},
+		"published as allOf a closed {order, actionType} and the subtypes, which refuses every action's " +
+			"actionConfiguration; actionType selects the subtype and every action has an order: " +
+			"learn.microsoft.com/azure/templates/microsoft.securityinsights/2023-02-01/automationrules#automationruleaction-objects",
+	},
+}
+
+// schemaExtensionResources are resource types whose published file defines only their properties:
+// Microsoft.SecurityInsights' resources are extension resources of a workspace, and its files
+// carry no resource definition for them (no name, type or apiVersion). The definition is made
+// here, in memory, from the members the resource reference documents and the file's own
+// definitions for the body: members, or one branch per kind (each a definition of file).
+var schemaExtensionResources = []struct {
+	file, typ, apiVersion string
+	members               map[string]any // the body's members, besides name, type, apiVersion and etag
+	kinds                 []string       // or definitions, one per kind, each giving kind and properties
+	why                   string
+}{
+	{
+		"2023-02-01/Microsoft.SecurityInsights.json", "Microsoft.SecurityInsights/automationRules", "2023-02-01",
+		map[string]any{"properties": map[string]any{"$ref": "#/definitions/AutomationRuleProperties"}}, nil,
+		"learn.microsoft.com/azure/templates/microsoft.securityinsights/2023-02-01/automationrules (name, etag, properties)",
+	},
+	{
+		"2023-02-01/Microsoft.SecurityInsights.json", "Microsoft.SecurityInsights/alertRules", "2023-02-01",
+		nil, []string{"ScheduledAlertRule", "FusionAlertRule", "MicrosoftSecurityIncidentCreationAlertRule"},
+		"learn.microsoft.com/azure/templates/microsoft.securityinsights/2023-02-01/alertrules (name, etag, kind and its properties)",
+	},
+}
+
+// uiSchemaDir holds the portal form's schemas (createUiDefinition.json), which describe no ARM
+// resource: createuidefinition_test.go uses them.
+const uiSchemaDir = "0.1.2-preview"
+
 // schemaEngineKeys are resource members the deployment engine itself reads, defined for every
 // resource by deploymentTemplate.json (resourceBase) rather than by the resource's schema.
 var schemaEngineKeys = []string{"condition", "dependsOn", "copy", "comments", "scope"}
@@ -82,6 +139,9 @@ func loadSchemas(t *testing.T) *schemaSet {
 	s.c.UseRegexpEngine(schemaRegexp)
 	err := filepath.WalkDir("schemas", func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() || filepath.Ext(path) != ".json" {
+			if err == nil && d.IsDir() && d.Name() == uiSchemaDir {
+				return fs.SkipDir
+			}
 			return err
 		}
 		f, err := os.Open(path)
@@ -117,6 +177,63 @@ func loadSchemas(t *testing.T) *schemaSet {
 			t.Fatalf("amendment %s#%s/%s: the published schema defines it now; drop the amendment", a.file, a.pointer, a.property)
 		}
 		props[a.property] = a.schema
+	}
+	for _, ds := range schemaDiscriminated {
+		defs, _ := s.docs[ds.file]["definitions"].(map[string]any)
+		if _, ok := defs[ds.definition].(map[string]any); !ok {
+			t.Fatalf("discriminated %s#/definitions/%s: no such definition", ds.file, ds.definition)
+		}
+		var branches []any
+		for _, sub := range ds.subtypes {
+			st, ok := defs[sub].(map[string]any)
+			if !ok {
+				t.Fatalf("discriminated %s: no subtype %s", ds.definition, sub)
+			}
+			props, _ := st["properties"].(map[string]any)
+			for name, sch := range ds.common {
+				if _, exists := props[name]; !exists {
+					props[name] = sch
+				}
+			}
+			branches = append(branches, map[string]any{"$ref": "#/definitions/" + sub})
+		}
+		defs[ds.definition] = map[string]any{"oneOf": branches}
+	}
+	for _, er := range schemaExtensionResources {
+		doc := s.docs[er.file]
+		if doc == nil {
+			t.Fatalf("extension resource %s: no schemas/%s", er.typ, er.file)
+		}
+		defs, _ := doc["definitions"].(map[string]any)
+		_, path, _ := strings.Cut(er.typ, "/")
+		props := map[string]any{
+			"name":       map[string]any{"type": "string"},
+			"type":       map[string]any{"type": "string", "enum": []any{er.typ}},
+			"apiVersion": map[string]any{"type": "string", "enum": []any{er.apiVersion}},
+			"etag":       map[string]any{"type": "string"},
+		}
+		rd := map[string]any{"type": "object", "properties": props, "required": []any{"name", "type", "apiVersion"}}
+		maps.Copy(props, er.members)
+		var branches []any
+		for _, kind := range er.kinds {
+			kd, ok := defs[kind].(map[string]any)
+			if !ok {
+				t.Fatalf("extension resource %s: no definition %s", er.typ, kind)
+			}
+			branches = append(branches, map[string]any{"type": "object", "properties": maps.Clone(kd["properties"].(map[string]any)), "required": kd["required"]})
+		}
+		if len(branches) > 0 {
+			rd["oneOf"] = branches
+		}
+		rds, _ := doc["resourceDefinitions"].(map[string]any)
+		if rds == nil {
+			rds = map[string]any{}
+			doc["resourceDefinitions"] = rds
+		}
+		if _, exists := rds[strings.ReplaceAll(path, "/", "_")]; exists {
+			t.Fatalf("extension resource %s: %s defines it now; drop it from schemaExtensionResources", er.typ, er.file)
+		}
+		rds[strings.ReplaceAll(path, "/", "_")] = rd
 	}
 	// Of the deployment template's schema only the definitions of a resource's common members
 	// are used; the rest refers to every provider's schemas, which are not copied.
@@ -458,6 +575,17 @@ func TestSchemaCheckRefusesWhatAzureWould(t *testing.T) {
 		{"queue name with a double hyphen (a lookahead pattern)", `{"type":"Microsoft.Storage/storageAccounts/queueServices/queues","apiVersion":"2023-05-01","name":"bad--queue"}`, "/name"},
 		{"queue name without", `{"type":"Microsoft.Storage/storageAccounts/queueServices/queues","apiVersion":"2023-05-01","name":"good-queue"}`, ""},
 		{"unknown branch member", `{"type":"Microsoft.Web/sites/basicPublishingCredentialsPolicies","apiVersion":"2023-12-01","name":"app/ftp","properties":{"allow":false,"deny":true}}`, "deny"},
+		{"automation rule running a playbook", `{"type":"Microsoft.SecurityInsights/automationRules","apiVersion":"2023-02-01","name":"0d5b8f3e-1c2a-4b7d-9e6f-3a2b1c0d9e8f","properties":{"displayName":"r","order":100,"triggeringLogic":{"isEnabled":false,"triggersOn":"Incidents","triggersWhen":"Created","conditions":[{"conditionType":"Property","conditionProperties":{"propertyName":"IncidentRelatedAnalyticRuleIds","operator":"Contains","propertyValues":["/subscriptions/x/rule"]}}]},"actions":[{"order":1,"actionType":"RunPlaybook","actionConfiguration":{"logicAppResourceId":"/subscriptions/x/playbook","tenantId":"72f988bf-86f1-41af-91ab-2d7cd011db47"}}]}}`, ""},
+		{"automation rule: unknown condition type", `{"type":"Microsoft.SecurityInsights/automationRules","apiVersion":"2023-02-01","name":"0d5b8f3e-1c2a-4b7d-9e6f-3a2b1c0d9e8f","properties":{"displayName":"r","order":100,"triggeringLogic":{"isEnabled":false,"triggersOn":"Incidents","triggersWhen":"Created","conditions":[{"conditionType":"Propery","conditionProperties":{"propertyName":"IncidentRelatedAnalyticRuleIds","operator":"Contains","propertyValues":["/subscriptions/x/rule"]}}]},"actions":[{"order":1,"actionType":"RunPlaybook","actionConfiguration":{"logicAppResourceId":"/subscriptions/x/playbook","tenantId":"72f988bf-86f1-41af-91ab-2d7cd011db47"}}]}}`, "conditionType"},
+		{"automation rule: misspelt condition member", `{"type":"Microsoft.SecurityInsights/automationRules","apiVersion":"2023-02-01","name":"0d5b8f3e-1c2a-4b7d-9e6f-3a2b1c0d9e8f","properties":{"displayName":"r","order":100,"triggeringLogic":{"isEnabled":false,"triggersOn":"Incidents","triggersWhen":"Created","conditions":[{"conditionType":"Property","conditionPropertes":{"propertyName":"IncidentRelatedAnalyticRuleIds","operator":"Contains","propertyValues":["/subscriptions/x/rule"]}}]},"actions":[{"order":1,"actionType":"RunPlaybook","actionConfiguration":{"logicAppResourceId":"/subscriptions/x/playbook","tenantId":"72f988bf-86f1-41af-91ab-2d7cd011db47"}}]}}`, "conditionPropertes"},
+		{"automation rule: unknown property to compare", `{"type":"Microsoft.SecurityInsights/automationRules","apiVersion":"2023-02-01","name":"0d5b8f3e-1c2a-4b7d-9e6f-3a2b1c0d9e8f","properties":{"displayName":"r","order":100,"triggeringLogic":{"isEnabled":false,"triggersOn":"Incidents","triggersWhen":"Created","conditions":[{"conditionType":"Property","conditionProperties":{"propertyName":"IncidentRuleIds","operator":"Contains","propertyValues":["/subscriptions/x/rule"]}}]},"actions":[{"order":1,"actionType":"RunPlaybook","actionConfiguration":{"logicAppResourceId":"/subscriptions/x/playbook","tenantId":"72f988bf-86f1-41af-91ab-2d7cd011db47"}}]}}`, "propertyName"},
+		{"automation rule: misspelt playbook member", `{"type":"Microsoft.SecurityInsights/automationRules","apiVersion":"2023-02-01","name":"0d5b8f3e-1c2a-4b7d-9e6f-3a2b1c0d9e8f","properties":{"displayName":"r","order":100,"triggeringLogic":{"isEnabled":false,"triggersOn":"Incidents","triggersWhen":"Created","conditions":[{"conditionType":"Property","conditionProperties":{"propertyName":"IncidentRelatedAnalyticRuleIds","operator":"Contains","propertyValues":["/subscriptions/x/rule"]}}]},"actions":[{"order":1,"actionType":"RunPlaybook","actionConfiguration":{"logicAppId":"/subscriptions/x/playbook","tenantId":"72f988bf-86f1-41af-91ab-2d7cd011db47"}}]}}`, "logicAppId"},
+		{"automation rule: unknown action type", `{"type":"Microsoft.SecurityInsights/automationRules","apiVersion":"2023-02-01","name":"0d5b8f3e-1c2a-4b7d-9e6f-3a2b1c0d9e8f","properties":{"displayName":"r","order":100,"triggeringLogic":{"isEnabled":false,"triggersOn":"Incidents","triggersWhen":"Created","conditions":[{"conditionType":"Property","conditionProperties":{"propertyName":"IncidentRelatedAnalyticRuleIds","operator":"Contains","propertyValues":["/subscriptions/x/rule"]}}]},"actions":[{"order":1,"actionType":"RunLogicApp","actionConfiguration":{"logicAppResourceId":"/subscriptions/x/playbook","tenantId":"72f988bf-86f1-41af-91ab-2d7cd011db47"}}]}}`, "actionType"},
+		{"automation rule without triggering logic", `{"type":"Microsoft.SecurityInsights/automationRules","apiVersion":"2023-02-01","name":"x","properties":{"displayName":"r","order":1,"actions":[]}}`, "triggeringLogic"},
+		{"scheduled analytics rule", `{"type":"Microsoft.SecurityInsights/alertRules","apiVersion":"2023-02-01","name":"r1","kind":"Scheduled","properties":{"displayName":"t","enabled":false,"suppressionDuration":"PT5H","suppressionEnabled":false,"query":"print 1","entityMappings":[{"entityType":"Account","fieldMappings":[{"identifier":"Name","columnName":"A"}]}]}}`, ""},
+		{"analytics rule of an unknown kind", `{"type":"Microsoft.SecurityInsights/alertRules","apiVersion":"2023-02-01","name":"r1","kind":"Sheduled","properties":{"displayName":"t","enabled":false,"suppressionDuration":"PT5H","suppressionEnabled":false,"query":"print 1","entityMappings":[{"entityType":"Account","fieldMappings":[{"identifier":"Name","columnName":"A"}]}]}}`, "kind"},
+		{"analytics rule: misspelt member", `{"type":"Microsoft.SecurityInsights/alertRules","apiVersion":"2023-02-01","name":"r1","kind":"Scheduled","properties":{"displayName":"t","enabled":false,"suppressionDuration":"PT5H","suppressionEnabled":false,"query":"print 1","entityMappings":[{"entityType":"Account","fieldMappings":[{"identifier":"Name","columnName":"A"}]}],"enable":true}}`, "enable"},
+		{"analytics rule: unknown entity type", `{"type":"Microsoft.SecurityInsights/alertRules","apiVersion":"2023-02-01","name":"r1","kind":"Scheduled","properties":{"displayName":"t","enabled":false,"suppressionDuration":"PT5H","suppressionEnabled":false,"query":"print 1","entityMappings":[{"entityType":"Acount","fieldMappings":[{"identifier":"Name","columnName":"A"}]}]}}`, "entityType"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -21,6 +21,10 @@ const (
 	principal    = "9f8e7d6c-5b4a-4392-8170-6f5e4d3c2b1a"
 	vault        = "kv-fake"
 	appName      = "entra-revoke-fake"
+	// The Azure Security Insights app (Sentinel's automation) and its service principal here.
+	securityInsightsApp = "98785600-1bb7-4fb9-b9fa-19afe2c8a360"
+	securityInsightsSP  = "2b3c4d5e-6f7a-4b8c-9d0e-1f2a3b4c5d6e"
+	playbookPrincipal   = "5e6f7a8b-9c0d-4e1f-8a2b-3c4d5e6f7a8b"
 )
 
 var graphRoles = map[string]string{
@@ -33,7 +37,7 @@ type State struct {
 	Groups       map[string]string          `json:"groups"`       // name -> location
 	Apps         []App                      `json:"apps"`         // app registrations
 	SPs          []SP                       `json:"sps"`          // service principals of the apps
-	Deployments  map[string]json.RawMessage `json:"deployments"`  // resource group -> deployment properties
+	Deployments  map[string]json.RawMessage `json:"deployments"`  // resource group (entra-revoke) or group/name -> deployment properties
 	Deploys      int                        `json:"deploys"`      // template deployments made
 	Secrets      map[string]string          `json:"secrets"`      // vault/name -> value
 	SecretWrites int                        `json:"secretWrites"` // secrets written by deployments
@@ -45,7 +49,6 @@ type State struct {
 	Restarts     int                        `json:"restarts"`
 	Requests     []string                   `json:"requests"`    // bodies sent to /api/revoke
 	RoleAssigns  [][3]string                `json:"roleAssigns"` // Azure role assignments: principal, role, scope
-	ARM          map[string]json.RawMessage `json:"arm"`         // resources put with az rest: ID -> body
 	Next         int                        `json:"next"`        // for new IDs
 }
 
@@ -255,8 +258,17 @@ func az(st *State, args []string) int {
 	return unexpected(args)
 }
 
+// deploymentKey names a deployment in State.Deployments: entra-revoke's by its resource group
+// alone, any other (the Sentinel playbook's) by group and name.
+func deploymentKey(args []string) string {
+	if name := flag(args, "-n"); name != "entra-revoke" {
+		return flag(args, "-g") + "/" + name
+	}
+	return flag(args, "-g")
+}
+
 func deployment(st *State, args []string) int {
-	rg := flag(args, "-g")
+	rg := deploymentKey(args)
 	switch args[2] {
 	case "show":
 		d, ok := st.Deployments[rg]
@@ -274,6 +286,7 @@ func deployment(st *State, args []string) int {
 			Type    string `json:"type"`
 			Default any    `json:"defaultValue"`
 		} `json:"parameters"`
+		Outputs map[string]any `json:"outputs"`
 	}
 	b, err := os.ReadFile(flag(args, "--template-file"))
 	if err != nil || json.Unmarshal(b, &tmpl) != nil {
@@ -302,6 +315,9 @@ func deployment(st *State, args []string) int {
 	for name, p := range tmpl.Parameters {
 		v, ok := given[name]
 		if !ok {
+			if p.Default == nil {
+				return fail("(InvalidTemplate) parameter " + name + " has no value and no default")
+			}
 			v = p.Default
 		}
 		typ := map[string]string{"string": "String", "securestring": "SecureString", "bool": "Bool", "int": "Int"}[p.Type]
@@ -316,18 +332,19 @@ func deployment(st *State, args []string) int {
 		}
 		params[name] = map[string]any{"type": typ, "value": v}
 	}
-	props := map[string]any{
-		"parameters": params,
-		"outputs": map[string]any{
-			"functionAppName": map[string]any{"type": "String", "value": appName},
-			"principalId":     map[string]any{"type": "String", "value": principal},
-			"healthUrl":       map[string]any{"type": "String", "value": "https://" + appName + ".azurewebsites.net/api/health"},
-			"revokeUrl":       map[string]any{"type": "String", "value": "https://" + appName + ".azurewebsites.net/api/revoke"},
-			"keyVaultName":    map[string]any{"type": "String", "value": vault},
-			"functionKeyReaderRoleId": map[string]any{"type": "String",
-				"value": "/subscriptions/" + subscription + "/providers/Microsoft.Authorization/roleDefinitions/bbbbbbbb-0000-4000-8000-000000000001"},
-		},
+	outputs := map[string]any{
+		"functionAppName": map[string]any{"type": "String", "value": appName},
+		"principalId":     map[string]any{"type": "String", "value": principal},
+		"healthUrl":       map[string]any{"type": "String", "value": "https://" + appName + ".azurewebsites.net/api/health"},
+		"revokeUrl":       map[string]any{"type": "String", "value": "https://" + appName + ".azurewebsites.net/api/revoke"},
+		"keyVaultName":    map[string]any{"type": "String", "value": vault},
+		"functionKeyReaderRoleId": map[string]any{"type": "String",
+			"value": "/subscriptions/" + subscription + "/providers/Microsoft.Authorization/roleDefinitions/bbbbbbbb-0000-4000-8000-000000000001"},
 	}
+	if _, ok := tmpl.Outputs["playbookPrincipalId"]; ok { // the Sentinel playbook's template
+		outputs = map[string]any{"playbookPrincipalId": map[string]any{"type": "String", "value": playbookPrincipal}}
+	}
+	props := map[string]any{"parameters": params, "outputs": outputs}
 	b, _ = json.Marshal(props)
 	st.Deployments[rg] = b
 	st.Deploys++
@@ -406,6 +423,10 @@ func adSP(st *State, args []string) int {
 		st.SPs = append(st.SPs, SP{ID: st.newID(), AppID: flag(args, "--id")})
 		return 0
 	case "show":
+		if flag(args, "--id") == securityInsightsApp && flag(args, "--query") == "id" {
+			fmt.Println(securityInsightsSP)
+			return 0
+		}
 		s, a := st.sp(flag(args, "--id")), st.app(flag(args, "--id"))
 		if s == nil || a == nil {
 			return fail("no such service principal")
@@ -437,28 +458,6 @@ func adSP(st *State, args []string) int {
 
 func rest(st *State, args []string) int {
 	url, q := flag(args, "--url"), flag(args, "--query")
-	if arm, ok := strings.CutPrefix(url, "https://management.azure.com"); ok {
-		id, _, _ := strings.Cut(arm, "?")
-		switch args[2] {
-		case "GET":
-			if _, ok := st.ARM[id]; !ok {
-				return fail("(NotFound)")
-			}
-			fmt.Println(id)
-			return 0
-		case "PUT":
-			b, err := os.ReadFile(strings.TrimPrefix(flag(args, "--body"), "@"))
-			if err != nil || !json.Valid(b) {
-				return fail("bad body")
-			}
-			if st.ARM == nil {
-				st.ARM = map[string]json.RawMessage{}
-			}
-			st.ARM[id] = b
-			return 0
-		}
-		return unexpected(args)
-	}
 	switch {
 	case args[2] == "GET" && strings.HasSuffix(url, "/servicePrincipals(appId='00000003-0000-0000-c000-000000000000')?$select=id"):
 		fmt.Println(graphSP)
@@ -554,8 +553,10 @@ func curl(st *State, args []string) int {
 				Value any `json:"value"`
 			} `json:"parameters"`
 		}
-		for _, d := range st.Deployments {
-			_ = json.Unmarshal(d, &props)
+		for key, d := range st.Deployments {
+			if !strings.Contains(key, "/") { // entra-revoke's, not a playbook's
+				_ = json.Unmarshal(d, &props)
+			}
 		}
 		status := "revoked"
 		if req.DryRun || props.Parameters["dryRun"].Value == true {
