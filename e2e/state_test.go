@@ -92,7 +92,7 @@ func deliver(t *testing.T, p *proc, conn, queue string, dequeueCount int) (int, 
 // redeliver hands a message to p again.
 func redeliver(t *testing.T, p *proc, text []byte, qid string, dequeueCount int) int {
 	t.Helper()
-	status, _, b := post(t, p.URL+"/revoke-queue", http.Header{"Content-Type": {"application/json"}}, invocation(t, text, qid, dequeueCount))
+	status, _, b := post(t, p.URL+"/revoke-queue", http.Header{"Content-Type": {"application/json"}}, testenv.QueueInvocation("revoke-queue", text, qid, dequeueCount))
 	if !strings.Contains(string(b), `"Outputs":{}`) {
 		t.Errorf("queue reply %d %s; want the host's reply shape", status, b)
 	}
