@@ -328,16 +328,13 @@ func TestEntraTokenCallers(t *testing.T) {
 		}
 		return post(t, p.URL+"/api/revoke", h, body)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		status, _, b := send(iss.Token(entratest.V2, api, logicApp, "Sessions.Revoke"), "incident-7-entity-1")
-		if status == http.StatusOK {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("valid token = %d %s; want 200 once keys load", status, b)
-		}
-		time.Sleep(100 * time.Millisecond)
+	var status int
+	var b []byte
+	if !testenv.Eventually(10*time.Second, func() bool {
+		status, _, b = send(iss.Token(entratest.V2, api, logicApp, "Sessions.Revoke"), "incident-7-entity-1")
+		return status == http.StatusOK
+	}) {
+		t.Fatalf("valid token = %d %s; want 200 once keys load", status, b)
 	}
 	if status, hdr, _ := send(iss.Token(entratest.V1, api, logicApp, "Sessions.Revoke"), "incident-7-entity-1"); status != 200 || hdr.Get("Idempotent-Replayed") != "true" {
 		t.Errorf("Logic Apps retry with the same Idempotency-Key = %d replayed=%q; want a replay", status, hdr.Get("Idempotent-Replayed"))

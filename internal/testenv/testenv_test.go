@@ -121,3 +121,21 @@ func TestStartAzurite(t *testing.T) {
 		t.Errorf("GET %s after cleanup: %d; want the connection refused", endpoint, resp.StatusCode)
 	}
 }
+
+func TestEventually(t *testing.T) {
+	t.Parallel()
+	start, calls := time.Now(), 0
+	if !testenv.Eventually(10*time.Second, func() bool { calls++; return time.Since(start) > 50*time.Millisecond }) {
+		t.Fatal("Eventually = false for a condition that holds after 50ms; want true")
+	}
+	if calls < 2 {
+		t.Errorf("cond asked %d times; want it polled", calls)
+	}
+	calls = 0
+	if testenv.Eventually(30*time.Millisecond, func() bool { calls++; return false }) {
+		t.Fatal("Eventually = true for a condition that never holds")
+	}
+	if calls < 2 {
+		t.Errorf("cond asked %d times before giving up; want it asked again at the deadline", calls)
+	}
+}
