@@ -124,17 +124,14 @@ func verified(t *testing.T, d delivered) callbackEvent {
 // pollDequeue waits for a message on queue (a retry becomes visible after its delay).
 func pollDequeue(t *testing.T, conn, queue string, within time.Duration) (text []byte, id string) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for time.Now().Before(deadline) {
-		if n := queueLength(t, conn, queue); n > 0 {
-			if text, id, ok := take(t, conn, queue); ok {
-				return text, id
-			}
+	testenv.WaitFor(t, within, "a message on "+queue, func() bool {
+		var ok bool
+		if queueLength(t, conn, queue) > 0 {
+			text, id, ok = take(t, conn, queue)
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("no message on %s within %v", queue, within)
-	return nil, ""
+		return ok
+	})
+	return text, id
 }
 
 func queueClient(t *testing.T, conn, queue string) *azqueue.QueueClient {
@@ -356,19 +353,15 @@ func TestOutcomeCallbacks(t *testing.T) {
 		r := launch(t, testenv.Options{Bin: node, Args: []string{filepath.Join(testenv.RepoRoot(t), "integrations", "ticketing", "receiver", "receiver.mjs")},
 			Env: []string{"PATH=" + os.Getenv("PATH"), "PORT=" + port, "CALLBACK_SECRETS=" + callbackSecret2}}, &syncBuffer{})
 		url := "http://127.0.0.1:" + port + "/events"
-		deadline := time.Now().Add(15 * time.Second)
-		for {
-			resp, err := http.Post(url, "application/json", strings.NewReader("{}"))
-			if err == nil {
-				resp.Body.Close()
-				if resp.StatusCode == http.StatusUnauthorized {
-					break
-				}
+		if !testenv.Eventually(15*time.Second, func() bool {
+			var resp *http.Response
+			if resp, err = http.Post(url, "application/json", strings.NewReader("{}")); err != nil {
+				return false
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("receiver.mjs does not answer 401 to an unsigned POST: %v\n%s", err, r.Stderr)
-			}
-			time.Sleep(50 * time.Millisecond)
+			resp.Body.Close()
+			return resp.StatusCode == http.StatusUnauthorized
+		}) {
+			t.Fatalf("receiver.mjs does not answer 401 to an unsigned POST: %v\n%s", err, r.Stderr)
 		}
 		body := []byte(`{"upn":"alice@contoso.com","callbackUrl":"` + url + `"}`)
 		if status, _, b := post(t, p.URL+"/api/revoke", signedHeaders(t, "msg_cb_node", body), body); status != http.StatusOK {

@@ -662,13 +662,7 @@ func TestFaultsWithStorage(t *testing.T) {
 // waitUntil polls cond; the bound only guards against hanging for ever.
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testenv.WaitFor(t, 30*time.Second, what, cond)
 }
 
 func countPrefix(items []string, prefix string) int {
