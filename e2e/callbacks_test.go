@@ -351,7 +351,7 @@ func TestOutcomeCallbacks(t *testing.T) {
 		port := freePort(t)
 		// The second secret alone: a receiver that already moved to the new secret of a rotation.
 		r := launch(t, testenv.Options{Bin: node, Args: []string{filepath.Join(testenv.RepoRoot(t), "integrations", "ticketing", "receiver", "receiver.mjs")},
-			Env: []string{"PATH=" + os.Getenv("PATH"), "PORT=" + port, "CALLBACK_SECRETS=" + callbackSecret2}}, &syncBuffer{})
+			Env: []string{"PATH=" + os.Getenv("PATH"), "PORT=" + port, "CALLBACK_SECRETS=" + callbackSecret2}}, &testenv.Buffer{})
 		url := "http://127.0.0.1:" + port + "/events"
 		if !testenv.Eventually(15*time.Second, func() bool {
 			var resp *http.Response
