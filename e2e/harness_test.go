@@ -44,7 +44,6 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-
 // proc is a running handler, started by testenv's launcher.
 type proc struct {
 	*testenv.Process
