@@ -2,6 +2,7 @@ package testenv_test
 
 import (
 	"net/http"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -137,5 +138,21 @@ func TestEventually(t *testing.T) {
 	}
 	if calls < 2 {
 		t.Errorf("cond asked %d times before giving up; want it asked again at the deadline", calls)
+	}
+}
+
+// testenv imports nothing of this module: every package's tests use it, including those of
+// packages it would otherwise import (telemetry's own tests use the ingestion fake).
+func TestImportsNothingOfTheModule(t *testing.T) {
+	t.Parallel()
+	cmd := exec.Command("go", "list", "-deps", ".")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list -deps: %v", err)
+	}
+	for _, pkg := range strings.Fields(string(out)) {
+		if strings.HasPrefix(pkg, "github.com/entra-revoke/entra-revoke/") && pkg != "github.com/entra-revoke/entra-revoke/internal/testenv" {
+			t.Errorf("testenv depends on %s; it must import nothing of this module", pkg)
+		}
 	}
 }
