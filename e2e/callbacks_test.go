@@ -121,27 +121,17 @@ func verified(t *testing.T, d delivered) callbackEvent {
 	return ev
 }
 
-// ingested is every telemetry batch received so far, as text.
-func ingested(in *rawIngestion) string {
-	in.mu.Lock()
-	defer in.mu.Unlock()
-	return string(bytes.Join(in.batches, []byte("\n")))
-}
-
 // pollDequeue waits for a message on queue (a retry becomes visible after its delay).
 func pollDequeue(t *testing.T, conn, queue string, within time.Duration) (text []byte, id string) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for time.Now().Before(deadline) {
-		if n := queueLength(t, conn, queue); n > 0 {
-			if text, id, ok := take(t, conn, queue); ok {
-				return text, id
-			}
+	testenv.WaitFor(t, within, "a message on "+queue, func() bool {
+		var ok bool
+		if queueLength(t, conn, queue) > 0 {
+			text, id, ok = take(t, conn, queue)
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("no message on %s within %v", queue, within)
-	return nil, ""
+		return ok
+	})
+	return text, id
 }
 
 func queueClient(t *testing.T, conn, queue string) *azqueue.QueueClient {
@@ -190,7 +180,7 @@ func take(t *testing.T, conn, queue string) (text []byte, id string, ok bool) {
 // deliverCallback hands one callback queue message to the handler as the host does.
 func deliverCallback(t *testing.T, p *proc, text []byte, id string) {
 	t.Helper()
-	status, _, b := post(t, p.URL+"/revoke-callbacks", http.Header{"Content-Type": {"application/json"}}, invocation(t, text, id, 1))
+	status, _, b := post(t, p.URL+"/revoke-callbacks", http.Header{"Content-Type": {"application/json"}}, testenv.QueueInvocation("revoke-callbacks", text, id, 1))
 	if status != http.StatusOK || !strings.Contains(string(b), `"Outputs":{}`) {
 		t.Fatalf("callback invocation = %d %s; want 200 with the host reply", status, b)
 	}
@@ -200,9 +190,7 @@ func TestOutcomeCallbacks(t *testing.T) {
 	t.Parallel()
 	az := testenv.StartAzurite(t)
 	id, g := tenant(t)
-	in := &rawIngestion{}
-	ingest := httptest.NewServer(in)
-	t.Cleanup(ingest.Close)
+	in := testenv.NewIngestion(t)
 	rc := newHookReceiver(t, map[string][]int{
 		"/flaky":    {500},
 		"/gone":     {410},
@@ -215,7 +203,7 @@ func TestOutcomeCallbacks(t *testing.T) {
 	env["CALLBACK_ALLOWED_HOSTS"] = "127.0.0.1"
 	env["CALLBACK_SECRETS"] = callbackSecret1 + "," + callbackSecret2
 	env["CALLBACK_RETRY_DELAYS"] = "2s,4s,6s,8s,10s"
-	env["APPLICATIONINSIGHTS_CONNECTION_STRING"] = "InstrumentationKey=00000000-1111-2222-3333-444444444444;IngestionEndpoint=" + ingest.URL + "/"
+	env["APPLICATIONINSIGHTS_CONNECTION_STRING"] = in.ConnectionString()
 	p := startHandler(t, env)
 	const secretQuery = "?token=receiver-own-secret-e2e"
 	hook := func(path string) string { return rc.URL + path + secretQuery }
@@ -280,7 +268,7 @@ func TestOutcomeCallbacks(t *testing.T) {
 		}
 		text, qid := pollDequeue(t, az.ConnectionString, "e2e-cb-requests", 10*time.Second)
 		for range 2 { // the host may deliver the message twice: still one event
-			if status, _, b := post(t, p.URL+"/revoke-queue", http.Header{"Content-Type": {"application/json"}}, invocation(t, text, qid, 1)); status != http.StatusOK {
+			if status, _, b := post(t, p.URL+"/revoke-queue", http.Header{"Content-Type": {"application/json"}}, testenv.QueueInvocation("revoke-queue", text, qid, 1)); status != http.StatusOK {
 				t.Fatalf("queue invocation = %d %s", status, b)
 			}
 		}
@@ -363,21 +351,17 @@ func TestOutcomeCallbacks(t *testing.T) {
 		port := freePort(t)
 		// The second secret alone: a receiver that already moved to the new secret of a rotation.
 		r := launch(t, testenv.Options{Bin: node, Args: []string{filepath.Join(testenv.RepoRoot(t), "integrations", "ticketing", "receiver", "receiver.mjs")},
-			Env: []string{"PATH=" + os.Getenv("PATH"), "PORT=" + port, "CALLBACK_SECRETS=" + callbackSecret2}}, &syncBuffer{})
+			Env: []string{"PATH=" + os.Getenv("PATH"), "PORT=" + port, "CALLBACK_SECRETS=" + callbackSecret2}}, &testenv.Buffer{})
 		url := "http://127.0.0.1:" + port + "/events"
-		deadline := time.Now().Add(15 * time.Second)
-		for {
-			resp, err := http.Post(url, "application/json", strings.NewReader("{}"))
-			if err == nil {
-				resp.Body.Close()
-				if resp.StatusCode == http.StatusUnauthorized {
-					break
-				}
+		if !testenv.Eventually(15*time.Second, func() bool {
+			var resp *http.Response
+			if resp, err = http.Post(url, "application/json", strings.NewReader("{}")); err != nil {
+				return false
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("receiver.mjs does not answer 401 to an unsigned POST: %v\n%s", err, r.Stderr)
-			}
-			time.Sleep(50 * time.Millisecond)
+			resp.Body.Close()
+			return resp.StatusCode == http.StatusUnauthorized
+		}) {
+			t.Fatalf("receiver.mjs does not answer 401 to an unsigned POST: %v\n%s", err, r.Stderr)
 		}
 		body := []byte(`{"upn":"alice@contoso.com","callbackUrl":"` + url + `"}`)
 		if status, _, b := post(t, p.URL+"/api/revoke", signedHeaders(t, "msg_cb_node", body), body); status != http.StatusOK {
@@ -447,21 +431,18 @@ func TestOutcomeCallbacks(t *testing.T) {
 	})
 
 	t.Run("telemetry names the host, never the path or query", func(t *testing.T) {
-		deadline := time.Now().Add(15 * time.Second)
-		for !(strings.Contains(ingested(in), "CallbackDelivered") && strings.Contains(ingested(in), "CallbackFailed") && strings.Contains(ingested(in), "POST callback")) {
-			if time.Now().After(deadline) {
-				t.Fatalf("telemetry has no CallbackDelivered, CallbackFailed and POST callback dependency:\n%s", ingested(in))
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-		for _, where := range []struct{ name, text string }{{"telemetry", ingested(in)}, {"stdout", p.Stdout.String()}, {"stderr", p.Stderr.String()}} {
+		in.WaitAccepted(t, 15*time.Second, "CallbackDelivered, CallbackFailed and a POST callback dependency", func([]testenv.Envelope) bool {
+			raw := string(in.Raw())
+			return strings.Contains(raw, "CallbackDelivered") && strings.Contains(raw, "CallbackFailed") && strings.Contains(raw, "POST callback")
+		})
+		for _, where := range []struct{ name, text string }{{"telemetry", string(in.Raw())}, {"stdout", p.Stdout.String()}, {"stderr", p.Stderr.String()}} {
 			for _, leak := range []string{"receiver-own-secret-e2e", "/flaky", "/sync", "/gone", "/deferred"} {
 				if strings.Contains(where.text, leak) {
 					t.Errorf("%s holds %q from a callback URL", where.name, leak)
 				}
 			}
 		}
-		if !strings.Contains(ingested(in), `"host":"127.0.0.1"`) {
+		if !strings.Contains(string(in.Raw()), `"host":"127.0.0.1"`) {
 			t.Errorf("telemetry does not name the callback host")
 		}
 	})

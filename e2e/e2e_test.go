@@ -4,9 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -199,16 +197,6 @@ func dequeue(t *testing.T, conn, queue string) (text []byte, id string) {
 	return raw, *m.MessageID
 }
 
-// invocation wraps a message text the way the Functions host sends it to a custom handler.
-func invocation(t *testing.T, text []byte, msgID string, dequeueCount int) []byte {
-	t.Helper()
-	inner, _ := json.Marshal(string(text))
-	outer, _ := json.Marshal(string(inner))
-	quotedID, _ := json.Marshal(`"` + msgID + `"`)
-	return []byte(fmt.Sprintf(`{"Data":{"message":%s},"Metadata":{"DequeueCount":"%d","Id":%s,"PopReceipt":"\"AgAAAAMAAAAAAAAA\"","sys":{"MethodName":"revoke-queue","UtcNow":"%s"}}}`,
-		outer, dequeueCount, quotedID, time.Now().UTC().Format(time.RFC3339Nano)))
-}
-
 func TestDeferralThroughAzurite(t *testing.T) {
 	t.Parallel()
 	az := testenv.StartAzurite(t)
@@ -248,7 +236,7 @@ func TestDeferralThroughAzurite(t *testing.T) {
 
 	// The queue trigger finishes the work once Graph is back.
 	before := g.Revocations("alice@contoso.com")
-	status, _, b = post(t, p.URL+"/revoke-queue", http.Header{"Content-Type": {"application/json"}}, invocation(t, text, qid, 1))
+	status, _, b = post(t, p.URL+"/revoke-queue", http.Header{"Content-Type": {"application/json"}}, testenv.QueueInvocation("revoke-queue", text, qid, 1))
 	if status != http.StatusOK || !strings.Contains(string(b), `"Outputs":{}`) {
 		t.Fatalf("queue invocation = %d %s; want 200 with the host reply", status, b)
 	}
@@ -279,10 +267,10 @@ func TestDeferralThroughAzurite(t *testing.T) {
 		t.Fatalf("guest with Graph down = %d %s; want 202 queued", status, b)
 	}
 	gtext, gqid := dequeue(t, az.ConnectionString, "e2e-deferral")
-	if status, _, b := post(t, p.URL+"/revoke-queue", http.Header{"Content-Type": {"application/json"}}, invocation(t, gtext, gqid, 1)); status < 300 {
+	if status, _, b := post(t, p.URL+"/revoke-queue", http.Header{"Content-Type": {"application/json"}}, testenv.QueueInvocation("revoke-queue", gtext, gqid, 1)); status < 300 {
 		t.Errorf("delivery 1 with Graph down = %d %s; want non-2xx so the host retries", status, b)
 	}
-	if status, _, b := post(t, p.URL+"/revoke-queue", http.Header{"Content-Type": {"application/json"}}, invocation(t, gtext, gqid, 5)); status != http.StatusOK {
+	if status, _, b := post(t, p.URL+"/revoke-queue", http.Header{"Content-Type": {"application/json"}}, testenv.QueueInvocation("revoke-queue", gtext, gqid, 5)); status != http.StatusOK {
 		t.Errorf("last delivery = %d %s; want 200: the outcome is final", status, b)
 	}
 	if kept, _ := dequeue(t, az.ConnectionString, "e2e-deferral-poison"); string(kept) != string(gtext) {
@@ -293,7 +281,7 @@ func TestDeferralThroughAzurite(t *testing.T) {
 	}
 
 	// A message that can never succeed is copied unchanged to the poison queue and completed.
-	status, _, _ = post(t, p.URL+"/revoke-queue", http.Header{"Content-Type": {"application/json"}}, invocation(t, []byte("revoke alice please"), "poison-1", 1))
+	status, _, _ = post(t, p.URL+"/revoke-queue", http.Header{"Content-Type": {"application/json"}}, testenv.QueueInvocation("revoke-queue", []byte("revoke alice please"), "poison-1", 1))
 	if status != http.StatusOK {
 		t.Fatalf("poison invocation = %d; want 200", status)
 	}
@@ -340,16 +328,13 @@ func TestEntraTokenCallers(t *testing.T) {
 		}
 		return post(t, p.URL+"/api/revoke", h, body)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		status, _, b := send(iss.Token(entratest.V2, api, logicApp, "Sessions.Revoke"), "incident-7-entity-1")
-		if status == http.StatusOK {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("valid token = %d %s; want 200 once keys load", status, b)
-		}
-		time.Sleep(100 * time.Millisecond)
+	var status int
+	var b []byte
+	if !testenv.Eventually(10*time.Second, func() bool {
+		status, _, b = send(iss.Token(entratest.V2, api, logicApp, "Sessions.Revoke"), "incident-7-entity-1")
+		return status == http.StatusOK
+	}) {
+		t.Fatalf("valid token = %d %s; want 200 once keys load", status, b)
 	}
 	if status, hdr, _ := send(iss.Token(entratest.V1, api, logicApp, "Sessions.Revoke"), "incident-7-entity-1"); status != 200 || hdr.Get("Idempotent-Replayed") != "true" {
 		t.Errorf("Logic Apps retry with the same Idempotency-Key = %d replayed=%q; want a replay", status, hdr.Get("Idempotent-Replayed"))
@@ -391,38 +376,13 @@ func TestEntraUnreachableAtStartKeepsWebhooksWorking(t *testing.T) {
 	}
 }
 
-// ingestion is the Application Insights endpoint of tests that ask only which items arrived: the
-// capturing fake, read as "BaseType:Name" strings (the full schema is checked in
-// internal/telemetry and against testdata/telemetry/keys.json).
-type ingestion struct{ captureIngestion }
-
-// names lists the items received so far as "BaseType:Name".
-func (in *ingestion) names() []string {
-	var out []string
-	for _, it := range in.snapshot() {
-		out = append(out, it.BaseType+":"+it.Name)
-	}
-	return out
-}
-
-func (in *ingestion) has(item string) bool {
-	for _, i := range in.names() {
-		if strings.HasPrefix(i, item) {
-			return true
-		}
-	}
-	return false
-}
-
 func TestSIGTERMFinishesFlushesAndExitsZero(t *testing.T) {
 	t.Parallel()
-	in := &ingestion{}
-	srv := httptest.NewServer(in)
-	t.Cleanup(srv.Close)
+	in := testenv.NewIngestion(t)
 	id, g := tenant(t)
 	g.SetLatency(500 * time.Millisecond)
 	env := handlerEnv(t, id, g)
-	env["APPLICATIONINSIGHTS_CONNECTION_STRING"] = "InstrumentationKey=00000000-1111-2222-3333-444444444444;IngestionEndpoint=" + srv.URL + "/"
+	env["APPLICATIONINSIGHTS_CONNECTION_STRING"] = in.ConnectionString()
 	p := startHandler(t, env)
 
 	body := []byte(`{"upn":"alice@contoso.com"}`)
@@ -440,8 +400,8 @@ func TestSIGTERMFinishesFlushesAndExitsZero(t *testing.T) {
 	if status := <-done; status != http.StatusOK {
 		t.Errorf("in-flight request = %d; want it finished with 200", status)
 	}
-	if !in.has("EventData:SessionRevocation") || !in.has("RemoteDependencyData:POST /users/{id}/revokeSignInSessions") {
-		t.Errorf("ingestion received %v; want the outcome event and the Graph dependency flushed at shutdown", in.names())
+	if !in.Has("EventData:SessionRevocation") || !in.Has("RemoteDependencyData:POST /users/{id}/revokeSignInSessions") {
+		t.Errorf("ingestion received %v; want the outcome event and the Graph dependency flushed at shutdown", in.Names())
 	}
 }
 

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -10,7 +9,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -217,7 +215,7 @@ func storageEnv(t *testing.T, env map[string]string, az testenv.Azurite, queue s
 // mustDeliver hands a queued message to the queue trigger, as the host does, and wants it finished.
 func mustDeliver(t *testing.T, p *proc, text []byte, n int) {
 	t.Helper()
-	a := send(p.URL+"/revoke-queue", http.Header{"Content-Type": {"application/json"}}, invocation(t, text, fmt.Sprintf("fault-queued-%d", n), 1), time.Minute)
+	a := send(p.URL+"/revoke-queue", http.Header{"Content-Type": {"application/json"}}, testenv.QueueInvocation("revoke-queue", text, fmt.Sprintf("fault-queued-%d", n), 1), time.Minute)
 	if a.err != nil || a.status != http.StatusOK || !bytes.Contains(a.body, []byte(`"Outputs":{}`)) {
 		t.Fatalf("queue delivery = %d %s %v; want 200 with the host reply", a.status, a.body, a.err)
 	}
@@ -399,13 +397,28 @@ func TestFaults(t *testing.T) {
 
 	t.Run("ingestion failing then recovering", func(t *testing.T) {
 		t.Parallel()
-		in := &flakyIngestion{fail: 2, partial: 1}
-		srv := httptest.NewServer(in)
-		t.Cleanup(srv.Close)
+		// The first two batches fail with 503 and Retry-After, the next batch of more than one
+		// item is a 206 refusing every other item with a retryable 500, then all is accepted.
+		in := testenv.NewIngestion(t)
+		partials := 0
+		in.Respond(func(call int, r testenv.IngestionRequest) testenv.IngestionReply {
+			if call < 2 {
+				return testenv.IngestionReply{Status: http.StatusServiceUnavailable, RetryAfter: "1"}
+			}
+			if partials < 1 && len(r.Envelopes) > 1 {
+				partials++
+				var errs []testenv.ItemError
+				for i := 1; i < len(r.Envelopes); i += 2 {
+					errs = append(errs, testenv.ItemError{Index: i, StatusCode: http.StatusInternalServerError, Message: "Internal server error"})
+				}
+				return testenv.IngestionReply{Status: http.StatusPartialContent, Errors: errs}
+			}
+			return testenv.IngestionReply{}
+		})
 		id, g := tenant(t)
 		users := faultUsers(g, "ingest", 6)
 		env := handlerEnv(t, id, g)
-		env["APPLICATIONINSIGHTS_CONNECTION_STRING"] = "InstrumentationKey=00000000-1111-2222-3333-444444444444;IngestionEndpoint=" + srv.URL + "/"
+		env["APPLICATIONINSIGHTS_CONNECTION_STRING"] = in.ConnectionString()
 		p := startHandler(t, env)
 
 		for i, u := range users {
@@ -419,28 +432,39 @@ func TestFaults(t *testing.T) {
 		if code := p.exitCode(t, 15*time.Second); code != 0 {
 			t.Errorf("exit code = %d; want 0", code)
 		}
-		events := in.outcomes()
+		// Accepted SessionRevocation events by request id: a lost or duplicated event shows.
+		events := map[string]int{}
+		for _, e := range in.Events("SessionRevocation") {
+			events[e.Properties["requestId"]]++
+		}
 		for i := range users {
 			if n := events[fmt.Sprintf("msg_fault_ingest_%d", i)]; n != 1 {
 				t.Errorf("SessionRevocation events for msg_fault_ingest_%d = %d; want exactly 1 after retries", i, n)
 			}
 		}
-		if f, pt := in.counts(); f < 2 || pt < 1 {
+		f, pt := 0, 0
+		for _, r := range in.Requests() {
+			switch r.Reply.Status {
+			case http.StatusServiceUnavailable:
+				f++
+			case http.StatusPartialContent:
+				pt++
+			}
+		}
+		if f < 2 || pt < 1 {
 			t.Errorf("ingestion failed %d batches and partially accepted %d; want the faults to have happened", f, pt)
 		}
 	})
 
 	t.Run("SIGTERM with requests in flight", func(t *testing.T) {
 		t.Parallel()
-		in := &ingestion{}
-		srv := httptest.NewServer(in)
-		t.Cleanup(srv.Close)
+		in := testenv.NewIngestion(t)
 		id, g := tenant(t)
 		users := faultUsers(g, "term", 12)
 		g.SetLatency(time.Second)
 		env := handlerEnv(t, id, g)
 		env["GRAPH_CONCURRENCY"] = "16"
-		env["APPLICATIONINSIGHTS_CONNECTION_STRING"] = "InstrumentationKey=00000000-1111-2222-3333-444444444444;IngestionEndpoint=" + srv.URL + "/"
+		env["APPLICATIONINSIGHTS_CONNECTION_STRING"] = in.ConnectionString()
 		env["QUEUE_ALLOW_UNSIGNED"] = "true"
 		p := startHandler(t, env)
 
@@ -454,7 +478,7 @@ func TestFaults(t *testing.T) {
 					answers[i] = send(p.URL+"/api/revoke", mustGoSigned(t, fmt.Sprintf("msg_fault_term_%d", i), body), body, time.Minute)
 					return
 				}
-				inv := invocation(t, body, fmt.Sprintf("fault-term-%d", i), 1)
+				inv := testenv.QueueInvocation("revoke-queue", body, fmt.Sprintf("fault-term-%d", i), 1)
 				answers[i] = send(p.URL+"/revoke-queue", http.Header{"Content-Type": {"application/json"}}, inv, time.Minute)
 			})
 		}
@@ -481,7 +505,7 @@ func TestFaults(t *testing.T) {
 		if a := send(p.URL+"/api/revoke", mustGoSigned(t, "msg_fault_term_late", late), late, 10*time.Second); a.err == nil {
 			t.Errorf("request after exit = %d; want the connection refused", a.status)
 		}
-		if n := countPrefix(in.names(), "EventData:SessionRevocation"); n != len(users) {
+		if n := countPrefix(in.Names(), "EventData:SessionRevocation"); n != len(users) {
 			t.Errorf("ingestion received %d SessionRevocation events; want %d, flushed at shutdown", n, len(users))
 		}
 	})
@@ -602,7 +626,7 @@ func TestFaultsWithStorage(t *testing.T) {
 			t.Errorf("Graph 500 and storage down = %s; want 503 [failed:queue_unavailable], never a silent drop", got)
 		}
 		// A message that can never succeed is not completed while its poison copy cannot be made.
-		a := send(p.URL+"/revoke-queue", http.Header{"Content-Type": {"application/json"}}, invocation(t, []byte("revoke alice please"), "fault-dead-poison", 1), time.Minute)
+		a := send(p.URL+"/revoke-queue", http.Header{"Content-Type": {"application/json"}}, testenv.QueueInvocation("revoke-queue", []byte("revoke alice please"), "fault-dead-poison", 1), time.Minute)
 		if a.err != nil || a.status/100 == 2 {
 			t.Errorf("malformed message with storage down = %d %s %v; want non-2xx so the host retries and poisons it", a.status, a.body, a.err)
 		}
@@ -638,13 +662,7 @@ func TestFaultsWithStorage(t *testing.T) {
 // waitUntil polls cond; the bound only guards against hanging for ever.
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testenv.WaitFor(t, 30*time.Second, what, cond)
 }
 
 func countPrefix(items []string, prefix string) int {
@@ -754,119 +772,4 @@ func startBlackHole(t *testing.T) string {
 		}
 	}()
 	return ln.Addr().String()
-}
-
-// flakyIngestion is an Application Insights endpoint that fails the first fail batches with 503
-// and Retry-After, then answers the next partial batches with 206, refusing every other item with
-// a retryable 500, then accepts everything. It counts accepted SessionRevocation events by request
-// id, so a lost or duplicated event shows.
-type flakyIngestion struct {
-	fail, partial int
-
-	mu       sync.Mutex
-	failed   int
-	partials int
-	accepted map[string]int
-}
-
-func (f *flakyIngestion) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	items, err := trackItems(r)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.accepted == nil {
-		f.accepted = map[string]int{}
-	}
-	w.Header().Set("Content-Type", "application/json")
-	if f.failed < f.fail {
-		f.failed++
-		w.Header().Set("Retry-After", "1")
-		w.WriteHeader(http.StatusServiceUnavailable)
-		return
-	}
-	var errs []string
-	partial := f.partials < f.partial && len(items) > 1
-	if partial {
-		f.partials++
-	}
-	for i, it := range items {
-		if partial && i%2 == 1 {
-			errs = append(errs, fmt.Sprintf(`{"index":%d,"statusCode":500,"message":"Internal server error"}`, i))
-			continue
-		}
-		if it.name == "SessionRevocation" {
-			f.accepted[it.requestID]++
-		}
-	}
-	status := http.StatusOK
-	if partial {
-		status = http.StatusPartialContent
-	}
-	w.WriteHeader(status)
-	fmt.Fprintf(w, `{"itemsReceived":%d,"itemsAccepted":%d,"errors":[%s]}`, len(items), len(items)-len(errs), strings.Join(errs, ","))
-}
-
-func (f *flakyIngestion) outcomes() map[string]int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	out := map[string]int{}
-	for k, v := range f.accepted {
-		out[k] = v
-	}
-	return out
-}
-
-func (f *flakyIngestion) counts() (failed, partials int) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.failed, f.partials
-}
-
-type trackItem struct{ name, requestID string }
-
-// trackBody reads a /v2.1/track request body, which the ingestion API also accepts gzipped.
-func trackBody(r *http.Request) ([]byte, error) {
-	body := io.Reader(r.Body)
-	if r.Header.Get("Content-Encoding") == "gzip" {
-		zr, err := gzip.NewReader(r.Body)
-		if err != nil {
-			return nil, err
-		}
-		body = zr
-	}
-	return io.ReadAll(io.LimitReader(body, 64<<20))
-}
-
-// trackItems reads an NDJSON batch of envelopes.
-func trackItems(r *http.Request) ([]trackItem, error) {
-	raw, err := trackBody(r)
-	if err != nil {
-		return nil, err
-	}
-	var items []trackItem
-	for _, l := range bytes.Split(bytes.TrimSpace(raw), []byte("\n")) {
-		name, props, err := envelopeEvent(l)
-		if err != nil {
-			return nil, fmt.Errorf("envelope %q: %w", l, err)
-		}
-		items = append(items, trackItem{name: name, requestID: props["requestId"]})
-	}
-	return items, nil
-}
-
-// envelopeEvent reads one envelope's item name and string properties.
-func envelopeEvent(line []byte) (name string, props map[string]string, err error) {
-	var env struct {
-		Data struct {
-			BaseData struct {
-				Name       string            `json:"name"`
-				Properties map[string]string `json:"properties"`
-			} `json:"baseData"`
-		} `json:"data"`
-	}
-	err = json.Unmarshal(line, &env)
-	return env.Data.BaseData.Name, env.Data.BaseData.Properties, err
 }

@@ -44,15 +44,12 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// syncBuffer collects a child's output safely while it runs.
-type syncBuffer = testenv.Buffer
-
 // proc is a running handler, started by testenv's launcher.
 type proc struct {
 	*testenv.Process
 	cmd    *exec.Cmd // the launcher's, for tests that signal the process themselves
-	Stdout *syncBuffer
-	Stderr *syncBuffer
+	Stdout *testenv.Buffer
+	Stderr *testenv.Buffer
 }
 
 // baseEnv is the child's whole environment: nothing of the developer's AZURE_* or proxies leaks in.
@@ -74,15 +71,15 @@ func envList(env map[string]string) []string {
 // run starts the handler with env and args and returns at once.
 func run(t *testing.T, env map[string]string, args ...string) *proc {
 	t.Helper()
-	return launch(t, testenv.Options{Bin: handlerBin, Args: args, Env: envList(env)}, &syncBuffer{})
+	return launch(t, testenv.Options{Bin: handlerBin, Args: args, Env: envList(env)}, &testenv.Buffer{})
 }
 
 // launch starts o with stdout to out (stderr is always kept whole) and prints both when the test
 // fails; what is left running is killed when the test ends.
 func launch(t *testing.T, o testenv.Options, out io.Writer) *proc {
 	t.Helper()
-	p := &proc{Stdout: &syncBuffer{}, Stderr: &syncBuffer{}}
-	if b, ok := out.(*syncBuffer); ok {
+	p := &proc{Stdout: &testenv.Buffer{}, Stderr: &testenv.Buffer{}}
+	if b, ok := out.(*testenv.Buffer); ok {
 		p.Stdout = b
 	}
 	o.Stdout, o.Stderr = out, p.Stderr
@@ -107,7 +104,7 @@ func launch(t *testing.T, o testenv.Options, out io.Writer) *proc {
 // set in env) and waits until GET / answers 200.
 func startHandler(t *testing.T, env map[string]string) *proc {
 	t.Helper()
-	return startListening(t, env, &syncBuffer{})
+	return startListening(t, env, &testenv.Buffer{})
 }
 
 // startListening is startHandler with stdout going to out.

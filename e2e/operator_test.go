@@ -57,14 +57,13 @@ func mustHealth(t *testing.T, p *proc) (operatorHealth, string) {
 // finished) or the wait ends, and returns the last health read.
 func healthGraphSettled(t *testing.T, p *proc, within time.Duration) (operatorHealth, string) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		h, raw := mustHealth(t, p)
-		if h.Graph != "unknown" || time.Now().After(deadline) {
-			return h, raw
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	var h operatorHealth
+	var raw string
+	testenv.Eventually(within, func() bool {
+		h, raw = mustHealth(t, p)
+		return h.Graph != "unknown"
+	})
+	return h, raw
 }
 
 // Health's "graph" is the verdict on the roles of the token the identity issues: the revoke

@@ -47,15 +47,15 @@ func tokenPost(t *testing.T, p *proc, iss *entratest.Issuer, client, key string,
 	if async {
 		h.Set("Prefer", "respond-async")
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	var status int
+	var hdr http.Header
+	var b []byte
+	testenv.Eventually(10*time.Second, func() bool {
 		h.Set("Authorization", "Bearer "+iss.Token(entratest.V2, entraAPI, client, "Sessions.Revoke"))
-		status, hdr, b := post(t, p.URL+"/api/revoke", h, body)
-		if status != http.StatusUnauthorized || time.Now().After(deadline) {
-			return status, hdr, b
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		status, hdr, b = post(t, p.URL+"/api/revoke", h, body)
+		return status != http.StatusUnauthorized
+	})
+	return status, hdr, b
 }
 
 // takeAll dequeues every message of queue, with the host's message ids.

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"regexp"
 	"strconv"
@@ -46,14 +45,12 @@ func TestSoak(t *testing.T) {
 	if os.Getenv("ENTRA_REVOKE_SOAK") == "" {
 		t.Skip("set ENTRA_REVOKE_SOAK=1 to run the 80 s soak (make bench does)")
 	}
-	in := &ingestion{}
-	ingest := httptest.NewServer(in)
-	t.Cleanup(ingest.Close)
+	in := testenv.NewIngestion(t)
 	id, g := tenant(t)
 	id.SetLifetime(24 * time.Hour) // as managed identity tokens live, so the token cache is used
 	users := faultUsers(g, "soak", 50)
 	env := handlerEnv(t, id, g)
-	env["APPLICATIONINSIGHTS_CONNECTION_STRING"] = "InstrumentationKey=00000000-1111-2222-3333-444444444444;IngestionEndpoint=" + ingest.URL + "/"
+	env["APPLICATIONINSIGHTS_CONNECTION_STRING"] = in.ConnectionString()
 	env["IDEMPOTENCY_TTL"] = soakTTL
 	env["MAX_REVOCATIONS_PER_MINUTE"] = strconv.Itoa(2 * soakRate * 60)
 	env["GODEBUG"] = "gctrace=1,schedtrace=1000,scheddetail=1"
@@ -167,7 +164,7 @@ func TestSoak(t *testing.T) {
 	if code := p.exitCode(t, 15*time.Second); code != 0 {
 		t.Errorf("exit code after SIGTERM = %d; want 0", code)
 	}
-	n := countPrefix(in.names(), "EventData:SessionRevocation")
+	n := countPrefix(in.Names(), "EventData:SessionRevocation")
 	if int64(n) != ok.Load() {
 		t.Errorf("ingestion received %d SessionRevocation events for %d revoked requests", n, ok.Load())
 	}

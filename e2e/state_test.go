@@ -92,7 +92,7 @@ func deliver(t *testing.T, p *proc, conn, queue string, dequeueCount int) (int, 
 // redeliver hands a message to p again.
 func redeliver(t *testing.T, p *proc, text []byte, qid string, dequeueCount int) int {
 	t.Helper()
-	status, _, b := post(t, p.URL+"/revoke-queue", http.Header{"Content-Type": {"application/json"}}, invocation(t, text, qid, dequeueCount))
+	status, _, b := post(t, p.URL+"/revoke-queue", http.Header{"Content-Type": {"application/json"}}, testenv.QueueInvocation("revoke-queue", text, qid, dequeueCount))
 	if !strings.Contains(string(b), `"Outputs":{}`) {
 		t.Errorf("queue reply %d %s; want the host's reply shape", status, b)
 	}
@@ -137,11 +137,6 @@ func tableEntities(t *testing.T, az testenv.Azurite, table string) int {
 		n += len(page.Entities)
 	}
 	return n
-}
-
-// timerInvocation is the state-cleanup timer's invocation as the host sends it.
-func timerInvocation() []byte {
-	return []byte(`{"Data":{"timer":{"Schedule":{"AdjustForDST":true},"ScheduleStatus":{"Last":"2026-12-02T03:30:00+00:00","Next":"2026-12-03T03:30:00+00:00","LastUpdated":"2026-12-02T03:30:00.0129437+00:00"},"IsPastDue":false}},"Metadata":{"sys":{"MethodName":"state-cleanup","UtcNow":"` + time.Now().UTC().Format(time.RFC3339Nano) + `"}}}`)
 }
 
 func TestSharedState(t *testing.T) {
@@ -200,14 +195,10 @@ func TestSharedState(t *testing.T) {
 		h := mustGoSigned(t, "msg_state_dup", body)
 		answers := make([]answer, 2)
 		var wg sync.WaitGroup
-		for i, p := range ps {
-			wg.Go(func() {
-				if i == 1 {
-					time.Sleep(300 * time.Millisecond) // the first holds the claim by now
-				}
-				answers[i] = send(p.URL+"/api/revoke", h, body, time.Minute)
-			})
-		}
+		wg.Go(func() { answers[0] = send(ps[0].URL+"/api/revoke", h, body, time.Minute) })
+		// Once its revocation has reached Graph, the first holds the claim.
+		waitFor(t, 15*time.Second, "the first request to reach Graph", func() bool { return revokeReached(g, "alice@contoso.com") })
+		answers[1] = send(ps[1].URL+"/api/revoke", h, body, time.Minute)
 		wg.Wait()
 		first, second := mustAccount(t, "first", answers[0]), mustAccount(t, "duplicate", answers[1])
 		if first.status != http.StatusOK {
@@ -233,14 +224,7 @@ func TestSharedState(t *testing.T) {
 		body := []byte(`{"upn":"alice@contoso.com"}`)
 		h := mustGoSigned(t, "msg_state_kill", body)
 		go send(ps[0].URL+"/api/revoke", h, body, 2*time.Minute)
-		waitFor(t, 15*time.Second, "the first attempt to reach Graph", func() bool {
-			for _, r := range g.Requests() {
-				if r.Method == http.MethodPost && r.User == "alice@contoso.com" {
-					return true
-				}
-			}
-			return false
-		})
+		waitFor(t, 15*time.Second, "the first attempt to reach Graph", func() bool { return revokeReached(g, "alice@contoso.com") })
 		if err := ps[0].cmd.Process.Signal(syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
@@ -251,9 +235,8 @@ func TestSharedState(t *testing.T) {
 		if acc.status != http.StatusConflict || acc.code != "in_progress" || wait < 1 || wait > 40 {
 			t.Fatalf("retry on the other instance = %v Retry-After %q; want 409 in_progress until the claim expires", acc, a.header.Get("Retry-After"))
 		}
-		time.Sleep(time.Until(killed.Add(time.Duration(wait) * time.Second)))
 		var final accounted
-		waitFor(t, 30*time.Second, "the claim to expire", func() bool {
+		waitFor(t, time.Until(killed.Add(time.Duration(wait)*time.Second))+30*time.Second, "the claim to expire", func() bool {
 			final = mustAccount(t, "retry after the claim expired", send(ps[1].URL+"/api/revoke", h, body, time.Minute))
 			return final.status != http.StatusConflict
 		})
@@ -309,12 +292,17 @@ func TestSharedState(t *testing.T) {
 		if before < 3 {
 			t.Fatalf("state table holds %d entities; want the three answers", before)
 		}
-		time.Sleep(3 * time.Second)
-		status, _, b := post(t, p.URL+"/state-cleanup", http.Header{"Content-Type": {"application/json"}}, timerInvocation())
-		if status != http.StatusOK || !strings.Contains(string(b), `"ReturnValue":null`) || !strings.Contains(string(b), "deleted") {
-			t.Fatalf("state-cleanup = %d %s; want 200 with the host's reply", status, b)
-		}
-		if after := tableEntities(t, az, env["STATE_TABLE"]); after > before-3 {
+		// The timer fires until the answers have expired (IDEMPOTENCY_TTL after they were written)
+		// and a run deletes them; every run must answer the host.
+		after := before
+		if !testenv.Eventually(30*time.Second, func() bool {
+			status, _, b := post(t, p.URL+"/state-cleanup", http.Header{"Content-Type": {"application/json"}}, testenv.TimerInvocation("state-cleanup", time.Now()))
+			if status != http.StatusOK || !strings.Contains(string(b), `"ReturnValue":null`) || !strings.Contains(string(b), "deleted") {
+				t.Fatalf("state-cleanup = %d %s; want 200 with the host's reply", status, b)
+			}
+			after = tableEntities(t, az, env["STATE_TABLE"])
+			return after <= before-3
+		}) {
 			t.Errorf("state table %d entities before cleanup, %d after; want the three expired answers gone", before, after)
 		}
 	})
@@ -380,29 +368,31 @@ func TestStateTableOutage(t *testing.T) {
 	}
 }
 
-// waitFor polls cond until it holds or within passes.
+// waitFor polls cond until it holds and fails the test once within has passed.
 func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", within, what)
+	testenv.WaitFor(t, within, what, cond)
+}
+
+// revokeReached reports whether Graph has been asked to revoke upn's sessions.
+func revokeReached(g *graphtest.Graph, upn string) bool {
+	for _, r := range g.Requests() {
+		if r.Method == http.MethodPost && r.User == upn {
+			return true
 		}
-		time.Sleep(100 * time.Millisecond)
 	}
+	return false
 }
 
 // linesSoon is lines over out() once it holds want lines with the fragments, or after a few
 // seconds: a child's stdout reaches the test through a pipe, a moment after its answer.
 func linesSoon(out func() string, want int, fragments ...string) []string {
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		got := lines(out(), fragments...)
-		if len(got) >= want || time.Now().After(deadline) {
-			return got
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	var got []string
+	testenv.Eventually(5*time.Second, func() bool {
+		got = lines(out(), fragments...)
+		return len(got) >= want
+	})
+	return got
 }
 
 // A deployment whose callers all use Entra tokens (no WEBHOOK_SECRETS) defers with QUEUE_SECRETS:

@@ -1,12 +1,11 @@
 package e2e
 
 import (
-	"bytes"
-	"encoding/json"
 	"net/http"
-	"net/http/httptest"
 	"testing"
 	"time"
+
+	"github.com/entra-revoke/entra-revoke/internal/testenv"
 )
 
 // TestTraceparentCorrelatesEveryItem: a caller that sends a W3C traceparent finds the request's
@@ -18,12 +17,10 @@ func TestTraceparentCorrelatesEveryItem(t *testing.T) {
 		trace = "4bf92f3577b34da6a3ce929d0e0e4736"
 		span  = "00f067aa0ba902b7"
 	)
-	in := &rawIngestion{}
-	srv := httptest.NewServer(in)
-	t.Cleanup(srv.Close)
+	in := testenv.NewIngestion(t)
 	id, g := tenant(t)
 	env := handlerEnv(t, id, g)
-	env["APPLICATIONINSIGHTS_CONNECTION_STRING"] = "InstrumentationKey=00000000-1111-2222-3333-444444444444;IngestionEndpoint=" + srv.URL + "/"
+	env["APPLICATIONINSIGHTS_CONNECTION_STRING"] = in.ConnectionString()
 	p := startHandler(t, env)
 
 	body := []byte(`{"upn":"alice@contoso.com","ticket":"INC0012345"}`)
@@ -38,27 +35,9 @@ func TestTraceparentCorrelatesEveryItem(t *testing.T) {
 		t.Fatalf("exit code after SIGTERM = %d; want 0", code)
 	}
 
-	in.mu.Lock()
-	raw := bytes.Join(in.batches, []byte("\n"))
-	in.mu.Unlock()
 	seen := map[string]bool{}
-	for _, l := range bytes.Split(raw, []byte("\n")) {
-		if len(bytes.TrimSpace(l)) == 0 {
-			continue
-		}
-		var e struct {
-			Tags map[string]string `json:"tags"`
-			Data struct {
-				BaseType string `json:"baseType"`
-				BaseData struct {
-					Name string `json:"name"`
-				} `json:"baseData"`
-			} `json:"data"`
-		}
-		if err := json.Unmarshal(l, &e); err != nil {
-			t.Fatalf("envelope %s: %v", l, err)
-		}
-		item := e.Data.BaseType + "/" + e.Data.BaseData.Name
+	for _, e := range in.Accepted() {
+		item := e.BaseType + "/" + e.Name
 		if item == "EventData/GraphPermission" {
 			continue // the background permission reading belongs to no request
 		}

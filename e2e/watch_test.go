@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -98,7 +97,7 @@ func checkText(t *testing.T, u watchUser, after string, signedAt time.Time) []by
 // deliverCheck hands a check message to /revoke-watch as the host does.
 func deliverCheck(t *testing.T, p *proc, text []byte, qid string, dequeueCount int) (int, string) {
 	t.Helper()
-	status, _, b := post(t, p.URL+"/revoke-watch", http.Header{"Content-Type": {"application/json"}}, invocation(t, text, qid, dequeueCount))
+	status, _, b := post(t, p.URL+"/revoke-watch", http.Header{"Content-Type": {"application/json"}}, testenv.QueueInvocation("revoke-watch", text, qid, dequeueCount))
 	if !strings.Contains(string(b), `"Outputs":{}`) {
 		t.Errorf("watch reply %d %s; want the host's reply shape", status, b)
 	}
@@ -160,10 +159,9 @@ func TestWatch(t *testing.T) {
 	t.Run("every finding and reason, in the status, an event and a log line", func(t *testing.T) {
 		t.Parallel()
 		id, g := tenant(t)
-		ing := &ingestion{}
+		ing := testenv.NewIngestion(t)
 		env := watchEnv(t, az, id, g, "findings")
-		ingest := startIngestion(t, ing)
-		env["APPLICATIONINSIGHTS_CONNECTION_STRING"] = "InstrumentationKey=00000000-0000-4000-8000-000000000001;IngestionEndpoint=" + ingest + "/"
+		env["APPLICATIONINSIGHTS_CONNECTION_STRING"] = ing.ConnectionString()
 		p := startHandler(t, env)
 
 		tests := []struct {
@@ -234,7 +232,7 @@ func TestWatch(t *testing.T) {
 			}
 		}
 		// The successful sign-in comes first in latest, before a newer refused one.
-		waitUntil(t, "RevocationWatch events ingested", func() bool { return ing.has("EventData:RevocationWatch") })
+		waitUntil(t, "RevocationWatch events ingested", func() bool { return ing.Has("EventData:RevocationWatch") })
 		for _, leak := range []string{"corr-", "device-", "LAPTOP-1"} {
 			if strings.Contains(p.Stdout.String(), leak) {
 				t.Errorf("stdout carries %q from the sign-in log; never device or correlation details", leak)
@@ -388,14 +386,6 @@ func TestWatch(t *testing.T) {
 			t.Errorf("RevocationWatch lines %q; want one, not stored", l)
 		}
 	})
-}
-
-// startIngestion serves in on loopback and returns its URL.
-func startIngestion(t *testing.T, in *ingestion) string {
-	t.Helper()
-	srv := httptest.NewServer(in)
-	t.Cleanup(srv.Close)
-	return srv.URL
 }
 
 // Health and check name the watch's permissions: AuditLog.Read.All and User.Read.All.

@@ -6,12 +6,10 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/entra-revoke/entra-revoke/internal/graph/graphtest"
@@ -21,60 +19,10 @@ import (
 var updatePicture = flag.Bool("update-workbook-picture", false,
 	"rewrite testdata/telemetry/workbook-events.json from this run (then: go run ./scripts/workbook-svg)")
 
-// capturedItem is one envelope the handler sent, as Application Insights would store it.
-type capturedItem struct {
-	BaseType     string
-	Name         string
-	Properties   map[string]string
-	Measurements map[string]float64
-}
-
-// captureIngestion is an Application Insights endpoint that keeps every item whole.
-type captureIngestion struct {
-	mu    sync.Mutex
-	items []capturedItem
-}
-
-func (c *captureIngestion) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	raw, err := trackBody(r)
-	if err != nil || r.URL.Path != "/v2.1/track" {
-		http.Error(w, "bad request", http.StatusBadRequest)
-		return
-	}
-	n := 0
-	for _, l := range strings.Split(strings.TrimSpace(string(raw)), "\n") {
-		var env struct {
-			Data struct {
-				BaseType string `json:"baseType"`
-				BaseData struct {
-					Name         string             `json:"name"`
-					Properties   map[string]string  `json:"properties"`
-					Measurements map[string]float64 `json:"measurements"`
-				} `json:"baseData"`
-			} `json:"data"`
-		}
-		if err := json.Unmarshal([]byte(l), &env); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		c.mu.Lock()
-		c.items = append(c.items, capturedItem{env.Data.BaseType, env.Data.BaseData.Name, env.Data.BaseData.Properties, env.Data.BaseData.Measurements})
-		c.mu.Unlock()
-		n++
-	}
-	fmt.Fprintf(w, `{"itemsReceived":%d,"itemsAccepted":%d,"errors":[]}`, n, n)
-}
-
-func (c *captureIngestion) snapshot() []capturedItem {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return slices.Clone(c.items)
-}
-
 // mustMatchKeysList fails for any item whose properties or measurements are not in
 // testdata/telemetry/keys.json, the list every KQL query of the repository is checked against.
 // Events named there but not captured by a test are fine: a test covers what it drives.
-func mustMatchKeysList(t *testing.T, items []capturedItem) {
+func mustMatchKeysList(t *testing.T, items []testenv.Envelope) {
 	t.Helper()
 	type keys struct {
 		CustomDimensions   []string `json:"customDimensions"`
@@ -147,9 +95,7 @@ var workbookRounds = []struct {
 // are what this handler really records.
 func TestTelemetryForTheWorkbook(t *testing.T) {
 	t.Parallel()
-	in := &captureIngestion{}
-	srv := httptest.NewServer(in)
-	t.Cleanup(srv.Close)
+	in := testenv.NewIngestion(t)
 	id, g := tenant(t)
 	g.AddUser(graphtest.User{ID: breakGlassID, UPN: breakGlassUPN, UserType: "Member"},
 		graphtest.User{ID: bobID, UPN: "bob@fabrikam.com", UserType: "Member"})
@@ -157,7 +103,7 @@ func TestTelemetryForTheWorkbook(t *testing.T) {
 		g.AddUser(graphtest.User{ID: fmt.Sprintf("5e1f0000-0000-4000-8000-%012d", i), UPN: fmt.Sprintf("user%02d@contoso.com", i), UserType: "Member"})
 	}
 	env := handlerEnv(t, id, g)
-	env["APPLICATIONINSIGHTS_CONNECTION_STRING"] = "InstrumentationKey=00000000-1111-2222-3333-444444444444;IngestionEndpoint=" + srv.URL + "/"
+	env["APPLICATIONINSIGHTS_CONNECTION_STRING"] = in.ConnectionString()
 	env["PROTECTED_USERS"] = breakGlassUPN
 	env["ALLOWED_DOMAINS"] = "contoso.com"
 	az := testenv.StartAzurite(t)
@@ -166,7 +112,7 @@ func TestTelemetryForTheWorkbook(t *testing.T) {
 	deliver := func(dequeueCount int) {
 		t.Helper()
 		text, qid := dequeue(t, az.ConnectionString, "e2e-workbook")
-		if status, _, b := post(t, p.URL+"/revoke-queue", http.Header{"Content-Type": {"application/json"}}, invocation(t, text, qid, dequeueCount)); status != http.StatusOK {
+		if status, _, b := post(t, p.URL+"/revoke-queue", http.Header{"Content-Type": {"application/json"}}, testenv.QueueInvocation("revoke-queue", text, qid, dequeueCount)); status != http.StatusOK {
 			t.Fatalf("queue delivery %d = %d %s; want 200", dequeueCount, status, b)
 		}
 	}
@@ -221,7 +167,7 @@ func TestTelemetryForTheWorkbook(t *testing.T) {
 			deliver(5) // the last delivery: failed, final, a copy kept in the poison queue
 		}
 		if r.poison {
-			if status, _, b := post(t, p.URL+"/revoke-queue", http.Header{"Content-Type": {"application/json"}}, invocation(t, []byte("revoke everyone please"), fmt.Sprintf("wb-poison-%d", h), 1)); status != http.StatusOK {
+			if status, _, b := post(t, p.URL+"/revoke-queue", http.Header{"Content-Type": {"application/json"}}, testenv.QueueInvocation("revoke-queue", []byte("revoke everyone please"), fmt.Sprintf("wb-poison-%d", h), 1)); status != http.StatusOK {
 				t.Fatalf("poison message = %d %s; want 200", status, b)
 			}
 		}
@@ -247,10 +193,10 @@ func TestTelemetryForTheWorkbook(t *testing.T) {
 		t.Fatalf("bad signature = %d; want 401", status)
 	}
 
-	var items []capturedItem
+	var items []testenv.Envelope
 	var rows []pictureRow
 	waitUntil(t, "every outcome ingested", func() bool {
-		items, rows = in.snapshot(), nil
+		items, rows = in.Accepted(), nil
 		rejected, poisoned, permission := false, false, false
 		for _, it := range items {
 			switch it.Name {

@@ -1,13 +1,9 @@
 package cli_test
 
 import (
-	"bytes"
-	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -15,6 +11,7 @@ import (
 	"time"
 
 	"github.com/entra-revoke/entra-revoke/internal/graph/graphtest"
+	"github.com/entra-revoke/entra-revoke/internal/testenv"
 )
 
 // handlerBin is the binary built once by TestMain from the repository root, as an operator would
@@ -38,13 +35,12 @@ func buildAndRun(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	handlerBin = filepath.Join(dir, "handler")
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	// The package directory is internal/cli; the module root is two levels up.
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", handlerBin, ".")
-	cmd.Dir = filepath.Join("..", "..")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "go build -o %s .: %v\n%s", handlerBin, err, out)
+	root, err := testenv.FindRepoRoot()
+	if err == nil {
+		err = testenv.BuildHandler(root, handlerBin)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	return m.Run()
@@ -78,25 +74,28 @@ func mustRunBinary(t *testing.T, bin string, env map[string]string, stdin string
 // mustRunInput is mustRunBinary with stdin read from r (an *os.File is handed over as it is).
 func mustRunInput(t *testing.T, bin string, env map[string]string, stdin io.Reader, args ...string) result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), runTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Dir = t.TempDir()
-	cmd.Env = envList(env)
-	cmd.Stdin = stdin
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	r := result{args: args, stdout: stdout.String(), stderr: stderr.String()}
-	var exit *exec.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &exit) && exit.Exited():
-		r.code = exit.ExitCode()
-	default:
-		t.Fatalf("handler %s: %v\nstderr:\n%s", strings.Join(args, " "), err, stderr.String())
+	return mustRunWith(t, testenv.Options{Bin: bin, Args: args, Env: envList(env), Stdin: stdin})
+}
+
+// mustRunWith runs o to the end (in a temporary working directory, with its output collected when
+// o names no other place for it) through testenv's launcher, which kills what is left of it when
+// the test ends.
+func mustRunWith(t *testing.T, o testenv.Options) result {
+	t.Helper()
+	stdout, stderr := &testenv.Buffer{}, &testenv.Buffer{}
+	if o.Stdout == nil {
+		o.Stdout = stdout
 	}
-	return r
+	if o.Stderr == nil {
+		o.Stderr = stderr
+	}
+	o.Dir = t.TempDir()
+	p := testenv.StartProcess(t, o)
+	code, err := p.Wait(runTimeout)
+	if err != nil {
+		t.Fatalf("handler %s: %v\nstderr:\n%s", strings.Join(o.Args, " "), err, p.StderrTail())
+	}
+	return result{args: o.Args, code: code, stdout: stdout.String(), stderr: stderr.String()}
 }
 
 func envList(env map[string]string) []string {

@@ -2,14 +2,8 @@ package cli_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
-	"net"
 	"net/http"
-	"os/exec"
-	"strconv"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -26,67 +20,18 @@ func mustServe(t *testing.T, env map[string]string) string {
 	return base
 }
 
-// lockedBuffer is a bytes.Buffer the process writes while a test reads it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // mustServeLogged is mustServe that also returns what the server writes on stdout.
-func mustServeLogged(t *testing.T, env map[string]string) (string, *lockedBuffer) {
+func mustServeLogged(t *testing.T, env map[string]string) (string, *testenv.Buffer) {
 	t.Helper()
-	stdout := &lockedBuffer{}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	stdout, stderr := &testenv.Buffer{}, &testenv.Buffer{}
+	p := testenv.StartProcess(t, testenv.Options{Bin: handlerBin, Args: []string{"serve"}, Env: envList(env),
+		Listen: true, Stdout: stdout, Stderr: stderr})
+	env[testenv.PortVariable] = p.Port
+	t.Cleanup(func() { _ = p.Stop(15 * time.Second) }) // SIGTERM, as the host stops an instance
+	if _, err := p.WaitReady(30*time.Second, 50*time.Millisecond); err != nil {
+		t.Fatalf("handler serve: %v\nstderr:\n%s", err, stderr)
 	}
-	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
-	ln.Close()
-	env["FUNCTIONS_CUSTOMHANDLER_PORT"] = port
-
-	ctx, cancel := context.WithTimeout(context.Background(), runTimeout)
-	cmd := exec.CommandContext(ctx, handlerBin, "serve")
-	cmd.Env = envList(env)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	cmd.Stdout = stdout
-	if err := cmd.Start(); err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		_ = cmd.Wait()
-		cancel()
-	})
-	base := "http://127.0.0.1:" + port
-	client := &http.Client{Timeout: 2 * time.Second}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := client.Get(base + "/")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return base, stdout
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("handler serve did not answer GET / within 30 s: %v\nstderr:\n%s", err, stderr.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return p.URL, stdout
 }
 
 // comparableResult keeps what the caller decides on; ids and times differ between two runs.

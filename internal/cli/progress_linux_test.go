@@ -4,15 +4,15 @@ package cli_test
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
 	"unsafe"
+
+	"github.com/entra-revoke/entra-revoke/internal/testenv"
 )
 
 // mustPTY opens a pseudo-terminal pair, so that the binary's stderr really is a terminal.
@@ -44,13 +44,6 @@ func mustPTY(t *testing.T) (master, slave *os.File) {
 func runOnTerminal(t *testing.T, env map[string]string, args ...string) (code int, stdout, terminal string) {
 	t.Helper()
 	master, slave := mustPTY(t)
-	ctx, cancel := context.WithTimeout(context.Background(), runTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, handlerBin, args...)
-	cmd.Dir = t.TempDir()
-	cmd.Env = envList(env)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, slave
 	// Drain the terminal while the binary writes to it; the read ends with EIO once the last
 	// slave descriptor is closed.
 	read := make(chan string, 1)
@@ -59,15 +52,9 @@ func runOnTerminal(t *testing.T, env map[string]string, args ...string) (code in
 		_, _ = io.Copy(&b, master)
 		read <- b.String()
 	}()
-	err := cmd.Run()
+	r := mustRunWith(t, testenv.Options{Bin: handlerBin, Args: args, Env: envList(env), Stderr: slave})
 	slave.Close()
-	terminal = <-read
-	if exit, ok := err.(*exec.ExitError); ok {
-		code = exit.ExitCode()
-	} else if err != nil {
-		t.Fatalf("handler %s: %v", strings.Join(args, " "), err)
-	}
-	return code, out.String(), terminal
+	return r.code, r.stdout, <-read
 }
 
 func TestRevokeProgressOnTerminal(t *testing.T) {

@@ -21,6 +21,7 @@ import (
 
 	"github.com/entra-revoke/entra-revoke/internal/entraauth"
 	"github.com/entra-revoke/entra-revoke/internal/entraauth/entratest"
+	"github.com/entra-revoke/entra-revoke/internal/testenv"
 )
 
 const (
@@ -69,13 +70,7 @@ func mustValidator(t *testing.T, cfg entraauth.Config) *entraauth.Validator {
 // waitFor polls cond; the bound is generous because it only guards against hanging forever.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testenv.WaitFor(t, 30*time.Second, what, cond)
 }
 
 func mustReadyValidator(t *testing.T, cfg entraauth.Config) *entraauth.Validator {
@@ -336,25 +331,11 @@ func TestUnknownKIDRefreshIsRateLimited(t *testing.T) {
 	}
 }
 
-// logBuffer collects JSON log lines from concurrent goroutines.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-// count returns how many log records have the message msg.
-func (b *logBuffer) count(t *testing.T, msg string) int {
+// countLogs returns how many JSON log records in logs have the message msg.
+func countLogs(t *testing.T, logs *testenv.Buffer, msg string) int {
 	t.Helper()
-	b.mu.Lock()
-	defer b.mu.Unlock()
 	n := 0
-	for line := range strings.Lines(b.buf.String()) {
+	for line := range strings.Lines(logs.String()) {
 		var rec struct{ Msg string }
 		if err := json.Unmarshal([]byte(line), &rec); err != nil {
 			t.Fatalf("log line %q: %v", line, err)
@@ -366,17 +347,11 @@ func (b *logBuffer) count(t *testing.T, msg string) int {
 	return n
 }
 
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 func TestEntraUnreachableAtStart(t *testing.T) {
 	t.Parallel()
 	iss := mustIssuer(t)
 	iss.SetAvailable(false)
-	var logs logBuffer
+	var logs testenv.Buffer
 	cfg := baseConfig(iss)
 	cfg.Logger = slog.New(slog.NewJSONHandler(&logs, nil))
 
@@ -411,7 +386,7 @@ func TestEntraUnreachableAtStart(t *testing.T) {
 	}
 	_, err := v.Validate(t.Context(), token)
 	checkRejected(t, token, err, entraauth.ReasonBadToken, entraauth.ErrKeysUnavailable)
-	if got := logs.count(t, "entra signing keys unavailable"); got != 1 {
+	if got := countLogs(t, &logs, "entra signing keys unavailable"); got != 1 {
 		t.Errorf("outage logged %d times after %d attempts; want once\nlogs:\n%s", got, iss.MetadataRequests(), logs.String())
 	}
 
@@ -424,7 +399,7 @@ func TestEntraUnreachableAtStart(t *testing.T) {
 	if got.ClientID != clientA {
 		t.Errorf("Validate after Entra came back = %+v; want client %s", got, clientA)
 	}
-	if n := logs.count(t, "entra signing keys loaded"); n != 1 {
+	if n := countLogs(t, &logs, "entra signing keys loaded"); n != 1 {
 		t.Errorf("recovery logged %d times; want once\nlogs:\n%s", n, logs.String())
 	}
 	if strings.Contains(logs.String(), token) {
@@ -449,7 +424,7 @@ func TestMetadataOfAnotherTenantIsRefused(t *testing.T) {
 			t.Parallel()
 			iss := mustIssuer(t)
 			iss.SetMetadataIssuer(tt.issuer)
-			var logs logBuffer
+			var logs testenv.Buffer
 			cfg := baseConfig(iss)
 			cfg.Logger = slog.New(slog.NewJSONHandler(&logs, nil))
 			v := mustValidator(t, cfg)
@@ -526,7 +501,7 @@ func TestMetadataDownloadIsHardened(t *testing.T) {
 				tt.handler(w, r)
 			}))
 			t.Cleanup(srv.Close)
-			var logs logBuffer
+			var logs testenv.Buffer
 			cfg := baseConfig(iss)
 			cfg.OpenIDConfigURL = srv.URL + "/" + tenantID + "/v2.0/.well-known/openid-configuration"
 			cfg.Logger = slog.New(slog.NewJSONHandler(&logs, nil))

@@ -1,14 +1,11 @@
 package graph
 
 import (
-	"context"
 	"errors"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	khttp "github.com/microsoft/kiota-http-go"
 	core "github.com/microsoftgraph/msgraph-sdk-go-core"
@@ -47,24 +44,6 @@ func TestMiddlewares(t *testing.T) {
 	}
 }
 
-// caeCredential hands out "old" until it is asked for a token with claims, then "new", as a
-// credential does once a CAE event revoked the old token. It records the claims asked for.
-type caeCredential struct {
-	mu     sync.Mutex
-	claims []string
-}
-
-func (c *caeCredential) GetToken(_ context.Context, opts policy.TokenRequestOptions) (azcore.AccessToken, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.claims = append(c.claims, opts.Claims)
-	tok := "old"
-	if slices.ContainsFunc(c.claims, func(s string) bool { return s != "" }) {
-		tok = "new"
-	}
-	return azcore.AccessToken{Token: tok, ExpiresOn: time.Now().Add(time.Hour)}, nil
-}
-
 // TestClaimsChallenge: when Graph answers a CAE claims challenge, the SDK asks the credential
 // for a token satisfying the claims and sends the call once more with it; later calls use the
 // new token. Nothing of ours sits between the SDK and the credential's cache to keep the old one.
@@ -74,7 +53,8 @@ func TestClaimsChallenge(t *testing.T) {
 	g := graphtest.NewGraph(t)
 	g.AddUser(alice)
 	g.Script(alice.UPN, graphtest.ClaimsChallenge(claims))
-	cred := &caeCredential{}
+	cred := graphtest.NewCredential("old")
+	cred.AfterClaims("new") // as a credential once a CAE event revoked the old token
 	c := mustClient(t, Config{BaseURL: g.URL(), Credential: cred})
 
 	res, err := c.RevokeSignInSessions(mustContext(t, 10*time.Second), alice.UPN)
@@ -91,10 +71,7 @@ func TestClaimsChallenge(t *testing.T) {
 	if want := []string{"Bearer old", "Bearer new", "Bearer new"}; !slices.Equal(auths, want) {
 		t.Errorf("Authorization of the Graph requests = %v; want %v", auths, want)
 	}
-	cred.mu.Lock()
-	got := slices.Clone(cred.claims)
-	cred.mu.Unlock()
-	if len(got) < 2 || got[0] != "" || got[1] != claims {
+	if got := cred.Claims(); len(got) < 2 || got[0] != "" || got[1] != claims {
 		t.Errorf("claims asked of the credential = %q; want \"\" then %q", got, claims)
 	}
 	if res.Attempts != 2 || g.Revocations(alice.UPN) != 2 {

@@ -1,7 +1,6 @@
 package telemetry
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -12,38 +11,17 @@ import (
 	"testing"
 	"time"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+
+	"github.com/entra-revoke/entra-revoke/internal/graph/graphtest"
 )
-
-// fakeCredential hands out a fixed token and records the scopes asked for.
-type fakeCredential struct {
-	token     string
-	failFirst bool
-
-	mu     sync.Mutex
-	calls  int
-	scopes [][]string
-}
-
-var _ azcore.TokenCredential = (*fakeCredential)(nil)
-
-func (c *fakeCredential) GetToken(_ context.Context, opts policy.TokenRequestOptions) (azcore.AccessToken, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.calls++
-	c.scopes = append(c.scopes, opts.Scopes)
-	if c.failFirst && c.calls == 1 {
-		return azcore.AccessToken{}, errors.New("identity endpoint unavailable")
-	}
-	return azcore.AccessToken{Token: c.token, ExpiresOn: time.Now().Add(time.Hour)}, nil
-}
 
 func TestAADTokenOnEveryBatch(t *testing.T) {
 	t.Parallel()
 	f := newFakeIngestion(t)
-	cred := &fakeCredential{token: "fake-token-" + randomHex(8), failFirst: true}
+	token := "fake-token-" + randomHex(8)
+	cred := graphtest.NewCredential(token)
+	cred.FailFirst(1, errors.New("identity endpoint unavailable"))
 	tel := mustNew(t, Config{Connection: f.connection(true), Credential: cred, BatchSize: 2, Interval: time.Hour})
 	want := sendOutcomes(tel, 6)
 	mustClose(t, tel)
@@ -58,16 +36,15 @@ func TestAADTokenOnEveryBatch(t *testing.T) {
 		t.Errorf("got %d requests; want at least 3 batches", len(reqs))
 	}
 	for i, r := range reqs {
-		if r.authorization != "Bearer "+cred.token {
+		if r.authorization != "Bearer "+token {
 			t.Errorf("request %d Authorization = %q; want the credential's bearer token", i, r.authorization)
 		}
 	}
-	cred.mu.Lock()
-	defer cred.mu.Unlock()
-	if cred.calls < len(reqs)+1 {
-		t.Errorf("GetToken called %d times for %d requests (+1 failure); want once per batch", cred.calls, len(reqs))
+	scopes := cred.Scopes()
+	if len(scopes) < len(reqs)+1 {
+		t.Errorf("GetToken called %d times for %d requests (+1 failure); want once per batch", len(scopes), len(reqs))
 	}
-	for _, s := range cred.scopes {
+	for _, s := range scopes {
 		if !slices.Equal(s, []string{AADScope}) {
 			t.Errorf("GetToken scopes = %q; want [%q]", s, AADScope)
 		}
@@ -77,7 +54,7 @@ func TestAADTokenOnEveryBatch(t *testing.T) {
 func TestNoTokenWithoutAAD(t *testing.T) {
 	t.Parallel()
 	f := newFakeIngestion(t)
-	cred := &fakeCredential{token: "must-not-be-sent"}
+	cred := graphtest.NewCredential("must-not-be-sent")
 	tel := mustNew(t, Config{Connection: f.connection(false), Credential: cred, Interval: time.Hour})
 	sendOutcomes(tel, 1)
 	mustClose(t, tel)

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/entra-revoke/entra-revoke/internal/revoke"
+	"github.com/entra-revoke/entra-revoke/internal/testenv"
 )
 
 // lineKeys returns the keys of one JSON object line in the order they appear.
@@ -44,7 +45,7 @@ func lineKeys(t *testing.T, line string) []string {
 // and msg, then the event name, its properties in the documented order and its measurements.
 func TestAuditLineFieldOrder(t *testing.T) {
 	t.Parallel()
-	var out syncBuffer
+	var out testenv.Buffer
 	tel := mustNew(t, Config{Stdout: &out})
 	tel.Outcome(context.Background(), fullOutcome())
 	tel.Rejected(context.Background(), Rejection{Reason: "bad_token", Trigger: revoke.TriggerHTTP, RequestID: "r1", ClientIP: "203.0.113.7"})
@@ -169,7 +170,7 @@ func TestHashUPN(t *testing.T) {
 func TestCLIOutcome(t *testing.T) {
 	t.Parallel()
 	f := newFakeIngestion(t)
-	var out syncBuffer
+	var out testenv.Buffer
 	tel := mustNew(t, Config{Connection: f.connection(false), Stdout: &out, Interval: time.Hour})
 	tel.Outcome(context.Background(), revoke.Outcome{
 		Meta:   revoke.Meta{Trigger: revoke.TriggerCLI, RequestID: "cli-1", Caller: "cli:analyst@contoso.com"},
@@ -188,7 +189,7 @@ func TestCLIOutcome(t *testing.T) {
 func TestStateFallbackEvent(t *testing.T) {
 	t.Parallel()
 	f := newFakeIngestion(t)
-	var out syncBuffer
+	var out testenv.Buffer
 	tel := mustNew(t, Config{Connection: f.connection(false), Stdout: &out, Interval: time.Hour, RedactUPN: true, UPNSalt: "0123456789abcdef"})
 	err := errors.New("GET https://acct.table.core.windows.net/revokestate()?sv=2024&sig=SECRETSIG failed for bob@contoso.com\nRESPONSE 503\nmore detail")
 	tel.StateFallback(context.Background(), "claim", err)

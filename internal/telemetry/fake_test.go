@@ -1,14 +1,9 @@
 package telemetry
 
 import (
-	"bufio"
-	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"regexp"
 	"slices"
@@ -16,22 +11,20 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/entra-revoke/entra-revoke/internal/testenv"
 )
 
 const testIKey = "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
 
-// fakeIngestion is an Application Insights ingestion endpoint (POST /v2.1/track) that reads
-// each request, splits the newline-delimited envelopes and validates every one against the
-// schema strictly, then answers as scripted (by default 200, all accepted).
+// fakeIngestion is testenv's ingestion endpoint with this package's strict reading of the wire
+// format: every request must be POST /v2.1/track, uncompressed application/x-json-stream, and
+// every envelope must match the schema exactly (parseEnvelope); it answers as scripted by respond
+// (by default 200, all accepted).
 type fakeIngestion struct {
 	t       *testing.T
-	srv     *httptest.Server
-	respond func(call int, items []gotItem) fakeResponse // nil: 200, all accepted
-
-	mu       sync.Mutex
-	requests []gotRequest
-	accepted []gotItem
-	changed  chan struct{}
+	in      *testenv.Ingestion
+	respond func(call int, items []gotItem) fakeResponse // nil: 200, all accepted; set before sending
 }
 
 // fakeResponse is a scripted answer; errors are the 206 item errors.
@@ -41,11 +34,7 @@ type fakeResponse struct {
 	errors     []itemError
 }
 
-type itemError struct {
-	Index      int    `json:"index"`
-	StatusCode int    `json:"statusCode"`
-	Message    string `json:"message"`
-}
+type itemError = testenv.ItemError
 
 type gotRequest struct {
 	at            time.Time
@@ -130,16 +119,22 @@ func mustLoadKeys(path string) (props, meas map[string][]string) {
 
 func newFakeIngestion(t *testing.T) *fakeIngestion {
 	t.Helper()
-	f := &fakeIngestion{t: t, changed: make(chan struct{}, 1)}
-	f.srv = httptest.NewServer(http.HandlerFunc(f.serveHTTP))
-	t.Cleanup(f.srv.Close)
+	f := &fakeIngestion{t: t, in: testenv.NewIngestion(t)}
+	f.in.Respond(func(call int, r testenv.IngestionRequest) testenv.IngestionReply {
+		items := f.mustParse(r)
+		if f.respond == nil {
+			return testenv.IngestionReply{}
+		}
+		resp := f.respond(call, items)
+		return testenv.IngestionReply{Status: resp.status, RetryAfter: resp.retryAfter, Errors: resp.errors}
+	})
 	return f
 }
 
 // connection is the connection string of the fake, parsed.
 func (f *fakeIngestion) connection(aad bool) ConnectionString {
 	f.t.Helper()
-	s := "InstrumentationKey=" + testIKey + ";IngestionEndpoint=" + f.srv.URL + "/;LiveEndpoint=https://live.example/"
+	s := "InstrumentationKey=" + testIKey + ";IngestionEndpoint=" + f.in.URL() + "/;LiveEndpoint=https://live.example/"
 	if aad {
 		s += ";Authorization=AAD"
 	}
@@ -150,82 +145,35 @@ func (f *fakeIngestion) connection(aad bool) ConnectionString {
 	return c
 }
 
-func (f *fakeIngestion) serveHTTP(w http.ResponseWriter, r *http.Request) {
-	t := f.t
-	if r.Method != http.MethodPost || r.URL.Path != "/v2.1/track" {
-		t.Errorf("ingestion got %s %s; want POST /v2.1/track", r.Method, r.URL.Path)
-		http.Error(w, "not found", http.StatusNotFound)
-		return
+// mustParse checks a request strictly, reporting every deviation, and returns its valid items.
+func (f *fakeIngestion) mustParse(r testenv.IngestionRequest) []gotItem {
+	if r.Path != "/v2.1/track" {
+		f.t.Errorf("ingestion got POST %s; want POST /v2.1/track", r.Path)
 	}
 	if ct := r.Header.Get("Content-Type"); ct != "application/x-json-stream" {
-		t.Errorf("Content-Type = %q; want application/x-json-stream", ct)
+		f.t.Errorf("Content-Type = %q; want application/x-json-stream", ct)
 	}
 	if ce := r.Header.Get("Content-Encoding"); ce != "" {
-		t.Errorf("Content-Encoding = %q; want none", ce)
+		f.t.Errorf("Content-Encoding = %q; want none", ce)
 	}
-	body, err := io.ReadAll(r.Body)
-	if err != nil {
-		t.Errorf("read body: %v", err)
-		http.Error(w, "bad body", http.StatusBadRequest)
-		return
-	}
-	req := gotRequest{at: time.Now(), authorization: r.Header.Get("Authorization"), body: body}
-	sc := bufio.NewScanner(bytes.NewReader(body))
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		line := sc.Bytes()
-		it, err := parseEnvelope(line)
+	return f.items(r.Envelopes, true)
+}
+
+// items reads envelopes strictly; report says whether to fail the test for an invalid one (once,
+// when it arrives) or to leave it out silently (when read again).
+func (f *fakeIngestion) items(envs []testenv.Envelope, report bool) []gotItem {
+	var items []gotItem
+	for i, e := range envs {
+		it, err := parseEnvelope(e.Raw)
 		if err != nil {
-			t.Errorf("envelope %d invalid: %v\n%s", len(req.items), err, line)
+			if report {
+				f.t.Errorf("envelope %d invalid: %v\n%s", i, err, e.Raw)
+			}
 			continue
 		}
-		req.items = append(req.items, it)
+		items = append(items, it)
 	}
-	if len(req.items) == 0 {
-		t.Errorf("request with no envelopes")
-	}
-
-	f.mu.Lock()
-	call := len(f.requests)
-	f.requests = append(f.requests, req)
-	f.mu.Unlock()
-
-	resp := fakeResponse{status: http.StatusOK}
-	if f.respond != nil {
-		resp = f.respond(call, req.items)
-	}
-	rejected := map[int]bool{}
-	for _, e := range resp.errors {
-		rejected[e.Index] = true
-	}
-	f.mu.Lock()
-	if resp.status == http.StatusOK || resp.status == http.StatusPartialContent {
-		for i, it := range req.items {
-			if !rejected[i] {
-				f.accepted = append(f.accepted, it)
-			}
-		}
-	}
-	f.mu.Unlock()
-	select {
-	case f.changed <- struct{}{}:
-	default:
-	}
-
-	if resp.retryAfter != "" {
-		w.Header().Set("Retry-After", resp.retryAfter)
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(resp.status)
-	errs := resp.errors
-	if errs == nil {
-		errs = []itemError{}
-	}
-	_ = json.NewEncoder(w).Encode(map[string]any{
-		"itemsReceived": len(req.items),
-		"itemsAccepted": len(req.items) - len(rejected),
-		"errors":        errs,
-	})
+	return items
 }
 
 // parseEnvelope validates one envelope strictly: exact key sets, types, names and formats.
@@ -384,27 +332,18 @@ func decodeAll(fields map[string]json.RawMessage, into map[string]any) error {
 }
 
 func (f *fakeIngestion) snapshot() (reqs []gotRequest, accepted []gotItem) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return slices.Clone(f.requests), slices.Clone(f.accepted)
+	for _, r := range f.in.Requests() {
+		reqs = append(reqs, gotRequest{at: r.At, authorization: r.Header.Get("Authorization"), body: r.Body, items: f.items(r.Envelopes, false)})
+	}
+	return reqs, f.items(f.in.Accepted(), false)
 }
 
 // mustWaitAccepted waits until cond holds for the accepted items. The bound only keeps a broken
 // sender from hanging the test; it is not a latency assertion.
 func (f *fakeIngestion) mustWaitAccepted(cond func([]gotItem) bool) []gotItem {
 	f.t.Helper()
-	deadline := time.After(20 * time.Second)
-	for {
-		_, acc := f.snapshot()
-		if cond(acc) {
-			return acc
-		}
-		select {
-		case <-f.changed:
-		case <-deadline:
-			f.t.Fatalf("ingestion never got the expected items; accepted %d", len(acc))
-		}
-	}
+	acc := f.in.WaitAccepted(f.t, 20*time.Second, "expected items", func(e []testenv.Envelope) bool { return cond(f.items(e, false)) })
+	return f.items(acc, false)
 }
 
 // requestIDs lists the requestId property of accepted SessionRevocation events, in order.

@@ -1,7 +1,6 @@
 package telemetry
 
 import (
-	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -16,36 +15,19 @@ import (
 	"os/signal"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/entra-revoke/entra-revoke/internal/graph/graphtest"
 	"github.com/entra-revoke/entra-revoke/internal/revoke"
+	"github.com/entra-revoke/entra-revoke/internal/testenv"
 )
 
 const (
 	testTraceID = "4bf92f3577b34da6a3ce929d0e0e4736"
 	testSpanID  = "00f067aa0ba902b7"
 )
-
-// syncBuffer is a bytes.Buffer safe for the concurrent writes of an slog handler and reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func mustNew(t *testing.T, cfg Config) *Telemetry {
 	t.Helper()
@@ -99,7 +81,7 @@ func fullOutcome() revoke.Outcome {
 func TestExportSchema(t *testing.T) {
 	t.Parallel()
 	f := newFakeIngestion(t)
-	stdout := &syncBuffer{}
+	stdout := &testenv.Buffer{}
 	tel := mustNew(t, Config{
 		Connection: f.connection(false), Role: "func-revoke", RoleInstance: "inst-1", Stdout: stdout,
 		Interval: time.Hour, // one request, at Close
@@ -255,7 +237,7 @@ func checkLine(t *testing.T, line, event string, props map[string]string, meas m
 
 func TestStdoutOnlyWithoutConnectionString(t *testing.T) {
 	t.Parallel()
-	stdout := &syncBuffer{}
+	stdout := &testenv.Buffer{}
 	tel := mustNew(t, Config{Stdout: stdout})
 	o := revoke.Outcome{Meta: revoke.Meta{Trigger: revoke.TriggerHTTP, RequestID: "r1"}, Status: revoke.StatusDryRun,
 		UPN: "alice@contoso.com", DryRun: true}
@@ -297,7 +279,7 @@ func TestRedactUPN(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			f := newFakeIngestion(t)
-			stdout := &syncBuffer{}
+			stdout := &testenv.Buffer{}
 			tel := mustNew(t, Config{Connection: f.connection(false), RedactUPN: true, UPNSalt: tt.salt, Stdout: stdout, Interval: time.Hour})
 
 			member := "Alice.O'Brien@Contoso.com"
@@ -490,7 +472,7 @@ func TestBatchStatus(t *testing.T) {
 			}
 			cfg := Config{Connection: f.connection(tt.aad), BatchSize: 3, Interval: time.Hour}
 			if tt.aad {
-				cfg.Credential = &fakeCredential{token: "tok"}
+				cfg.Credential = graphtest.NewCredential("tok")
 			}
 			tel := mustNew(t, cfg)
 			sendOutcomes(tel, 3)
@@ -671,7 +653,7 @@ func TestSIGTERMFlushes(t *testing.T) {
 func TestCloseIdempotentAndLateItems(t *testing.T) {
 	t.Parallel()
 	f := newFakeIngestion(t)
-	stdout := &syncBuffer{}
+	stdout := &testenv.Buffer{}
 	tel := mustNew(t, Config{Connection: f.connection(false), Stdout: stdout, Interval: time.Hour})
 	sendOutcomes(tel, 1)
 	mustClose(t, tel)

@@ -40,8 +40,11 @@ type Options struct {
 	// Listen gives the child a free port on 127.0.0.1 in FUNCTIONS_CUSTOMHANDLER_PORT, replacing
 	// any value in Env, as the Functions host does; Process.Port and Process.URL name it.
 	Listen bool
+	// Stdin is the child's input; nil is none. An *os.File is handed over as it is.
+	Stdin io.Reader
 	// Stdout and Stderr receive the child's output; nil discards it. The last 8 KiB of stderr are
-	// kept for error messages either way.
+	// kept for error messages, except when Stderr is an *os.File: that is handed over as it is,
+	// so that a terminal stays a terminal to the child.
 	Stdout, Stderr io.Writer
 }
 
@@ -71,13 +74,17 @@ func Start(o Options) (*Process, error) {
 		p.Port, p.URL = port, "http://127.0.0.1:"+port
 	}
 	p.Cmd.Env, p.Cmd.Dir = env, o.Dir
-	p.Cmd.Stdout = o.Stdout
+	p.Cmd.Stdin, p.Cmd.Stdout = o.Stdin, o.Stdout
 	if p.Cmd.Stdout == nil {
 		p.Cmd.Stdout = io.Discard
 	}
-	p.Cmd.Stderr = io.Writer(p.stderr)
-	if o.Stderr != nil {
-		p.Cmd.Stderr = io.MultiWriter(o.Stderr, p.stderr)
+	switch w := o.Stderr.(type) {
+	case nil:
+		p.Cmd.Stderr = p.stderr
+	case *os.File:
+		p.Cmd.Stderr = w
+	default:
+		p.Cmd.Stderr = io.MultiWriter(w, p.stderr)
 	}
 	setProcessGroup(p.Cmd)
 	p.Started = time.Now()

@@ -3,11 +3,13 @@ package testenv_test
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -43,6 +45,11 @@ func TestMain(m *testing.M) {
 	case "fail":
 		fmt.Fprintln(os.Stderr, "bad setting FOO")
 		os.Exit(3)
+	case "echo": // stdin to stderr, and whether stderr is a regular file rather than a pipe
+		in, _ := io.ReadAll(os.Stdin)
+		fi, err := os.Stderr.Stat()
+		fmt.Fprintf(os.Stderr, "%s regular=%v", in, err == nil && fi.Mode().IsRegular())
+		os.Exit(0)
 	}
 }
 
@@ -101,6 +108,24 @@ func TestLauncherReportsAnEarlyExit(t *testing.T) {
 	}
 	if code, err := p.Wait(10 * time.Second); code != 3 || err != nil {
 		t.Errorf("Wait = %d, %v; want exit code 3", code, err)
+	}
+}
+
+// Stdin reaches the child, and an *os.File stderr is the child's own (a terminal stays one).
+func TestLauncherHandsOverStdinAndAFileStderr(t *testing.T) {
+	t.Parallel()
+	f, err := os.Create(filepath.Join(t.TempDir(), "stderr"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	o := child("echo")
+	o.Stdin, o.Stderr = strings.NewReader("from stdin"), f
+	if code, err := testenv.StartProcess(t, o).Wait(30 * time.Second); code != 0 || err != nil {
+		t.Fatalf("Wait = %d, %v; want 0", code, err)
+	}
+	if got, _ := os.ReadFile(f.Name()); string(got) != "from stdin regular=true" {
+		t.Errorf("the child's stderr file holds %q; want %q", got, "from stdin regular=true")
 	}
 }
 

@@ -1,8 +1,11 @@
 // Package testenv gives tests the real things they run against: the repository's paths and host
-// fixtures, the standardwebhooks npm package (an implementation of the signature scheme independent
-// of ours) and Azurite, installed under testdata/node by `make node-tools`, and the one launcher
-// that starts child processes (the handler binary, Azurite) for the tests and the load tool
-// (process.go). It is for tests and bench/ only; production code must never import it.
+// fixtures, the host's invocations (invocation.go), an Application Insights ingestion endpoint
+// (ingestion.go), the standardwebhooks npm package (an implementation of the signature scheme
+// independent of ours) and Azurite, installed under testdata/node by `make node-tools`, the one
+// launcher that starts child processes (the handler binary, Azurite) for the tests and the load
+// tool (process.go), and the waits that poll a condition (wait.go). It imports nothing of this
+// module, so that every package's tests can use it. It is for tests and bench/ only; production
+// code must never import it.
 package testenv
 
 import (

@@ -2,6 +2,7 @@ package testenv_test
 
 import (
 	"net/http"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -119,5 +120,39 @@ func TestStartAzurite(t *testing.T) {
 	if resp, err := client.Get(endpoint + "?comp=list"); err == nil {
 		_ = resp.Body.Close()
 		t.Errorf("GET %s after cleanup: %d; want the connection refused", endpoint, resp.StatusCode)
+	}
+}
+
+func TestEventually(t *testing.T) {
+	t.Parallel()
+	start, calls := time.Now(), 0
+	if !testenv.Eventually(10*time.Second, func() bool { calls++; return time.Since(start) > 50*time.Millisecond }) {
+		t.Fatal("Eventually = false for a condition that holds after 50ms; want true")
+	}
+	if calls < 2 {
+		t.Errorf("cond asked %d times; want it polled", calls)
+	}
+	calls = 0
+	if testenv.Eventually(30*time.Millisecond, func() bool { calls++; return false }) {
+		t.Fatal("Eventually = true for a condition that never holds")
+	}
+	if calls < 2 {
+		t.Errorf("cond asked %d times before giving up; want it asked again at the deadline", calls)
+	}
+}
+
+// testenv imports nothing of this module: every package's tests use it, including those of
+// packages it would otherwise import (telemetry's own tests use the ingestion fake).
+func TestImportsNothingOfTheModule(t *testing.T) {
+	t.Parallel()
+	cmd := exec.Command("go", "list", "-deps", ".")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list -deps: %v", err)
+	}
+	for _, pkg := range strings.Fields(string(out)) {
+		if strings.HasPrefix(pkg, "github.com/entra-revoke/entra-revoke/") && pkg != "github.com/entra-revoke/entra-revoke/internal/testenv" {
+			t.Errorf("testenv depends on %s; it must import nothing of this module", pkg)
+		}
 	}
 }
