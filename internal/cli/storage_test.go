@@ -1,23 +1,14 @@
 package cli
 
 import (
-	"context"
-	"errors"
 	"testing"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 
+	"github.com/entra-revoke/entra-revoke/internal/graph/graphtest"
 	"github.com/entra-revoke/entra-revoke/internal/queue"
 	"github.com/entra-revoke/entra-revoke/internal/settings"
 )
-
-// appCredential stands in for the app's managed identity; nothing here asks it for a token.
-type appCredential struct{}
-
-func (appCredential) GetToken(context.Context, policy.TokenRequestOptions) (azcore.AccessToken, error) {
-	return azcore.AccessToken{}, errors.New("no token in this test")
-}
 
 // Whatever storage the settings accept, the queues and the state table are built from: the
 // handler never starts with storage it cannot reach, and signs in the way the setting says.
@@ -52,7 +43,7 @@ func TestStorageFromSettings(t *testing.T) {
 			if err != nil {
 				t.Fatalf("settings.Load(%v) = %v", tt.env, err)
 			}
-			app := appCredential{}
+			app := graphtest.NewCredential("app-token") // the app's identity; nothing asks it for a token
 			cred, err := storageCredential(s.Storage, app)
 			if err != nil {
 				t.Fatal(err)
