@@ -27,13 +27,12 @@ func (t *Table) MessageProgress(ctx context.Context, key MessageKey) ([]byte, bo
 // SaveMessageProgress implements Store. A message is worked on by one delivery at a time (the
 // queue hides it meanwhile), so the last write wins.
 func (t *Table) SaveMessageProgress(ctx context.Context, key MessageKey, progress []byte, done bool) error {
-	ctx, cancel := t.opContext(ctx)
-	defer cancel()
-	e := newEntity(messageKey(key), kindMessage, t.now().Add(MessageTTL))
-	e.props[propDone] = done
-	if err := e.setData(progress); err != nil {
+	e, err := t.messageEntity(key, progress, done)
+	if err != nil {
 		return err
 	}
+	ctx, cancel := t.opContext(ctx)
+	defer cancel()
 	if err := t.upsert(ctx, e); err != nil {
 		return fmt.Errorf("save message progress: %w", err)
 	}
@@ -43,15 +42,21 @@ func (t *Table) SaveMessageProgress(ctx context.Context, key MessageKey, progres
 // addMessageProgress saves a message's progress only if the table has none for it (progress
 // written back after an outage never replaces a later delivery's).
 func (t *Table) addMessageProgress(ctx context.Context, key MessageKey, progress []byte, done bool) error {
-	ctx, cancel := t.opContext(ctx)
-	defer cancel()
-	e := newEntity(messageKey(key), kindMessage, t.now().Add(MessageTTL))
-	e.props[propDone] = done
-	if err := e.setData(progress); err != nil {
+	e, err := t.messageEntity(key, progress, done)
+	if err != nil {
 		return err
 	}
+	ctx, cancel := t.opContext(ctx)
+	defer cancel()
 	if _, err := t.add(ctx, e); err != nil && !hasCode(err, aztables.EntityAlreadyExists) {
 		return fmt.Errorf("add message progress: %w", err)
 	}
 	return nil
+}
+
+// messageEntity is a message's progress as stored, kept MessageTTL from now.
+func (t *Table) messageEntity(key MessageKey, progress []byte, done bool) (entity, error) {
+	e := newEntity(messageKey(key), kindMessage, t.now().Add(MessageTTL))
+	e.props[propDone] = done
+	return e, e.setData(progress)
 }
